@@ -1,0 +1,5 @@
+"""``python -m campaign``: the same as the ``campaign`` command."""
+
+from campaign.cli import main
+
+main()

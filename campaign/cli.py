@@ -1,0 +1,412 @@
+"""The ``campaign`` command: parse, call one library function, print, pick the exit code.
+
+All the work lives in ``campaign.runner``; this module only turns flags into options, shows
+progress and summaries with rich, and maps errors to PRODUCT.md's exit codes. A
+``CampaignError`` is printed as its one sentence; anything else is a bug and gets a
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from campaign import __version__, runner
+from campaign.config import API_KEY_ENV, Campaign, load_campaign
+from campaign.errors import CampaignError, ExitCode
+from campaign.state import Outcome, Status
+
+T = TypeVar("T")
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
+
+
+class _Ctx:
+    debug = False
+
+
+def _fail(error: BaseException) -> None:
+    """Print an error the way users should see it and exit with its code."""
+    if isinstance(error, CampaignError):
+        err.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
+        sys.exit(int(error.exit_code))
+    if isinstance(error, KeyboardInterrupt):
+        sys.exit(int(ExitCode.INTERRUPTED))
+    raise error
+
+
+def _guard(debug: bool, fn: Callable[[], T]) -> T:
+    try:
+        return fn()
+    except (CampaignError, KeyboardInterrupt) as error:
+        if debug:
+            err.print_exception()
+        _fail(error)
+        raise  # unreachable
+    except Exception:
+        if debug:
+            raise
+        err.print(
+            "[bold red]internal error:[/] campaign hit a bug; rerun with --debug for the traceback "
+            "and report it. Nothing committed to the state file is lost.",
+        )
+        sys.exit(int(ExitCode.STOPPED))
+
+
+def _load(path: str, **overrides: Any) -> Campaign:
+    campaign = load_campaign(path)
+    sending = {k: v for k, v in overrides.items() if v is not None}
+    if sending:
+        campaign = dataclasses.replace(campaign, sending=dataclasses.replace(campaign.sending, **sending))
+    return campaign
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="campaign")
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def cli(debug: bool) -> None:
+    """Send a messaging campaign from a spreadsheet through the Sociocs API.
+
+    Start with `campaign check CAMPAIGN.toml`, then `campaign send CAMPAIGN.toml`.
+    Add --sandbox to send to a built-in local API instead (no account needed).
+    """
+    _Ctx.debug = debug
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--report", type=click.Path(dir_okay=False), help="Where to write the per-row report CSV.")
+def check(campaign_file: str, report: str | None) -> None:
+    """Check every row without sending: phones, templates, provider rules, duplicates.
+
+    Prints a summary and writes a per-row report. Exit 0 when every row can be sent, 1 when
+    some cannot, 2 when the campaign cannot run at all.
+    """
+
+    def go() -> runner.Summary:
+        campaign = _load(campaign_file)
+        return asyncio.run(runner.check(campaign, report=Path(report) if report else None))
+
+    summary = _guard(_Ctx.debug, go)
+    _print_check(summary)
+    sys.exit(int(summary.exit_code()))
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("-n", "count", default=3, show_default=True, help="How many rows to show.")
+def preview(campaign_file: str, count: int) -> None:
+    """Show the first N requests exactly as they would be sent (the API key is never shown)."""
+    items = _guard(_Ctx.debug, lambda: runner.preview(_load(campaign_file), count))
+    for item in items:
+        out.print(f"[bold]row {item['row']}[/]  {item['phone'] or ''}")
+        if "request" in item:
+            out.print_json(json.dumps(item["request"], ensure_ascii=False))
+            if "segments" in item:
+                out.print(f"  SMS segments: {item['segments']}")
+        else:
+            out.print(f"  [yellow]{item['status']}[/]: {item['error']}")
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (cron, scripts).")
+@click.option("--dry-run", is_flag=True, help="Render and check every row; send nothing.")
+@click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run (cron batches).")
+@click.option("--rate", type=click.FloatRange(min=0), help="Requests per second (overrides [sending] rate).")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight at most.")
+@click.option("--retry-failed", is_flag=True, help="Send rows that failed in an earlier run again.")
+@click.option("--resend-unknown", is_flag=True, help="Send rows whose earlier outcome is unknown again (may duplicate).")
+@click.option("--results", type=click.Path(dir_okay=False), help="Where to write the results CSV.")
+@click.option("--sandbox", is_flag=True, help="Send to a built-in local Sociocs API; no account needed.")
+def send(
+    campaign_file: str,
+    yes: bool,
+    dry_run: bool,
+    limit: int | None,
+    rate: float | None,
+    concurrency: int | None,
+    retry_failed: bool,
+    resend_unknown: bool,
+    results: str | None,
+    sandbox: bool,
+) -> None:
+    """Send every row not yet sent, and write the results file.
+
+    A rerun continues the campaign: sent rows are never sent again; failed rows only with
+    --retry-failed, unknown rows only with --resend-unknown.
+    """
+    campaign = _guard(_Ctx.debug, lambda: _load(campaign_file, rate=rate, concurrency=concurrency))
+    options = runner.Options(
+        dry_run=dry_run,
+        limit=limit,
+        retry_failed=retry_failed,
+        resend_unknown=resend_unknown,
+        api_key=os.environ.get(API_KEY_ENV, ""),
+    )
+    results_path = Path(results) if results else None
+
+    async def main() -> runner.Summary:
+        async with _maybe_sandbox(sandbox) as target:
+            nonlocal campaign
+            if target is not None:
+                campaign = dataclasses.replace(campaign, api_url=target[0])
+                options.api_key = target[1]
+                out.print(f"Sending to the built-in sandbox at {target[0]} (nothing leaves this machine).")
+            if not dry_run and not yes:
+                await _confirm(campaign, options)
+            return await _run_with_progress(campaign, options, results_path)
+
+    summary = _guard(_Ctx.debug, lambda: asyncio.run(main()))
+    _print_summary(campaign, summary, campaign_file)
+    sys.exit(int(summary.exit_code()))
+
+
+async def _confirm(campaign: Campaign, options: runner.Options) -> None:
+    planned = await runner.run(campaign, dataclasses.replace(options, dry_run=True, command="plan"),
+                               results_path=campaign.state.with_name(f".{campaign.name}.plan.csv"))
+    campaign.state.with_name(f".{campaign.name}.plan.csv").unlink(missing_ok=True)
+    n = planned.counts[Status.DRY_RUN]
+    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
+    if not sys.stdin.isatty():
+        raise CampaignError(f"{question} Refusing without a terminal to ask on; add --yes to confirm.")
+    if not click.confirm(question, default=False):
+        raise CampaignError("Nothing sent.")
+
+
+@asynccontextmanager
+async def _maybe_sandbox(enabled: bool) -> Any:
+    if not enabled:
+        yield None
+        return
+    from campaign.sandbox import Sandbox, SandboxConfig
+
+    key = f"{secrets.token_hex(8)}:{secrets.token_hex(16)}"
+    box = Sandbox(SandboxConfig(api_key=key))
+    url = await box.start()
+    try:
+        yield (url, key)
+    finally:
+        await box.close()
+
+
+async def _run_with_progress(campaign: Campaign, options: runner.Options, results: Path | None) -> runner.Summary:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal() -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            err.print("\nStopping: waiting for the requests in flight (Ctrl-C again to quit at once)…")
+            stop.set()
+        else:
+            os._exit(int(ExitCode.INTERRUPTED))  # what is committed stays committed
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        with _progress(campaign) as update:
+            return await runner.run(campaign, options, results_path=results, on_progress=update, stop_event=stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class _progress:
+    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.last = 0.0
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
+        if out.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f}/s"), TimeRemainingColumn(), console=out,
+            )
+            self.bar.start()
+            self.task = self.bar.add_task("sending", total=None, rate=0.0)
+        return self.update
+
+    def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
+        now = time.monotonic()
+        done = summary.sent_now
+        rate = done / max(now - self.started, 1e-6)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=max(summary.rows - summary.already_done, done),
+                            rate=rate)
+        elif outcome is not None and now - self.last >= 5:
+            self.last = now
+            out.print(f"sent {done:,} of {summary.rows:,} rows read ({rate:.1f}/s)")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _counts_table(counts: dict[str, int], title: str) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    for name in STATUS_ORDER:
+        if counts.get(name):
+            table.add_row(name, f"{counts[name]:,}")
+    return table
+
+
+def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) -> None:
+    out.print(_counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows in {s.elapsed:.1f} s"))
+    if s.recovered_unknown:
+        out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
+    if s.already_done:
+        out.print(f"{s.already_done:,} rows were already sent by an earlier run and were not sent again.")
+    if s.changed_since_sent:
+        out.print(f"[yellow]warning:[/] the message changed since {s.changed_since_sent:,} of them were sent; "
+                  "they got the old text.")
+    if s.held_failed:
+        out.print(f"{s.held_failed:,} failed rows were not retried; add --retry-failed to send them again.")
+    if s.rate_limited:
+        out.print(f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried.")
+    if s.limit_pending:
+        out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
+    unknown = s.counts.get(Status.UNKNOWN, 0)
+    if unknown:
+        out.print(f"[yellow]{unknown:,} rows are unknown[/] (the API may have sent them). Run "
+                  f"`campaign reconcile {campaign_file}` to find out; `--resend-unknown` resends them.")
+    if s.stop_reason:
+        err.print(f"[bold red]stopped:[/] {s.stop_reason}. {_stop_hint(s.stop_reason)}")
+    if s.interrupted:
+        err.print(f"Interrupted. Resume with: campaign send {campaign_file}")
+    out.print(f"Results: {s.results_path}")
+
+
+def _stop_hint(reason: str) -> str:
+    if "channel_key" in reason:
+        return "Check channel_key and provider in the campaign file (Profile & settings → API)."
+    if "HTTP 401" in reason or "authentication" in reason.lower() or "apikey" in reason.lower():
+        return f"Check {API_KEY_ENV}."
+    if "404" in reason:
+        return "Check api_url in the campaign file or SOCIOCS_API_URL."
+    return "Rerun later to continue; nothing sent is sent again."
+
+
+def _print_check(s: runner.Summary) -> None:
+    out.print(_counts_table(s.counts, f"check: {s.rows:,} rows"))
+    sendable = s.counts.get(Status.DRY_RUN, 0)
+    out.print(f"Sendable: {sendable:,}")
+    for reason, n in s.invalid_reasons.most_common():
+        rows = ", ".join(str(r) for r in s.invalid_examples.get(reason, []))
+        out.print(f"  invalid ({n:,}): {reason} — rows {rows}{'…' if n > 5 else ''}")
+    if s.duplicates:
+        out.print(f"Duplicates skipped: {s.duplicates:,}")
+    if s.suppressed:
+        out.print(f"Suppressed: {s.suppressed:,}")
+    if s.already_done:
+        out.print(f"Already sent by an earlier run: {s.already_done:,}")
+    if s.segments:
+        out.print(f"SMS segments: {s.segments:,} ({s.multi_segment:,} rows multi-segment, "
+                  f"{s.unicode_rows:,} rows Unicode)")
+    if s.rate:
+        seconds = sendable / s.rate
+        out.print(f"Time at {s.rate:g}/s: {_duration(seconds)}")
+    out.print(f"Report: {s.results_path}")
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--results", type=click.Path(dir_okay=False), help="Also (re)write the results CSV here from the state.")
+def status(campaign_file: str, results: str | None) -> None:
+    """Counts per status from the campaign's state file, the last run, and the unknown rows."""
+    report = _guard(_Ctx.debug, lambda: runner.status(_load(campaign_file), results_path=Path(results) if results else None))
+    out.print(_counts_table(report.counts, "rows of the last run"))
+    if report.last_run:
+        r = report.last_run
+        out.print(f"Last run: {r['command']} started {r['started_at']}, "
+                  f"{r['outcome'] or 'did not finish (killed?)'}")
+    if report.unknown:
+        out.print(f"[yellow]{len(report.unknown):,} unknown rows[/] (run `campaign reconcile {campaign_file}`):")
+        for u in report.unknown[:50]:
+            out.print(f"  row {u['row']}  {u['phone']}  {u['error']}")
+    if results:
+        out.print(f"Results: {results}")
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--sandbox-url", hidden=True)
+def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
+    """Resolve unknown rows by asking the API what it accepted (GET /messages)."""
+
+    def go() -> runner.ReconcileReport:
+        campaign = _load(campaign_file)
+        key = os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise CampaignError(f"Set {API_KEY_ENV} to your Sociocs API key to reconcile.")
+        return asyncio.run(runner.reconcile(campaign, key))
+
+    report = _guard(_Ctx.debug, go)
+    out.print(f"Checked {report.checked:,} unknown rows: {report.found:,} were sent (now `sent`), "
+              f"{report.pending:,} were not (now `pending`; the next `campaign send` sends them).")
+
+
+@cli.command(name="sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, help="Port to listen on (0 = any free port).")
+@click.option("--api-key", envvar=API_KEY_ENV, help="Accept only this key (default: any key shaped like a Sociocs key).")
+@click.option("--rate-limit", type=float, help="Answer 429 above this many requests per second.")
+@click.option("--retry-after", type=float, help="Seconds to put in Retry-After on 429.")
+@click.option("--error-500", type=float, default=0.0, help="Fraction of requests answered 500 (not accepted).")
+@click.option("--error-503", type=float, default=0.0, help="Fraction of requests answered 503 (not accepted).")
+@click.option("--accept-then-500", type=float, default=0.0, help="Fraction accepted, then answered 500.")
+@click.option("--drop-after-accept", type=float, default=0.0, help="Fraction accepted, then the connection dropped.")
+@click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
+@click.option("--seed", type=int, help="Seed for the random faults.")
+def sandbox_cmd(host: str, port: int, api_key: str | None, rate_limit: float | None, retry_after: float | None,
+                error_500: float, error_503: float, accept_then_500: float, drop_after_accept: float,
+                latency: float, seed: int | None) -> None:
+    """Run a local Sociocs-compatible API with fault injection (for trying and testing)."""
+    from campaign.sandbox import Faults, SandboxConfig, serve
+
+    faults = Faults(rate_limit=rate_limit, retry_after=retry_after, error_500=error_500, error_503=error_503,
+                    accept_then_500=accept_then_500, drop_after_accept=drop_after_accept, latency=latency, seed=seed)
+
+    def ready(url: str) -> None:
+        out.print(f"Sociocs sandbox listening on {url}  (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")
+        sys.stdout.flush()
+
+    _guard(_Ctx.debug, lambda: serve(host, port, SandboxConfig(api_key=api_key, faults=faults), ready=ready))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="campaign")

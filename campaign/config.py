@@ -1,0 +1,431 @@
+"""The campaign file (TOML) loaded into one typed, checked object.
+
+Everything a run needs is decided here, before a row is read: a mistake in the campaign file is
+one sentence naming the file and the key (``ConfigError``), never a surprise halfway through a
+send. Paths inside the file are relative to the file. Precedence, highest first: command-line
+flag (applied by the caller with :func:`dataclasses.replace`), environment, campaign file,
+default.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import phonenumbers
+
+from campaign.errors import ConfigError
+
+Provider = Literal["twlo", "twlowa", "gswa"]
+PROVIDERS: tuple[Provider, ...] = ("twlo", "twlowa", "gswa")
+WHATSAPP: frozenset[str] = frozenset({"twlowa", "gswa"})
+MEDIA_FIELDS = ("image_url", "video_url", "file_url")
+GSWA_SECTIONS = ("Header", "Body", "Buttons")
+DEFAULT_API_URL = "https://api.sociocs.com"
+API_KEY_ENV = "SOCIOCS_API_KEY"
+API_URL_ENV = "SOCIOCS_API_URL"
+
+# The keys each table accepts; anything else is a typo the user wants to hear about.
+_KEYS: dict[str, tuple[str, ...]] = {
+    "": (
+        "name",
+        "provider",
+        "channel_key",
+        "api_url",
+        "recipients",
+        "message",
+        "contact_saving",
+        "sending",
+        "output",
+    ),
+    "recipients": (
+        "file",
+        "sheet",
+        "phone_column",
+        "name_column",
+        "default_country",
+        "suppress",
+        "allow_duplicates",
+    ),
+    "message": (
+        "text",
+        "text_file",
+        *MEDIA_FIELDS,
+        "template_id",
+        "schedule",
+        "timezone",
+        "user_id",
+        "variables",
+    ),
+    "contact_saving": ("save", "list_id", "extra_fields"),
+    "sending": ("rate", "concurrency", "max_attempts", "timeout", "max_consecutive_errors"),
+    "output": ("results", "state", "report"),
+}
+
+
+@dataclass(frozen=True)
+class Recipients:
+    """Where the contacts are and how to read them."""
+
+    file: Path
+    phone_column: str
+    sheet: str | None = None
+    name_column: str | None = None
+    default_country: str | None = None
+    suppress: tuple[Path, ...] = ()
+    allow_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class Message:
+    """The per-row templates (Jinja2 sources, rendered by ``campaign.render``)."""
+
+    text: str | None = None
+    text_source: str = "[message] text"  # where ``text`` came from, for error messages
+    image_url: str | None = None
+    video_url: str | None = None
+    file_url: str | None = None
+    template_id: str | None = None
+    # twlowa: {"1": "{{ x }}"}; gswa: {"Body": {"1": "..."}, "MEDIA_URL": "..."}
+    variables: Mapping[str, Any] = field(default_factory=dict)
+    schedule: str | None = None
+    timezone: str | None = None
+    user_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ContactSaving:
+    """The optional ``contact_saving`` object; values may be templates."""
+
+    save: bool | str = True
+    list_id: int | str = 0
+    extra_fields: tuple[str, ...] | Mapping[str, str] = ()
+
+
+@dataclass(frozen=True)
+class Sending:
+    """Pacing and retry settings."""
+
+    rate: float = 1.0  # requests per second; 0 = no pacing (benchmarks, the sandbox)
+    concurrency: int = 10
+    max_attempts: int = 5
+    timeout: float = 30.0
+    max_consecutive_errors: int = 20
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """One campaign file, checked. Build it with :func:`load_campaign`."""
+
+    path: Path
+    name: str
+    provider: Provider
+    channel_key: str
+    recipients: Recipients
+    message: Message
+    api_url: str = DEFAULT_API_URL
+    contact_saving: ContactSaving | None = None
+    sending: Sending = field(default_factory=Sending)
+    results: Path = Path("results.csv")
+    state: Path = Path("state.sqlite")
+    report: Path = Path("check.csv")
+
+    @property
+    def folder(self) -> Path:
+        """The folder of the campaign file, against which its paths are resolved."""
+        return self.path.parent
+
+
+def load_campaign(path: Path | str, environ: Mapping[str, str] | None = None) -> Campaign:
+    """Read and check a campaign file; raise ``ConfigError`` naming the file and key."""
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(path, "no such campaign file; check the path.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(path, f"cannot read the campaign file ({err}).") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(path, f"is not valid TOML: {err}.") from None
+    return _Parser(path, env).campaign(raw)
+
+
+def check_api_url(url: str, where: str) -> str:
+    """Refuse a plain-HTTP API URL unless it is loopback: the key would cross the network."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{where} {url!r} is not an http(s) URL")
+    if parts.username or parts.password or parts.query:
+        raise ValueError(f"{where} must not carry credentials or a query string")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ValueError(
+            f"{where} {url!r} uses plain http to a non-loopback host; the API key would travel "
+            "unencrypted. Use https."
+        )
+    return url.rstrip("/")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Parser:
+    """Turns the raw TOML dict into a :class:`Campaign`, one checked key at a time."""
+
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path = path
+        self.env = env
+
+    def fail(self, message: str) -> ConfigError:
+        return ConfigError(self.path, message)
+
+    def unknown_keys(self, table: str, data: Mapping[str, Any]) -> None:
+        allowed = _KEYS[table]
+        for key in data:
+            if key not in allowed:
+                where = f"[{table}] " if table else ""
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(allowed)}."
+                raise self.fail(f"unknown key {where}{key!r}.{hint}")
+
+    def table(self, raw: Mapping[str, Any], name: str, *, required: bool) -> dict[str, Any]:
+        value = raw.get(name)
+        if value is None:
+            if required:
+                raise self.fail(f"missing table [{name}].")
+            return {}
+        if not isinstance(value, dict):
+            raise self.fail(f"{name} must be a table ([{name}]).")
+        self.unknown_keys(name, value)
+        return value
+
+    def string(self, data: Mapping[str, Any], key: str, where: str, *, required: bool = False) -> str | None:
+        value = data.get(key)
+        if value is None:
+            if required:
+                raise self.fail(f"missing {where}{key}.")
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(f"{where}{key} must be a non-empty string.")
+        return value
+
+    def number(
+        self, data: Mapping[str, Any], key: str, default: float, *, integer: bool, minimum: float
+    ) -> float:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(f"[sending] {key} must be a number.")
+        if integer and not isinstance(value, int):
+            raise self.fail(f"[sending] {key} must be a whole number.")
+        if value < minimum:
+            raise self.fail(f"[sending] {key} must be at least {minimum:g}.")
+        return float(value)
+
+    def local_path(self, value: str) -> Path:
+        return (self.path.parent / value).resolve() if not Path(value).is_absolute() else Path(value)
+
+    def campaign(self, raw: dict[str, Any]) -> Campaign:
+        self.unknown_keys("", raw)
+        name = self.string(raw, "name", "") or self.path.stem
+        provider = self.string(raw, "provider", "", required=True)
+        if provider not in PROVIDERS:
+            raise self.fail(f"provider {provider!r} is not one of {', '.join(PROVIDERS)}.")
+        channel_key = cast(str, self.string(raw, "channel_key", "", required=True))
+        prefix = channel_key.split("_", 1)[0]
+        if "_" in channel_key and prefix in PROVIDERS and prefix != provider:
+            raise self.fail(
+                f"channel_key {channel_key!r} is a {prefix} channel but provider is {provider!r}; "
+                "set them as a pair."
+            )
+        api_url = self.env.get("SOCIOCS_API_URL") or self.string(raw, "api_url", "") or DEFAULT_API_URL
+        try:
+            api_url = check_api_url(api_url, "api_url")
+        except ValueError as err:
+            raise self.fail(f"{err}.") from None
+
+        recipients = self.recipients(self.table(raw, "recipients", required=True))
+        message = self.message(self.table(raw, "message", required=True), cast(Provider, provider))
+        saving_raw = self.table(raw, "contact_saving", required=False)
+        contact_saving = self.contact_saving(saving_raw) if saving_raw else None
+        sending = self.sending(self.table(raw, "sending", required=False))
+        output = self.table(raw, "output", required=False)
+        folder = self.path.parent
+
+        def out(key: str, default: str) -> Path:
+            value = self.string(output, key, "[output] ")
+            return self.local_path(value) if value else (folder / default).resolve()
+
+        return Campaign(
+            path=self.path.resolve(),
+            name=name,
+            provider=cast(Provider, provider),
+            channel_key=channel_key,
+            api_url=api_url,
+            recipients=recipients,
+            message=message,
+            contact_saving=contact_saving,
+            sending=sending,
+            results=out("results", f"{name}.results.csv"),
+            state=out("state", f"{name}.state.sqlite"),
+            report=out("report", f"{name}.check.csv"),
+        )
+
+    def recipients(self, data: dict[str, Any]) -> Recipients:
+        where = "[recipients] "
+        file = cast(str, self.string(data, "file", where, required=True))
+        phone_column = cast(str, self.string(data, "phone_column", where, required=True))
+        country = self.string(data, "default_country", where)
+        if country is not None:
+            country = country.strip().upper()
+            if country not in phonenumbers.SUPPORTED_REGIONS:
+                raise self.fail(
+                    f"{where}default_country {country!r} is not an ISO 3166 alpha-2 country code "
+                    "(for example US, GB, IN)."
+                )
+        suppress = data.get("suppress", [])
+        if isinstance(suppress, str):
+            suppress = [suppress]
+        if not isinstance(suppress, list) or not all(isinstance(s, str) and s for s in suppress):
+            raise self.fail(f"{where}suppress must be a list of file names.")
+        allow = data.get("allow_duplicates", False)
+        if not isinstance(allow, bool):
+            raise self.fail(f"{where}allow_duplicates must be true or false.")
+        return Recipients(
+            file=self.local_path(file),
+            sheet=self.string(data, "sheet", where),
+            phone_column=phone_column.strip(),
+            name_column=(self.string(data, "name_column", where) or "").strip() or None,
+            default_country=country,
+            suppress=tuple(self.local_path(s) for s in suppress),
+            allow_duplicates=allow,
+        )
+
+    def message(self, data: dict[str, Any], provider: Provider) -> Message:
+        where = "[message] "
+        text = self.string(data, "text", where)
+        text_file = self.string(data, "text_file", where)
+        source = "[message] text"
+        if text is not None and text_file is not None:
+            raise self.fail(f"{where}has both text and text_file; keep one.")
+        if text_file is not None:
+            file = self.local_path(text_file)
+            try:
+                text = file.read_text(encoding="utf-8-sig")
+            except OSError as err:
+                raise self.fail(f"{where}text_file {text_file!r} cannot be read ({err.strerror}).") from None
+            except UnicodeDecodeError:
+                raise self.fail(f"{where}text_file {text_file!r} is not UTF-8 text.") from None
+            # A trailing newline in a template file is an editor's habit, not part of the SMS.
+            text = text.rstrip("\r\n")
+            source = f"[message] text_file {text_file}"
+        media = {k: self.string(data, k, where) for k in MEDIA_FIELDS}
+        given_media = [k for k, v in media.items() if v is not None]
+        template_id = self.string(data, "template_id", where)
+        if provider in WHATSAPP and given_media:
+            raise self.fail(
+                f"{where}{given_media[0]} is only supported with provider twlo (SMS/MMS), "
+                f"not {provider}; for WhatsApp media use a template."
+            )
+        if len(given_media) > 1:
+            raise self.fail(f"{where}has {' and '.join(given_media)}; send at most one media URL per message.")
+        if template_id is not None and provider == "twlo":
+            raise self.fail(f"{where}template_id is for WhatsApp (twlowa, gswa), not twlo; use text.")
+        if template_id is not None and text is not None:
+            raise self.fail(f"{where}has both a template_id and text; a WhatsApp template carries its own text.")
+        if text is None and template_id is None and not given_media:
+            raise self.fail(f"{where}needs text, text_file, a media URL or a template_id.")
+        variables = data.get("variables", {})
+        if not isinstance(variables, dict):
+            raise self.fail(f"{where}variables must be a table ([message.variables]).")
+        if variables and template_id is None:
+            raise self.fail(f"{where}variables are only used with a template_id.")
+        self.check_variables(variables, provider)
+        timezone = self.string(data, "timezone", where)
+        if timezone is not None:
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise self.fail(
+                    f"{where}timezone {timezone!r} is not a known time zone (for example America/New_York)."
+                ) from None
+        return Message(
+            text=text,
+            text_source=source,
+            template_id=template_id,
+            variables=variables,
+            schedule=self.string(data, "schedule", where),
+            timezone=timezone,
+            user_id=self.string(data, "user_id", where),
+            **media,
+        )
+
+    def check_variables(self, variables: dict[str, Any], provider: Provider) -> None:
+        where = "[message.variables]"
+
+        def flat(table: Mapping[str, Any], at: str) -> None:
+            for key, value in table.items():
+                if not isinstance(value, str):
+                    raise self.fail(f"{at} {key!r} must be a string (a template such as \"{{{{ name }}}}\").")
+
+        if provider == "twlowa":
+            flat(variables, where)
+        elif provider == "gswa":
+            for key, value in variables.items():
+                if key == "MEDIA_URL":
+                    if not isinstance(value, str):
+                        raise self.fail(f"{where} MEDIA_URL must be a string.")
+                elif key in GSWA_SECTIONS:
+                    if not isinstance(value, dict):
+                        raise self.fail(f"{where}.{key} must be a table of numbered variables.")
+                    flat(value, f"{where}.{key}")
+                else:
+                    raise self.fail(
+                        f"{where} {key!r} is not used by gswa; use MEDIA_URL or the tables "
+                        "Header, Body and Buttons."
+                    )
+
+    def contact_saving(self, data: dict[str, Any]) -> ContactSaving:
+        save = data.get("save", True)
+        if not isinstance(save, (bool, str)):
+            raise self.fail("[contact_saving] save must be true, false or a template.")
+        list_id = data.get("list_id", 0)
+        if isinstance(list_id, bool) or not isinstance(list_id, (int, str)):
+            raise self.fail("[contact_saving] list_id must be a whole number or a template.")
+        extra = data.get("extra_fields", [])
+        if isinstance(extra, list):
+            if not all(isinstance(c, str) and c.strip() for c in extra):
+                raise self.fail("[contact_saving] extra_fields must be a list of column names.")
+            extra_fields: tuple[str, ...] | dict[str, str] = tuple(c.strip() for c in extra)
+        elif isinstance(extra, dict):
+            if not all(isinstance(v, str) for v in extra.values()):
+                raise self.fail("[contact_saving] extra_fields values must be strings (templates).")
+            extra_fields = dict(extra)
+        else:
+            raise self.fail("[contact_saving] extra_fields must be a list of columns or a table.")
+        return ContactSaving(save=save, list_id=list_id, extra_fields=extra_fields)
+
+    def sending(self, data: dict[str, Any]) -> Sending:
+        d = Sending()
+        return Sending(
+            rate=self.number(data, "rate", d.rate, integer=False, minimum=0),
+            concurrency=int(self.number(data, "concurrency", d.concurrency, integer=True, minimum=1)),
+            max_attempts=int(self.number(data, "max_attempts", d.max_attempts, integer=True, minimum=1)),
+            timeout=self.number(data, "timeout", d.timeout, integer=False, minimum=0.1),
+            max_consecutive_errors=int(
+                self.number(data, "max_consecutive_errors", d.max_consecutive_errors, integer=True, minimum=1)
+            ),
+        )

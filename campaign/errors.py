@@ -1,0 +1,73 @@
+"""Every error `campaign` raises on purpose, and the exit codes the CLI turns them into.
+
+The tree (catch ``CampaignError`` once, at the CLI boundary)::
+
+    CampaignError                 a user-facing problem: one clear sentence, no traceback
+    ├── UsageError                bad command line (exit 2)
+    ├── ConfigError               the campaign file is wrong; names the file and the key (exit 2)
+    ├── InputFileError            a recipients or suppression file cannot be read (exit 2)
+    ├── LockedError               another run of the same campaign holds the lock (exit 2)
+    ├── StateError                the state file is unreadable or from a newer version (exit 2)
+    └── RunStopped                the API told us to stop: bad key, bad channel, too many
+                                  consecutive errors (exit 3)
+
+Row-level problems (an unusable phone, a template error, a provider rule) are *not*
+exceptions that escape: they become the row's ``invalid`` status and the run goes on.
+
+Messages never contain the API key: the key lives only in the HTTP client's headers.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+
+
+class ExitCode(IntEnum):
+    """Process exit codes, as PRODUCT.md defines them."""
+
+    OK = 0  # every row sent, scheduled, skipped or dry-run (limit-pending rows excepted)
+    ROWS_NOT_SENT = 1  # finished, but some rows failed, invalid, unknown or pending
+    INPUT = 2  # usage, campaign-file or input-file error; nothing was sent
+    STOPPED = 3  # stopped early: authentication, invalid channel, too many errors
+    INTERRUPTED = 130  # Ctrl-C / SIGTERM
+
+
+class CampaignError(Exception):
+    """Base of every error meant for the user; ``str(err)`` is the sentence to print."""
+
+    exit_code: ExitCode = ExitCode.INPUT
+
+
+class UsageError(CampaignError):
+    """The command line asks for something impossible."""
+
+
+class ConfigError(CampaignError):
+    """The campaign file is missing, unparseable or has a wrong or unknown key."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class InputFileError(CampaignError):
+    """A recipients or suppression file cannot be read; nothing has been sent."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = Path(path)
+        super().__init__(f"{self.path}: {message}")
+
+
+class LockedError(CampaignError):
+    """Another ``campaign send`` of the same campaign is running."""
+
+
+class StateError(CampaignError):
+    """The state file cannot be used (corrupt, or written by a newer version)."""
+
+
+class RunStopped(CampaignError):
+    """The API answered in a way that makes every further request pointless."""
+
+    exit_code = ExitCode.STOPPED

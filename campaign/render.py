@@ -1,0 +1,275 @@
+"""Per-row rendering: one spreadsheet row in, one ``POST /message`` body out.
+
+Every field under ``[message]`` and ``[contact_saving]`` is a Jinja2 template, compiled once per
+run in a :class:`~jinja2.sandbox.SandboxedEnvironment` with :class:`~jinja2.StrictUndefined`:
+a campaign template cannot reach Python internals, and a variable that is not there is an error
+for that row, never a silent blank. Cell contents are data passed *into* templates, never
+templates themselves, so a cell holding ``{{ 7*7 }}`` is sent as those characters.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import jinja2
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from campaign import rules
+from campaign.config import GSWA_SECTIONS, MEDIA_FIELDS, Campaign
+from campaign.errors import ConfigError
+from campaign.rules import RuleError
+
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_BUILTIN_NAMES = frozenset({"row", "phone", "name"})
+_TRUE = {"true", "yes", "1", "y", "on"}
+_FALSE = {"false", "no", "0", "n", "off", ""}
+
+
+class RowInvalid(ValueError):
+    """The row cannot become a valid request; ``str()`` is the reason for the results file."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A ready request body plus what the results file and the check report show of it."""
+
+    body: dict[str, Any]
+    message: str  # the text, or the template variables as JSON
+    scheduled: bool
+    text: str | None  # the SMS text, for segment counting
+
+
+def _environment() -> SandboxedEnvironment:
+    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+class Renderer:
+    """Compiles a campaign's templates once and renders rows against them.
+
+    ``columns`` are the recipients file's headers; ``extra_field_columns`` maps each
+    ``[contact_saving] extra_fields`` column name to its index (found by the caller with the
+    recipients file's header rules).
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        columns: tuple[str, ...],
+        *,
+        name_index: int | None = None,
+        extra_field_columns: Mapping[str, int] | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self.campaign = campaign
+        self.columns = columns
+        self.name_index = name_index
+        self.extra_columns = dict(extra_field_columns or {})
+        self.now = now
+        self.env = _environment()
+        # Columns whose header is an identifier are variables under that name; `phone`, `name`
+        # and `row` are always ours.
+        self.ident = [(c, i) for i, c in enumerate(columns) if c.isidentifier() and c not in _BUILTIN_NAMES]
+        known = {c for c, _ in self.ident} | {"row", "phone"} | ({"name"} if name_index is not None else set())
+        self.known = known
+        msg = campaign.message
+        self.text = self._compile(msg.text, msg.text_source)
+        self.media = [(f, self._compile(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
+        self.template_id = self._compile(msg.template_id, "[message] template_id")
+        self.schedule = self._compile(msg.schedule, "[message] schedule")
+        self.user_id = self._compile(msg.user_id, "[message] user_id")
+        self.tz = ZoneInfo(msg.timezone) if msg.timezone else None
+        self.flat_vars: list[tuple[str, jinja2.Template]] = []
+        self.sections: list[tuple[str, list[tuple[str, jinja2.Template]]]] = []
+        self.media_url: jinja2.Template | None = None
+        if campaign.provider == "twlowa":
+            self.flat_vars = [
+                (k, self._req(v, f"[message.variables] {k}")) for k, v in msg.variables.items()
+            ]
+        elif campaign.provider == "gswa":
+            for section in GSWA_SECTIONS:
+                table = msg.variables.get(section)
+                if table:
+                    self.sections.append(
+                        (section, [(k, self._req(v, f"[message.variables.{section}] {k}")) for k, v in table.items()])
+                    )
+            if "MEDIA_URL" in msg.variables:
+                self.media_url = self._req(msg.variables["MEDIA_URL"], "[message.variables] MEDIA_URL")
+        saving = campaign.contact_saving
+        self.saving_save: jinja2.Template | bool | None = None
+        self.saving_list: jinja2.Template | int | None = None
+        self.saving_extra: list[tuple[str, jinja2.Template | int]] = []
+        if saving is not None:
+            self.saving_save = (
+                saving.save if isinstance(saving.save, bool) else self._req(saving.save, "[contact_saving] save")
+            )
+            self.saving_list = (
+                saving.list_id
+                if isinstance(saving.list_id, int)
+                else self._req(saving.list_id, "[contact_saving] list_id")
+            )
+            if isinstance(saving.extra_fields, Mapping):
+                self.saving_extra = [
+                    (k, self._req(v, f"[contact_saving] extra_fields {k}")) for k, v in saving.extra_fields.items()
+                ]
+            else:
+                self.saving_extra = [(c, self.extra_columns[c]) for c in saving.extra_fields]
+
+    def _req(self, source: str, where: str) -> jinja2.Template:
+        template = self._compile(source, where)
+        assert template is not None
+        return template
+
+    def _compile(self, source: str | None, where: str) -> jinja2.Template | None:
+        """Compile one template; a syntax error or an unknown variable stops the run here."""
+        if source is None:
+            return None
+        try:
+            ast = self.env.parse(source)
+        except TemplateSyntaxError as err:
+            raise ConfigError(self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}.") from None
+        for variable in sorted(meta.find_undeclared_variables(ast) - self.known):
+            close = difflib.get_close_matches(variable, sorted(self.known), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                self.campaign.path,
+                f"{where} uses {{{{ {variable} }}}}, but {self.campaign.recipients.file.name} has no column "
+                f"{variable!r}.{hint} Columns: {', '.join(self.columns)}. A header that is not a "
+                f'plain name is written row["Header Name"].',
+            )
+        return self.env.from_string(source)
+
+    def context(self, cells: tuple[str, ...], phone: str) -> dict[str, Any]:
+        """The variables one row's templates see."""
+        ctx: dict[str, Any] = {c: cells[i] for c, i in self.ident}
+        ctx["row"] = dict(zip(self.columns, cells, strict=True))
+        ctx["phone"] = phone
+        if self.name_index is not None:
+            ctx["name"] = cells[self.name_index].strip()
+        return ctx
+
+    def render(self, cells: tuple[str, ...], phone: str) -> Rendered:
+        """Build the request body for one row, or raise :class:`RowInvalid` with the reason."""
+        ctx = self.context(cells, phone)
+        try:
+            return self._render(ctx, phone)
+        except RuleError as err:
+            raise RowInvalid(str(err)) from None
+        except jinja2.TemplateError as err:
+            raise RowInvalid(f"template error: {err}") from None
+
+    def _render(self, ctx: dict[str, Any], phone: str) -> Rendered:
+        c = self.campaign
+        body: dict[str, Any] = {"provider": c.provider, "channel_key": c.channel_key, "to": phone}
+        name = ctx.get("name")
+        if name:
+            body["name"] = name
+        text: str | None = None
+        message = ""
+        if self.text is not None:
+            text = self.text.render(ctx)
+            rules.check_text(text)
+            body["text"] = message = text
+        for field, template in self.media:
+            url = template.render(ctx).strip()
+            rules.check_url(url, field)
+            body[field] = url
+            message = message or url
+        if self.template_id is not None:
+            template_id = self.template_id.render(ctx).strip()
+            rules.check_template_id(template_id, c.provider)
+            variables = self._variables(ctx)
+            body["template"] = {"id": template_id, "variables": variables} if variables else {"id": template_id}
+            message = _JSON.encode(variables)
+        saving = self._contact_saving(ctx)
+        if saving is not None:
+            body["contact_saving"] = saving
+        scheduled = False
+        if self.schedule is not None:
+            when = self.schedule.render(ctx).strip()
+            if when:  # an empty per-row schedule means "send now"
+                body["schedule"] = self._schedule(when)
+                scheduled = True
+        if self.user_id is not None:
+            body["user_id"] = self.user_id.render(ctx).strip()
+        return Rendered(body=body, message=message, scheduled=scheduled, text=text)
+
+    def _variables(self, ctx: dict[str, Any]) -> dict[str, Any]:
+        if self.flat_vars:
+            out: dict[str, Any] = {}
+            for key, template in self.flat_vars:
+                value = template.render(ctx)
+                rules.check_variable(key, value)
+                out[key] = value
+            if len(out) > rules.MAX_VARIABLES:
+                raise RuleError(f"the template has {len(out)} variables; the limit is {rules.MAX_VARIABLES}")
+            return out
+        nested: dict[str, Any] = {}
+        if self.media_url is not None:
+            url = self.media_url.render(ctx).strip()
+            rules.check_url(url, "MEDIA_URL")
+            nested["MEDIA_URL"] = url
+        for section, items in self.sections:
+            values = {}
+            for key, template in items:
+                value = template.render(ctx)
+                rules.check_variable(f"{section} {key}", value, body=section == "Body")
+                values[key] = value
+            nested[section] = values
+        return nested
+
+    def _contact_saving(self, ctx: dict[str, Any]) -> dict[str, Any] | None:
+        if self.saving_save is None:
+            return None
+        save = self.saving_save
+        if not isinstance(save, bool):
+            word = save.render(ctx).strip().lower()
+            if word not in _TRUE | _FALSE:
+                raise RowInvalid(f"[contact_saving] save rendered {word!r}; expected true or false")
+            save = word in _TRUE
+        list_id = self.saving_list
+        if not isinstance(list_id, int):
+            assert list_id is not None
+            rendered = list_id.render(ctx).strip()
+            try:
+                list_id = int(rendered or "0")
+            except ValueError:
+                raise RowInvalid(f"[contact_saving] list_id rendered {rendered!r}; expected a whole number") from None
+        out: dict[str, Any] = {"save": save, "list_id": list_id}
+        if self.saving_extra:
+            row = ctx["row"]
+            out["extra_fields"] = {
+                key: (row[self.columns[src]] if isinstance(src, int) else src.render(ctx))
+                for key, src in self.saving_extra
+            }
+        return out
+
+    def _schedule(self, when: str) -> str:
+        """Parse a schedule, give it an offset, refuse the past: sent as ISO 8601 with offset."""
+        try:
+            moment = datetime.fromisoformat(when)
+        except ValueError:
+            raise RowInvalid(
+                f"schedule {when!r} is not an ISO 8601 date-time (e.g. 2026-12-01T09:00:00-05:00)"
+            ) from None
+        if moment.tzinfo is None:
+            if self.tz is None:
+                raise RowInvalid(
+                    f"schedule {when!r} has no UTC offset; add one (e.g. -05:00) or set [message] timezone"
+                )
+            moment = moment.replace(tzinfo=self.tz)
+        now = self.now or datetime.now(UTC)
+        if moment <= now:
+            raise RowInvalid(f"schedule {when!r} is in the past; set a future time or remove schedule to send now")
+        return moment.isoformat()
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    """The one JSON encoding of a request body, used for sending and for its hash."""
+    return _JSON.encode(body).encode("utf-8")

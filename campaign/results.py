@@ -1,0 +1,78 @@
+"""The results file: every input row with what happened to it, safe to open in Excel.
+
+Written from the state file (``State.results``), so it can be rewritten at any time, and
+atomically (a temporary file beside it, then ``os.replace``): a reader never sees half a file.
+UTF-8 with a BOM so Excel reads accents and emoji right; and no cell can run as a formula
+(OWASP CSV injection: a cell starting ``=``, ``+``, ``-``, ``@``, tab, CR or LF gets a leading
+``'``), except a plain number or phone number, which stays as it is so the file is still a
+valid recipients file.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+RESULT_COLUMNS = (
+    "row",
+    "phone",
+    "status",
+    "message_id",
+    "error",
+    "http_status",
+    "attempts",
+    "message",
+    "updated_at",
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+# A number (-12.5, 1e3) or a phone number (+1 (617) 555-0100): no letters, no operators that
+# could call a function. These stay as typed.
+_PLAIN = re.compile(r"^(?:[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+?[\d ().-]*\d[\d ().-]*)$")
+
+
+def neutralise(value: Any) -> str:
+    """One cell as text that no spreadsheet program will run as a formula."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _PLAIN.match(text):
+        return "'" + text
+    return text
+
+
+def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
+    """The header: input columns, then ours. An input column spelled exactly like one of ours
+    is kept as ``<name>_input`` so the file has no duplicate headers."""
+    ours = set(RESULT_COLUMNS) | set(extra)
+    return [f"{c}_input" if c in ours else c for c in input_columns] + list(RESULT_COLUMNS) + list(extra)
+
+
+def write_results(path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]],
+                  extra: Sequence[str] = ()) -> int:
+    """Write rows of (cells, row, phone, status, ..., updated_at[, extra...]) atomically.
+
+    Returns the number of data rows written.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([neutralise(c) for c in output_columns(input_columns, extra)])
+            for cells, *ours in rows:
+                writer.writerow([neutralise(c) for c in (*cells, *ours)])
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return count

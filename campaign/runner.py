@@ -1,0 +1,565 @@
+"""The pipeline: spreadsheet → rows → requests → outcomes → results file.
+
+``send()``, ``check()``, ``preview()``, ``status()`` and ``reconcile()`` are what the CLI calls;
+each takes a checked :class:`~campaign.config.Campaign` and returns a summary the CLI prints.
+Nothing here prints or exits: a test can import and run all of it.
+
+Rows stream: the file is read in chunks, each chunk is prepared (phone, render, rules),
+planned against the state file in one transaction (new, already done, retry or not,
+duplicate) and handed to the :class:`~campaign.sender.Sender` through its bounded queue, so
+the first request leaves after the first chunk, not after the whole file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from campaign import phones
+from campaign.api import SociocsClient
+from campaign.config import Campaign
+from campaign.errors import CampaignError, ExitCode, UsageError
+from campaign.lock import CampaignLock
+from campaign.recipients import RecipientFile, SourceRow, open_recipients
+from campaign.render import Renderer, RowInvalid, encode
+from campaign.results import write_results
+from campaign.rules import sms_segments
+from campaign.sender import Job, Sender
+from campaign.state import DONE, Known, Outcome, RowRecord, State, Status
+
+BATCH = 256  # rows prepared and planned per transaction (and per event-loop slice)
+_PHONE_NAMES = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
+
+
+@dataclass
+class Options:
+    """What the command line adds to the campaign file for one run."""
+
+    dry_run: bool = False
+    limit: int | None = None
+    retry_failed: bool = False
+    resend_unknown: bool = False
+    api_key: str = ""
+    command: str = "send"
+    backoff_base: float = 1.0
+
+
+@dataclass
+class Summary:
+    """What a run did, for the CLI to print and to pick the exit code from."""
+
+    counts: Counter[str] = field(default_factory=Counter)  # rows of the file per final status
+    rows: int = 0
+    sent_now: int = 0  # requests accepted in this run
+    attempted_now: int = 0
+    already_done: int = 0  # rows skipped because an earlier run sent them
+    changed_since_sent: int = 0  # of those, rows whose message is now different
+    recovered_unknown: int = 0  # in-flight rows of a dead run turned unknown at start
+    limit_pending: int = 0  # rows left pending by --limit
+    held_failed: int = 0  # failed rows not retried (no --retry-failed)
+    held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
+    invalid_reasons: Counter[str] = field(default_factory=Counter)
+    invalid_examples: dict[str, list[int]] = field(default_factory=dict)
+    duplicates: int = 0
+    suppressed: int = 0
+    segments: int = 0
+    multi_segment: int = 0
+    unicode_rows: int = 0
+    rate_limited: int = 0
+    requests: int = 0
+    elapsed: float = 0.0
+    results_path: Path | None = None
+    stop_reason: str | None = None
+    interrupted: bool = False
+    dry_run: bool = False
+    rate: float = 0.0
+
+    @property
+    def sendable(self) -> int:
+        return self.counts[Status.DRY_RUN] + self.counts[Status.PENDING]
+
+    def exit_code(self) -> ExitCode:
+        """PRODUCT.md's exit codes."""
+        if self.interrupted:
+            return ExitCode.INTERRUPTED
+        if self.stop_reason:
+            return ExitCode.STOPPED
+        bad = sum(self.counts[s] for s in (Status.FAILED, Status.INVALID, Status.UNKNOWN, Status.PENDING))
+        bad -= self.limit_pending
+        return ExitCode.ROWS_NOT_SENT if bad > 0 else ExitCode.OK
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One row after phone normalisation and rendering."""
+
+    source: SourceRow
+    phone: str
+    key: str | None
+    status: Status | None  # INVALID / SKIPPED, or None when sendable
+    error: str = ""
+    job: Job | None = None
+    text: str | None = None
+
+
+class Pipeline:
+    """Everything one run needs about the input: file, columns, renderer, suppression list."""
+
+    def __init__(self, campaign: Campaign, *, now: datetime | None = None) -> None:
+        self.campaign = campaign
+        rc = campaign.recipients
+        self.file: RecipientFile = open_recipients(rc.file, sheet=rc.sheet)
+        self.phone_index = self.file.find_column(rc.phone_column, key="phone_column")
+        self.name_index = self.file.find_column(rc.name_column, key="name_column") if rc.name_column else None
+        extra: dict[str, int] = {}
+        saving = campaign.contact_saving
+        if saving is not None and not isinstance(saving.extra_fields, dict):
+            for column in saving.extra_fields:
+                extra[column] = self.file.find_column(column, key="[contact_saving] extra_fields")
+        self.renderer = Renderer(
+            campaign, self.file.columns, name_index=self.name_index, extra_field_columns=extra, now=now
+        )
+        self.suppressed = load_suppressions(campaign)
+
+    def prepare(self, row: SourceRow) -> Prepared:
+        """Phone, suppression and rendering for one row (duplicates are decided by ``plan``)."""
+        c = self.campaign
+        try:
+            phone = phones.normalise(row.cells[self.phone_index], c.recipients.default_country)
+        except phones.PhoneError as err:
+            return Prepared(row, "", None, Status.INVALID, f"phone: {err}")
+        if phone in self.suppressed:
+            return Prepared(row, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
+        try:
+            rendered = self.renderer.render(row.cells, phone)
+        except RowInvalid as err:
+            return Prepared(row, phone, None, Status.INVALID, str(err))
+        body = encode(rendered.body)
+        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+        job = Job(phone, row.number, body, digest, rendered.message, rendered.scheduled)
+        return Prepared(row, phone, phone, None, job=job, text=rendered.text if c.provider == "twlo" else None)
+
+    def batches(self) -> Iterator[list[Prepared]]:
+        for chunk in self.file.chunks(2048):
+            for start in range(0, len(chunk), BATCH):
+                yield [self.prepare(r) for r in chunk[start : start + BATCH]]
+
+
+def load_suppressions(campaign: Campaign) -> dict[str, str]:
+    """Every phone number in the ``suppress`` files, normalised, mapped to the file's name."""
+    out: dict[str, str] = {}
+    for path in campaign.recipients.suppress:
+        file = open_recipients(path)
+        index = file.find_optional_column(campaign.recipients.phone_column)
+        if index is None:
+            index = next(
+                (i for i, c in enumerate(file.columns) if any(n in c.lower() for n in _PHONE_NAMES)),
+                0 if len(file.columns) == 1 else None,
+            )
+        if index is None:
+            raise CampaignError(
+                f"{path}: no phone column found in this suppression file (columns: "
+                f"{', '.join(file.columns)}); name it like the campaign's phone_column "
+                f"{campaign.recipients.phone_column!r}."
+            )
+        for chunk in file.chunks():
+            for row in chunk:
+                try:
+                    out[phones.normalise(row.cells[index], campaign.recipients.default_country)] = path.name
+                except phones.PhoneError:
+                    continue
+    return out
+
+
+def _reason_kind(error: str) -> str:
+    """Group invalid rows by the shape of their reason, not the row's own values."""
+    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", error)
+
+
+class Planner:
+    """Decides, batch by batch and in one transaction each, what happens to every row."""
+
+    def __init__(self, campaign: Campaign, state: State, options: Options, summary: Summary) -> None:
+        self.campaign = campaign
+        self.state = state
+        self.options = options
+        self.summary = summary
+        self.queued = 0
+
+    def plan(self, batch: list[Prepared]) -> list[Job]:
+        allow_dup = self.campaign.recipients.allow_duplicates
+        s = self.summary
+        records: list[RowRecord] = []
+        candidates: list[Prepared] = []
+        if allow_dup:
+            batch = self._number_occurrences(batch)
+        keys = [p.key for p in batch if p.key is not None and p.status is None]
+        first = {} if allow_dup else self.state.first_rows(keys)
+        for p in batch:
+            key = p.key
+            if p.status is None and key is not None and not allow_dup:
+                if key in first:
+                    p = Prepared(p.source, p.phone, key, Status.SKIPPED, f"duplicate of row {first[key]}")
+                    s.duplicates += 1
+                else:
+                    first[key] = p.source.number
+            if p.status is Status.INVALID:
+                kind = _reason_kind(p.error)
+                s.invalid_reasons[kind] += 1
+                s.invalid_examples.setdefault(kind, [])
+                if len(s.invalid_examples[kind]) < 5:
+                    s.invalid_examples[kind].append(p.source.number)
+            elif p.status is Status.SKIPPED and p.error.startswith("suppressed"):
+                s.suppressed += 1
+            if p.status is None:
+                candidates.append(p)
+            message = p.job.message if p.job is not None else ""
+            records.append(RowRecord(p.source.number, p.source.cells, key if p.status is None else p.key,
+                                     p.phone, p.status, p.error, message))
+        s.rows += len(batch)
+        jobs: list[Job] = []
+        with self.state.transaction():
+            self.state.add_rows(records)
+            known = self.state.known([p.key for p in candidates if p.key is not None])
+            new: list[tuple[str, str, int, str, str]] = []
+            touch: list[tuple[int, str]] = []
+            dry: list[str] = []
+            for p in candidates:
+                assert p.job is not None and p.key is not None
+                job = p.job
+                if p.text is not None:
+                    seg = sms_segments(p.text)
+                    s.segments += seg.parts
+                    s.multi_segment += seg.parts > 1
+                    s.unicode_rows += seg.encoding == "UCS-2"
+                k: Known | None = known.get(p.key)
+                if k is None:
+                    new.append((p.key, p.phone, p.source.number, job.payload_hash, job.message))
+                else:
+                    touch.append((p.source.number, p.key))
+                    if not self._should_send(k, job):
+                        continue
+                if self.options.limit is not None and self.queued >= self.options.limit:
+                    s.limit_pending += 1
+                    continue
+                self.queued += 1
+                if self.options.dry_run:
+                    dry.append(p.key)
+                else:
+                    jobs.append(job)
+            self.state.add_recipients(new)
+            self.state.touch_rows(touch)
+            if dry:
+                self.state.set_status(dry, Status.DRY_RUN)
+        return jobs
+
+    def _should_send(self, known: Known, job: Job) -> bool:
+        s = self.summary
+        if known.status in DONE:
+            s.already_done += 1
+            if known.payload_hash != job.payload_hash:
+                s.changed_since_sent += 1
+            return False
+        if known.status is Status.FAILED and not self.options.retry_failed:
+            s.held_failed += 1
+            return False
+        if known.status in (Status.UNKNOWN, Status.SENDING) and not self.options.resend_unknown:
+            s.held_unknown += 1
+            return False
+        return True
+
+    def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
+        """With allow_duplicates a recipient is (phone, n-th occurrence in the file)."""
+        counts = self.state.phone_counts([p.phone for p in batch if p.key is not None and p.status is None])
+        out = []
+        for p in batch:
+            if p.key is None or p.status is not None:
+                out.append(p)
+                continue
+            n = counts.get(p.phone, 0) + 1
+            counts[p.phone] = n
+            key = f"{p.phone}#{n}"
+            assert p.job is not None
+            job = Job(key, p.job.row, p.job.body, p.job.payload_hash, p.job.message, p.job.scheduled)
+            out.append(Prepared(p.source, p.phone, key, None, job=job, text=p.text))
+        return out
+
+
+async def run(
+    campaign: Campaign,
+    options: Options,
+    *,
+    results_path: Path | None = None,
+    on_progress: Callable[[Summary, Outcome | None], None] | None = None,
+    stop_event: asyncio.Event | None = None,
+) -> Summary:
+    """Send (or dry-run) a campaign; the one function behind ``campaign send``.
+
+    Raises CampaignError subclasses for problems found before anything is sent. Returns the
+    summary otherwise; ``summary.exit_code()`` is the process exit code.
+    """
+    summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate)
+    started = time.monotonic()
+    pipeline = Pipeline(campaign)  # opens and checks the file and templates: nothing sent yet
+    if not options.dry_run and not options.api_key:
+        raise UsageError(
+            "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "
+            "--sandbox to try the campaign against the built-in local API."
+        )
+    with ExitStack() as stack:
+        if not options.dry_run:
+            stack.enter_context(CampaignLock(campaign.state, campaign.name))
+        real = State(campaign.state) if (campaign.state.exists() or not options.dry_run) else None
+        if real is not None:
+            stack.callback(real.close)
+        if options.dry_run:
+            state = real.copy_to_memory() if real is not None else State(":memory:")
+            stack.callback(state.close)
+        else:
+            assert real is not None
+            state = real
+        summary.recovered_unknown = state.recover()
+        run_id = state.begin_run(options.command, pipeline.file.columns)
+        planner = Planner(campaign, state, options, summary)
+        outcome_label = "finished"
+        try:
+            if options.dry_run:
+                for batch in pipeline.batches():
+                    planner.plan(batch)
+                    if on_progress:
+                        on_progress(summary, None)
+            else:
+                outcome_label = await _send(pipeline, planner, state, options, summary, on_progress, stop_event)
+        finally:
+            state.end_run(run_id, outcome_label)
+            summary.counts = Counter(state.counts())
+            summary.elapsed = time.monotonic() - started
+            target = results_path or (campaign.report if options.command == "check" else campaign.results)
+            export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
+            summary.results_path = target
+    return summary
+
+
+async def _send(
+    pipeline: Pipeline,
+    planner: Planner,
+    state: State,
+    options: Options,
+    summary: Summary,
+    on_progress: Callable[[Summary, Outcome | None], None] | None,
+    stop_event: asyncio.Event | None,
+) -> str:
+    """Stream batches into the sender; stop cleanly on a stop event or an API stop."""
+    campaign = pipeline.campaign
+    sending = campaign.sending
+
+    def progress(outcome: Outcome) -> None:
+        if outcome.status in DONE:
+            summary.sent_now += 1
+        if on_progress:
+            on_progress(summary, outcome)
+
+    async with AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            SociocsClient(campaign.api_url, options.api_key, timeout=sending.timeout, connections=sending.concurrency)
+        )
+        sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress)
+        await sender.start()
+        watcher = None
+        if stop_event is not None:
+            async def watch() -> None:
+                await stop_event.wait()
+                sender.stop()
+            watcher = asyncio.create_task(watch())
+        try:
+            for batch in pipeline.batches():
+                jobs = planner.plan(batch)
+                if on_progress:
+                    on_progress(summary, None)
+                for job in jobs:
+                    if not await sender.put(job):
+                        break
+                if sender.stopping:
+                    break
+                await asyncio.sleep(0)  # let workers and the journal run between batches
+        finally:
+            await sender.close()
+            if watcher is not None:
+                watcher.cancel()
+        summary.rate_limited = sender.rate_limited
+        summary.requests = sender.requests
+        if sender.stop_reason:
+            summary.stop_reason = sender.stop_reason
+            return "stopped"
+        if stop_event is not None and stop_event.is_set():
+            summary.interrupted = True
+            return "interrupted"
+    return "finished"
+
+
+def export(state: State, path: Path, *, with_segments: bool = False) -> int:
+    """(Re)write a results file from the state file."""
+    rows: Iterator[tuple[Any, ...]] = state.results()
+    extra: tuple[str, ...] = ()
+    if with_segments:
+        extra = ("segments", "encoding")
+
+        def add_segments(source: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+            for r in source:
+                seg = sms_segments(r[8]) if r[8] else None
+                yield (*r, seg.parts if seg else "", seg.encoding if seg else "")
+
+        rows = add_segments(rows)
+    return write_results(path, state.columns(), rows, extra)
+
+
+async def check(campaign: Campaign, *, report: Path | None = None) -> Summary:
+    """``campaign check``: everything but the sending, on a copy of the state."""
+    return await run(campaign, Options(dry_run=True, command="check"), results_path=report)
+
+
+def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
+    """The first ``n`` rows as they would be sent (or why they would not)."""
+    import json
+
+    pipeline = Pipeline(campaign)
+    out: list[dict[str, Any]] = []
+    for batch in pipeline.batches():
+        for p in batch:
+            item: dict[str, Any] = {"row": p.source.number, "phone": p.phone}
+            if p.job is not None:
+                item["request"] = json.loads(p.job.body)
+                if p.text is not None:
+                    seg = sms_segments(p.text)
+                    item["segments"] = f"{seg.parts} ({seg.encoding}, {seg.units} characters)"
+            else:
+                item["status"] = str(p.status)
+                item["error"] = p.error
+            out.append(item)
+            if len(out) >= n:
+                return out
+    return out
+
+
+@dataclass
+class StatusReport:
+    """``campaign status``: the journal's counts, the last run and the unknown rows."""
+
+    counts: dict[str, int]
+    journal: dict[str, int]
+    last_run: dict[str, Any] | None
+    unknown: list[dict[str, Any]]
+
+
+def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusReport:
+    if not campaign.state.exists():
+        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
+    state = State(campaign.state)
+    try:
+        report = StatusReport(state.counts(), state.journal_counts(), state.last_run(),
+                              state.by_status(Status.UNKNOWN) + state.by_status(Status.SENDING))
+        if results_path is not None:
+            export(state, results_path)
+        return report
+    finally:
+        state.close()
+
+
+@dataclass
+class ReconcileReport:
+    checked: int = 0
+    found: int = 0
+    pending: int = 0
+    days: int = 0
+
+
+async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
+    """Resolve ``unknown`` rows from ``GET /messages``: found → sent, the rest → pending.
+
+    A row matches an outbound message to the same number (``+`` ignored) whose text equals the
+    row's text (template messages have no text: the number alone must match), created no
+    earlier than a minute before the row's last attempt. Each listed message resolves one row.
+    """
+    if not campaign.state.exists():
+        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
+    report = ReconcileReport()
+    with CampaignLock(campaign.state, campaign.name):
+        state = State(campaign.state)
+        try:
+            state.recover()
+            unknown = state.by_status(Status.UNKNOWN)
+            report.checked = len(unknown)
+            if not unknown:
+                return report
+            stamps = [datetime.fromisoformat(u["updated_at"]) for u in unknown]
+            first = min(stamps).date() - timedelta(days=1)
+            last = max(max(stamps).date() + timedelta(days=1), datetime.now(UTC).date())
+            listed: list[dict[str, Any]] = []
+            async with SociocsClient(campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2) as client:
+                day: date = first
+                while day <= last:
+                    end = min(last, day + timedelta(days=30))
+                    listed.extend(await client.list_messages(day, end))
+                    day = end + timedelta(days=1)
+            report.days = (last - first).days + 1
+            taken = {o for o in _sent_ids(state)}
+            sent: list[Outcome] = []
+            for u, stamp in zip(unknown, stamps, strict=True):
+                match = _match(u, stamp, listed, taken, template=campaign.message.template_id is not None)
+                if match is not None:
+                    taken.add(match)
+                    sent.append(Outcome(u["key"], Status.SENT, match, "found by reconcile", 200, 0))
+            found = {o.key for o in sent}
+            with state.transaction():
+                state.db.executemany(
+                    "UPDATE recipients SET status = ?, message_id = ?, error = ?, sent_hash = payload_hash"
+                    " WHERE key = ?", [(o.status, o.message_id, o.error, o.key) for o in sent])
+                state.set_status([u["key"] for u in unknown if u["key"] not in found], Status.PENDING,
+                                 "not found at the API by reconcile; will be sent by the next run")
+            report.found = len(sent)
+            report.pending = report.checked - report.found
+            export(state, campaign.results)
+        finally:
+            state.close()
+    return report
+
+
+def _sent_ids(state: State) -> set[str]:
+    return {r[0] for r in state.db.execute("SELECT message_id FROM recipients WHERE message_id != ''")}
+
+
+def _digits(number: Any) -> str:
+    return "".join(c for c in str(number or "") if c.isdigit())
+
+
+def _match(unknown: dict[str, Any], stamp: datetime, listed: list[dict[str, Any]], taken: set[str],
+           *, template: bool) -> str | None:
+    to = _digits(unknown["phone"])
+    earliest = stamp - timedelta(minutes=10)
+    for message in listed:
+        message_id = str(message.get("message_id") or "")
+        if not message_id or message_id in taken:
+            continue
+        if message.get("direction") not in (None, "outbound") or _digits(message.get("to")) != to:
+            continue
+        if not template and (message.get("text") or "") != unknown["message"]:
+            continue
+        created = message.get("created_at")
+        if created:
+            try:
+                when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+                if when.tzinfo is not None and when < earliest:
+                    continue
+            except ValueError:
+                pass
+        return message_id
+    return None

@@ -1,0 +1,294 @@
+"""The worker pool: paced, retried, journaled sending of prepared requests.
+
+One :class:`Sender` owns everything concurrent: the bounded job queue, ``concurrency`` worker
+tasks, the :class:`Pacer` (aiolimiter), the :class:`Journal` (group commits to the state file),
+the counters and the stop flag. Its life: ``start()``, ``put(job)`` for each job, ``close()``.
+
+The order inside a worker is what makes a crash lose nothing and send nothing twice:
+
+1. wait for the pacer (so a row is not marked while it could still wait minutes);
+2. ``journal.mark(job)``: the row is committed as ``sending`` (group commit, shared with every
+   worker that got here in the same loop tick, and carrying the outcomes of their previous rows);
+3. POST, retrying only what certainly was not processed (429, 502/503/504, failed connect);
+4. ``journal.record(outcome)``: written with the next group commit, at most 100 ms later.
+
+So at any moment at most ``concurrency`` rows are ``sending`` in the file, and a kill leaves at
+most that many ``unknown``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiolimiter import AsyncLimiter
+
+from campaign.api import Reply, SociocsClient, Verdict
+from campaign.config import Sending
+from campaign.state import Outcome, State, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One request ready to go: the recipient's key, its row and the encoded body."""
+
+    key: str
+    row: int
+    body: bytes
+    payload_hash: str
+    message: str
+    scheduled: bool
+
+
+class Pacer:
+    """At most ``rate`` request starts in any one-second window; slows down after a 429.
+
+    aiolimiter's bucket holds ``max_rate`` tokens, so ``AsyncLimiter(rate, 1)`` lets a burst of
+    ``rate`` through after an idle spell and then ``rate`` more within the same second: twice the
+    rate in one window. A bucket of one token refilled every ``1/rate`` seconds
+    (``AsyncLimiter(1, 1/rate)``) spaces starts evenly and never bursts.
+
+    A 429 pauses every worker (``Retry-After`` when given, else full-jitter exponential backoff)
+    and halves the rate; each second without a 429 raises it by a quarter until it is back at
+    the configured rate. ``rate == 0`` means no pacing at all (benchmarks, the sandbox).
+    """
+
+    def __init__(self, rate: float, *, backoff_base: float = 1.0, backoff_cap: float = 60.0) -> None:
+        self.target = rate
+        self.current = rate
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.floor = min(rate, 0.2) if rate else 0.0
+        self.limiter = self._limiter(rate)
+        self.pause_until = 0.0
+        self.last_change = 0.0
+        self.limited_in_a_row = 0
+        self.rng = random.Random()
+
+    @staticmethod
+    def _limiter(rate: float) -> AsyncLimiter | None:
+        return AsyncLimiter(1, 1.0 / rate) if rate else None
+
+    async def acquire(self) -> None:
+        """Wait until this request may start."""
+        loop = asyncio.get_running_loop()
+        while True:
+            wait = self.pause_until - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            limiter = self.limiter
+            if limiter is None:
+                return
+            await limiter.acquire()
+            if limiter is self.limiter and loop.time() >= self.pause_until:
+                return
+
+    def backoff(self, n: int) -> float:
+        """Full-jitter exponential backoff for the n-th consecutive failure (n >= 1)."""
+        return self.rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (n - 1)))
+
+    def rate_limited(self, retry_after: float | None) -> None:
+        """A 429 came back: pause everyone, and slow down once per pause."""
+        now = asyncio.get_running_loop().time()
+        self.limited_in_a_row += 1
+        delay = retry_after if retry_after is not None else self.backoff(self.limited_in_a_row)
+        self.pause_until = max(self.pause_until, now + min(delay, self.backoff_cap))
+        if self.target and now - self.last_change >= 1.0:
+            self.current = max(self.floor, self.current / 2)
+            self.limiter = self._limiter(self.current)
+            self.last_change = now
+
+    def succeeded(self) -> None:
+        """A request got through: recover the rate step by step."""
+        self.limited_in_a_row = 0
+        if self.target and self.current < self.target:
+            now = asyncio.get_running_loop().time()
+            if now - self.last_change >= 1.0:
+                self.current = min(self.target, self.current * 1.25)
+                self.limiter = self._limiter(self.current)
+                self.last_change = now
+
+
+class Journal:
+    """Group commits to the state file: write-ahead marks and outcomes, batched.
+
+    ``mark()`` returns once the row is committed as ``sending``; every mark made in the same
+    loop tick shares one transaction. ``record()`` buffers an outcome; it is committed with the
+    next mark or after ``interval`` seconds, whichever comes first.
+    """
+
+    def __init__(self, state: State, interval: float = 0.1) -> None:
+        self.state = state
+        self.interval = interval
+        self.outcomes: list[Outcome] = []
+        self.marks: list[tuple[str, str, str]] = []
+        self._commit: asyncio.Future[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self.commits = 0
+
+    async def mark(self, job: Job) -> None:
+        self.marks.append((job.key, job.payload_hash, job.message))
+        if self._commit is None:
+            loop = asyncio.get_running_loop()
+            self._commit = loop.create_future()
+            loop.call_soon(self.flush)
+        await asyncio.shield(self._commit)
+
+    def record(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        if self._timer is None and self._commit is None:
+            self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
+
+    def flush(self) -> None:
+        """Commit everything buffered now (also called on shutdown, synchronously)."""
+        commit, self._commit = self._commit, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        outcomes, self.outcomes = self.outcomes, []
+        marks, self.marks = self.marks, []
+        try:
+            if outcomes or marks:
+                self.state.write(outcomes, marks)
+                self.commits += 1
+        except Exception as err:
+            if commit is not None and not commit.done():
+                commit.set_exception(err)
+                return
+            raise
+        if commit is not None and not commit.done():
+            commit.set_result(None)
+
+
+class Sender:
+    """The pool: ``concurrency`` workers over a bounded queue, one pacer, one journal."""
+
+    def __init__(
+        self,
+        client: SociocsClient,
+        state: State,
+        sending: Sending,
+        *,
+        backoff_base: float = 1.0,
+        rate_limit_patience: float = 900.0,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.sending = sending
+        self.journal = Journal(state)
+        self.pacer = Pacer(sending.rate, backoff_base=backoff_base)
+        self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * sending.concurrency)
+        self.on_outcome = on_outcome
+        self.rate_limit_patience = rate_limit_patience
+        self.workers: list[asyncio.Task[None]] = []
+        self.counts: Counter[str] = Counter()
+        self.requests = 0
+        self.rate_limited = 0
+        self.consecutive_errors = 0
+        self.stop_reason: str | None = None  # set when the API made further sending pointless
+        self.stopping = False
+        self.last_progress = 0.0
+
+    async def start(self) -> None:
+        self.last_progress = asyncio.get_running_loop().time()
+        self.workers = [asyncio.create_task(self._worker()) for _ in range(self.sending.concurrency)]
+
+    async def put(self, job: Job) -> bool:
+        """Hand a job to the pool; False once the pool is stopping (the job stays pending)."""
+        if self.stopping:
+            return False
+        await self.queue.put(job)
+        return True
+
+    def stop(self, reason: str | None = None) -> None:
+        """Stop handing out rows; requests in flight finish. ``reason`` marks an API stop."""
+        self.stopping = True
+        if reason and self.stop_reason is None:
+            self.stop_reason = reason
+
+    async def close(self) -> None:
+        """Wait for queued and in-flight jobs to finish, then commit the last outcomes."""
+        for _ in self.workers:
+            await self.queue.put(None)
+        try:
+            await asyncio.gather(*self.workers)
+        finally:
+            self.journal.flush()
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self.queue.get()
+            if job is None:
+                return
+            if self.stopping:
+                continue  # never marked: it stays pending for the next run
+            await self.pacer.acquire()
+            if self.stopping:
+                continue
+            await self.journal.mark(job)
+            if self.stopping:  # stopped while the mark was committed: nothing was written
+                outcome = Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
+            else:
+                outcome = await self._deliver(job)
+            self.journal.record(outcome)
+            self.counts[outcome.status] += 1
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+
+    async def _deliver(self, job: Job) -> Outcome:
+        """Send one job until it has an outcome; retry only what was certainly not processed."""
+        loop = asyncio.get_running_loop()
+        attempts = retries = 0
+        while True:
+            attempts += 1
+            self.requests += 1
+            reply = await self.client.send(job.body)
+            verdict = reply.verdict
+            if verdict is Verdict.ACCEPTED:
+                self.pacer.succeeded()
+                self.consecutive_errors = 0
+                self.last_progress = loop.time()
+                status = Status.SCHEDULED if job.scheduled else Status.SENT
+                return Outcome(job.key, status, reply.message_id, "", reply.http_status, attempts)
+            if verdict is Verdict.REJECTED:
+                self.consecutive_errors = 0
+                self.last_progress = loop.time()
+                return self._outcome(job, Status.FAILED, reply, attempts)
+            if verdict is Verdict.FATAL:
+                self.stop(reply.error)
+                return self._outcome(job, Status.PENDING, reply, attempts)
+            if verdict is Verdict.UNKNOWN:
+                self._count_error(reply)
+                return self._outcome(job, Status.UNKNOWN, reply, attempts)
+            if verdict is Verdict.RATE_LIMITED:
+                # Waiting out a rate limit never uses up the row's attempts: a rate set too
+                # high costs time, never rows. Only a rate limit that never lifts stops the run.
+                self.rate_limited += 1
+                self.pacer.rate_limited(reply.retry_after)
+                if loop.time() - self.last_progress > self.rate_limit_patience:
+                    self.stop(f"the API kept answering 429 (rate limit) for {self.rate_limit_patience:.0f} s")
+            else:  # Verdict.RETRY
+                retries += 1
+                if retries >= self.sending.max_attempts:
+                    self._count_error(reply)
+                    return self._outcome(
+                        job, Status.FAILED, reply, attempts, prefix=f"gave up after {attempts} attempts: "
+                    )
+                await asyncio.sleep(self.pacer.backoff(retries))
+            if self.stopping:
+                # The last answer says it was not processed, so it is safe to leave pending.
+                return self._outcome(job, Status.PENDING, reply, attempts, prefix="not sent, the run stopped: ")
+            await self.pacer.acquire()
+
+    def _count_error(self, reply: Reply) -> None:
+        self.consecutive_errors += 1
+        if self.consecutive_errors >= self.sending.max_consecutive_errors:
+            self.stop(f"{self.consecutive_errors} requests in a row failed (last: {reply.error})")
+
+    @staticmethod
+    def _outcome(job: Job, status: Status, reply: Reply, attempts: int, prefix: str = "") -> Outcome:
+        return Outcome(job.key, status, "", prefix + reply.error, reply.http_status, attempts)

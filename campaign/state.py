@@ -1,0 +1,385 @@
+"""The campaign's memory: a SQLite journal beside the campaign file.
+
+Two tables:
+
+``recipients``
+    one line per recipient (its E.164 number, or number plus occurrence with
+    ``allow_duplicates``): what was sent to them and what the API said. This is the journal that
+    makes reruns safe. A row is written ``sending`` *and committed* before its request goes to the
+    socket; its outcome is committed after the reply. A ``sending`` line found at start-up
+    therefore belongs to a run that died mid-request, and becomes ``unknown``: it may have been
+    delivered, so it is never resent without ``--resend-unknown``.
+
+``rows``
+    the spreadsheet as last read: every row with its cells, its recipient key and, for rows
+    never sent (``invalid``, ``skipped``), the reason. The results file is this table joined
+    to ``recipients``, so it can be written again at any time, even after a kill.
+
+Durability: WAL with ``synchronous=NORMAL``. A commit survives the process being killed
+(SIGKILL, OOM, a crash) because it is in the WAL file the moment ``COMMIT`` returns; it is not
+fsynced, so a power loss or kernel crash may lose the last commits, which could make a row that
+was sent look ``pending`` again. ``synchronous=FULL`` would close that gap at the price of an
+fsync per group commit; set ``CAMPAIGN_STATE_SYNC=FULL`` to choose it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from campaign.errors import StateError
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE recipients (
+        key TEXT PRIMARY KEY,
+        phone TEXT NOT NULL,
+        row INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        message_id TEXT NOT NULL DEFAULT '',
+        error TEXT NOT NULL DEFAULT '',
+        http_status INTEGER,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        payload_hash TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '',
+        sent_hash TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX recipients_status ON recipients(status);
+    CREATE TABLE rows (
+        row INTEGER PRIMARY KEY,
+        key TEXT,
+        phone TEXT NOT NULL DEFAULT '',
+        status TEXT,
+        error TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL DEFAULT '',
+        cells TEXT NOT NULL
+    );
+    CREATE INDEX rows_key ON rows(key);
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        command TEXT NOT NULL,
+        outcome TEXT
+    );
+    """,
+}
+
+
+class Status(StrEnum):
+    """What happened to a row or recipient (PRODUCT.md's statuses, plus one internal one)."""
+
+    SENT = "sent"  # accepted by the API; message_id is set
+    SCHEDULED = "scheduled"  # accepted with a future schedule; message_id is set
+    FAILED = "failed"  # rejected by the API, or retries exhausted
+    INVALID = "invalid"  # never sent: unusable phone, template error, provider rule
+    SKIPPED = "skipped"  # never sent: duplicate of an earlier row, or suppressed
+    UNKNOWN = "unknown"  # the request may have reached the API but no answer came back
+    PENDING = "pending"  # not attempted yet
+    DRY_RUN = "dry-run"  # rendered and valid; --dry-run sent nothing
+    SENDING = "sending"  # internal write-ahead mark: committed before the request is written
+
+
+DONE = frozenset({Status.SENT, Status.SCHEDULED})
+
+
+def now_iso() -> str:
+    """The current time as ISO 8601 UTC, second precision (what the results file shows)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the journal already knows of one recipient, for planning a run."""
+
+    status: Status
+    payload_hash: str
+    row: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The end of one request: the fields written to the recipient's line."""
+
+    key: str
+    status: Status
+    message_id: str = ""
+    error: str = ""
+    http_status: int | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RowRecord:
+    """One spreadsheet row as read in this run (``status`` only for never-sent rows)."""
+
+    row: int
+    cells: tuple[str, ...]
+    key: str | None
+    phone: str
+    status: Status | None = None
+    error: str = ""
+    message: str = ""
+
+
+class State:
+    """The SQLite journal of one campaign. ``path`` may be ``":memory:"`` for tests and dry runs."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA busy_timeout = 5000")
+            if self.path != ":memory:":
+                self.db.execute("PRAGMA journal_mode = WAL")
+            sync = os.environ.get("CAMPAIGN_STATE_SYNC", "NORMAL").upper()
+            self.db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'FULL' else 'NORMAL'}")
+            self._migrate()
+        except sqlite3.DatabaseError as err:
+            raise StateError(
+                f"{self.path}: the state file cannot be used ({err}). Move it aside to start the "
+                "campaign afresh, which would resend every row."
+            ) from None
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path}: the state file was written by a newer campaign (schema {version}); "
+                "upgrade campaign to continue this campaign."
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # One script, one transaction: a migration lands whole or not at all.
+            self.db.executescript(
+                f"BEGIN IMMEDIATE; {_MIGRATIONS[target]}; PRAGMA user_version = {target}; COMMIT;"
+            )
+
+    def transaction(self) -> _Transaction:
+        """``with state.transaction(): ...`` commits on success, rolls back on error."""
+        return _Transaction(self.db)
+
+    def copy_to_memory(self) -> State:
+        """An in-memory copy, for dry runs and checks that must not touch the real journal."""
+        copy = State(":memory:")
+        self.db.backup(copy.db)
+        return copy
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- runs -------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Turn ``sending`` lines left by a dead run into ``unknown``; return how many."""
+        with self.transaction():
+            cur = self.db.execute(
+                # updated_at stays the time of the request: reconcile searches around it.
+                "UPDATE recipients SET status = ?, error = ? WHERE status = ?",
+                (
+                    Status.UNKNOWN,
+                    "the run stopped while this request was in flight; it may have been delivered",
+                    Status.SENDING,
+                ),
+            )
+        return cur.rowcount
+
+    def begin_run(self, command: str, columns: Sequence[str]) -> int:
+        """Start a run: forget the previous read of the spreadsheet, remember its columns."""
+        with self.transaction():
+            self.db.execute("DELETE FROM rows")
+            self.set_meta("columns", json.dumps(list(columns)))
+            cur = self.db.execute(
+                "INSERT INTO runs (started_at, command) VALUES (?, ?)", (now_iso(), command)
+            )
+        return int(cur.lastrowid or 0)
+
+    def end_run(self, run_id: int, outcome: str) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", (now_iso(), outcome, run_id)
+            )
+
+    def last_run(self) -> dict[str, Any] | None:
+        row = self.db.execute(
+            "SELECT id, started_at, finished_at, command, outcome FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("id", "started_at", "finished_at", "command", "outcome"), row, strict=True))
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def columns(self) -> list[str]:
+        raw = self.meta("columns")
+        return list(json.loads(raw)) if raw else []
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def known(self, keys: Sequence[str]) -> dict[str, Known]:
+        """The journal's lines for these keys (those that exist)."""
+        out: dict[str, Known] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, status, payload_hash, row in self.db.execute(
+                f"SELECT key, status, payload_hash, row FROM recipients WHERE key IN ({marks})", part
+            ):
+                out[key] = Known(Status(status), payload_hash, row)
+        return out
+
+    def first_rows(self, keys: Sequence[str]) -> dict[str, int]:
+        """For keys already read in this run, the first row that had them (for duplicates)."""
+        out: dict[str, int] = {}
+        for start in range(0, len(keys), 500):
+            part = keys[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for key, row in self.db.execute(
+                f"SELECT key, min(row) FROM rows WHERE key IN ({marks}) AND status IS NULL GROUP BY key", part
+            ):
+                out[key] = row
+        return out
+
+    def phone_counts(self, phones: Sequence[str]) -> dict[str, int]:
+        """How many sendable rows of this run already had each number (allow_duplicates)."""
+        out: dict[str, int] = {}
+        unique = sorted(set(phones))
+        for start in range(0, len(unique), 500):
+            part = unique[start : start + 500]
+            marks = ",".join("?" * len(part))
+            for phone, n in self.db.execute(
+                f"SELECT phone, count(*) FROM rows WHERE phone IN ({marks}) AND status IS NULL"
+                " AND key IS NOT NULL GROUP BY phone", part
+            ):
+                out[phone] = n
+        return out
+
+    def add_rows(self, rows: Iterable[RowRecord]) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO rows (row, key, phone, status, error, message, cells) VALUES (?,?,?,?,?,?,?)",
+            [
+                (r.row, r.key, r.phone, r.status, r.error, r.message, json.dumps(r.cells, ensure_ascii=False))
+                for r in rows
+            ],
+        )
+
+    def add_recipients(self, items: Iterable[tuple[str, str, int, str, str]]) -> None:
+        """Insert new recipients as pending: (key, phone, row, payload_hash, message)."""
+        stamp = now_iso()
+        self.db.executemany(
+            "INSERT INTO recipients (key, phone, row, status, payload_hash, message, created_at, updated_at)"
+            " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)",
+            [(*item, stamp, stamp) for item in items],
+        )
+
+    def touch_rows(self, items: Iterable[tuple[int, str]]) -> None:
+        """Update the row number of known recipients: (row, key). Re-sorting moves, never resends."""
+        self.db.executemany("UPDATE recipients SET row = ? WHERE key = ?", items)
+
+    def set_status(self, keys: Iterable[str], status: Status, error: str = "") -> None:
+        stamp = now_iso()
+        self.db.executemany(
+            "UPDATE recipients SET status = ?, error = ?, updated_at = ? WHERE key = ?",
+            [(status, error, stamp, k) for k in keys],
+        )
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str]]) -> None:
+        """One group commit: outcomes of finished requests, then write-ahead marks of new ones.
+
+        ``marks`` are (key, payload_hash, message): the row goes ``sending`` with the exact
+        request about to be written.
+        """
+        stamp = now_iso()
+        with self.transaction():
+            if outcomes:
+                self.db.executemany(
+                    "UPDATE recipients SET status = ?, message_id = ?, error = ?, http_status = ?,"
+                    " attempts = attempts + ?, updated_at = ?,"
+                    " sent_hash = CASE WHEN ? IN ('sent', 'scheduled') THEN payload_hash ELSE sent_hash END"
+                    " WHERE key = ?",
+                    [
+                        (o.status, o.message_id, o.error, o.http_status, o.attempts, stamp, o.status, o.key)
+                        for o in outcomes
+                    ],
+                )
+            if marks:
+                self.db.executemany(
+                    "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, updated_at = ?"
+                    " WHERE key = ?",
+                    [(h, m, stamp, k) for k, h, m in marks],
+                )
+
+    # --- reading back -----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows of the last read per status (never-sent rows by their own status)."""
+        out: dict[str, int] = {}
+        for status, n in self.db.execute(
+            "SELECT coalesce(r.status, p.status, 'pending'), count(*) FROM rows r"
+            " LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key GROUP BY 1"
+        ):
+            out[status] = n
+        return out
+
+    def results(self) -> Iterator[tuple[Any, ...]]:
+        """Every row of the last read, in spreadsheet order, joined to its recipient's outcome.
+
+        Yields (cells, row, phone, status, message_id, error, http_status, attempts, message,
+        updated_at).
+        """
+        cur = self.db.execute(
+            "SELECT r.cells, r.row, r.phone, coalesce(r.status, p.status, 'pending'),"
+            " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error ELSE coalesce(p.error, '') END,"
+            " p.http_status, coalesce(p.attempts, 0),"
+            " CASE WHEN r.status IS NOT NULL THEN r.message ELSE coalesce(p.message, r.message) END,"
+            " coalesce(p.updated_at, '')"
+            " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key ORDER BY r.row"
+        )
+        for cells, *rest in cur:
+            yield (tuple(json.loads(cells)), *rest)
+
+    def by_status(self, status: Status) -> list[dict[str, Any]]:
+        """Recipients with this status, with their row, phone, message and last update."""
+        cur = self.db.execute(
+            "SELECT key, row, phone, message, error, updated_at, payload_hash FROM recipients"
+            " WHERE status = ? ORDER BY row",
+            (status,),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur]
+
+    def journal_counts(self) -> dict[str, int]:
+        """Recipients per status over the campaign's whole life (not only the last read)."""
+        return dict(self.db.execute("SELECT status, count(*) FROM recipients GROUP BY status").fetchall())
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        if kind is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
