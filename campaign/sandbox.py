@@ -37,12 +37,10 @@ from aiohttp import hdrs, web
 
 __all__ = ["AcceptedMessage", "Faults", "LoggedRequest", "Sandbox", "SandboxConfig", "serve"]
 
-PROVIDERS = ("twlo", "twlowa", "gswa")
+_PROVIDERS = ("twlo", "twlowa", "gswa")
 _MEDIA = ("image_url", "video_url", "file_url")
 _CONTENT = ("text", *_MEDIA, "template")
-_FIELDS = frozenset(
-    {"provider", "channel_key", "to", "name", *_CONTENT, "contact_saving", "schedule", "user_id"}
-)
+_FIELDS = frozenset({"provider", "channel_key", "to", "name", *_CONTENT, "contact_saving", "schedule", "user_id"})
 _TO = re.compile(r"\+?[1-9][0-9]{7,14}")
 _CHANNEL = re.compile(r"[a-z]+_[0-9]{6,15}")
 _CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
@@ -119,9 +117,7 @@ class _Dropped(web.Response):
 
 
 def _envelope_error(status: int, msg: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(
-        {"status": "error", "errors": [{"msg": msg}]}, status=status, headers=headers
-    )
+    return web.json_response({"status": "error", "errors": [{"msg": msg}]}, status=status, headers=headers)
 
 
 def _reject_constant(name: str) -> Any:
@@ -215,7 +211,7 @@ def _schedule(value: Any) -> None:
         raise _Invalid("schedule must include a UTC offset or Z.")
 
 
-def validate_message(body: dict[str, Any], channels: frozenset[str] | None) -> None:
+def _validate(body: dict[str, Any], channels: frozenset[str] | None) -> None:
     """Apply every POST /message rule of sociocs-api.md sections 2-6 and 10; raise _Invalid."""
     unknown = sorted(set(body) - _FIELDS)
     if unknown:
@@ -225,7 +221,7 @@ def validate_message(body: dict[str, Any], channels: frozenset[str] | None) -> N
             raise _Invalid(f"{name} is required.")
         _text(body[name], name)
     provider, channel_key = body["provider"], body["channel_key"]
-    if provider not in PROVIDERS:
+    if provider not in _PROVIDERS:
         raise _Invalid("provider must be one of twlo, twlowa, gswa.")
     known = _CHANNEL.fullmatch(channel_key) if channels is None else channel_key in channels
     if not known or channel_key.partition("_")[0] != provider:
@@ -303,16 +299,15 @@ class Sandbox:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on ``host:port`` (0: a free port); return and remember the base URL."""
+        if self._runner is not None:
+            raise RuntimeError("This sandbox is already running.")
         runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         self._runner = runner
         await web.TCPSite(runner, host, port).start()
         bound_host, bound_port = runner.addresses[0][:2]
-        self.url = (
-            f"http://[{bound_host}]:{bound_port}"
-            if ":" in bound_host
-            else (f"http://{bound_host}:{bound_port}")
-        )
+        bound_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+        self.url = f"http://{bound_host}:{bound_port}"
         return self.url
 
     async def close(self) -> None:
@@ -334,9 +329,7 @@ class Sandbox:
         await self.close()
 
     @web.middleware
-    async def _log_and_envelope(
-        self, request: web.Request, handler: _Handler
-    ) -> web.StreamResponse:
+    async def _log_and_envelope(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Log every request with the status it got; turn stray HTTP errors into envelopes."""
         arrived, status = time.monotonic(), 0
         try:
@@ -380,15 +373,13 @@ class Sandbox:
             return _envelope_error(400, "Request body must be a JSON object.")
         faults = self.config.faults
         try:
-            validate_message(body, self.config.channels)
+            _validate(body, self.config.channels)
         except _Invalid as exc:
             return _envelope_error(400, str(exc))
         blocked = {"+" + number.lstrip("+") for number in faults.blocked}
         if "+" + body["to"].lstrip("+") in blocked:
             return _envelope_error(400, "Contact is blocked.")
-        if faults.rate_limit is not None and not self._bucket.take(
-            faults.rate_limit, time.monotonic()
-        ):
+        if faults.rate_limit is not None and not self._bucket.take(faults.rate_limit, time.monotonic()):
             headers = None
             if faults.retry_after is not None:
                 headers = {"Retry-After": str(math.ceil(faults.retry_after))}
@@ -453,9 +444,7 @@ class Sandbox:
                 "to": m.to,
                 "text": m.body.get("text"),
                 "template_id": m.body["template"]["id"] if "template" in m.body else None,
-                "created_at": m.created_at.isoformat(timespec="milliseconds").replace(
-                    "+00:00", "Z"
-                ),
+                "created_at": m.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             }
             for m in self.accepted
             if start <= m.created_at.date() <= end
@@ -464,19 +453,14 @@ class Sandbox:
 
     async def _sandbox_requests(self, request: web.Request) -> web.StreamResponse:
         """Sandbox only, no auth: the request log, for benchmarks in another process."""
-        log = [
-            {"at": r.at, "method": r.method, "path": r.path, "status": r.status}
-            for r in self.requests
-        ]
+        log = [{"at": r.at, "method": r.method, "path": r.path, "status": r.status} for r in self.requests]
         return web.json_response({"requests": log, "accepted": len(self.accepted)})
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
         return _envelope_error(404, "Not found.")
 
 
-def serve(
-    host: str, port: int, config: SandboxConfig, *, ready: Callable[[str], None] | None = None
-) -> None:
+def serve(host: str, port: int, config: SandboxConfig, *, ready: Callable[[str], None] | None = None) -> None:
     """Run the sandbox until SIGINT or SIGTERM, calling ``ready(url)`` once it listens.
 
     Blocking, for ``campaign sandbox``. Outside the main thread no signal handler can be

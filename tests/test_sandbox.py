@@ -98,9 +98,7 @@ def run(scenario: Scenario, config: SandboxConfig | None = None, key: str = KEY)
     asyncio.run(main())
 
 
-async def post(
-    session: aiohttp.ClientSession, body: Any, **kwargs: Any
-) -> tuple[int, Any, Mapping[str, str]]:
+async def post(session: aiohttp.ClientSession, body: Any, **kwargs: Any) -> tuple[int, Any, Mapping[str, str]]:
     """POST /message; return status, decoded JSON body and headers."""
     async with session.post("/message", json=body, **kwargs) as response:
         return response.status, await response.json(), response.headers
@@ -129,9 +127,7 @@ def test_doc_examples_are_accepted_and_recorded(body: dict[str, Any]) -> None:
         assert message.message_id == answer["data"]["message_id"]
         assert (message.provider, message.channel_key) == (body["provider"], body["channel_key"])
         assert message.to == body["to"] and message.body == body
-        assert (
-            message.created_at.tzinfo is not None and message.created_at.utcoffset() == timedelta()
-        )
+        assert message.created_at.tzinfo is not None and message.created_at.utcoffset() == timedelta()
         assert abs(datetime.now(UTC) - message.created_at) < timedelta(seconds=5)
 
     run(scenario)
@@ -190,9 +186,7 @@ def test_valid_variants_are_accepted(body: dict[str, Any]) -> None:
         (KEY, {}, {"apikey": KEY}, 200),
     ],
 )
-def test_auth(
-    configured: str | None, headers: dict[str, str], params: dict[str, str], expected: int
-) -> None:
+def test_auth(configured: str | None, headers: dict[str, str], params: dict[str, str], expected: int) -> None:
     async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
         status, answer, _ = await post(session, TWLO, headers=headers, params=params)
         assert status == expected

@@ -1,0 +1,268 @@
+"""The whole pipeline against the sandbox over real HTTP, with real files and real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import pytest
+
+from campaign import runner
+from campaign.config import load_campaign
+from campaign.errors import ExitCode
+from campaign.sandbox import Faults, Sandbox, SandboxConfig
+from campaign.state import State, Status
+from tests.conftest import HEADER, KEY, CampaignFactory, contacts
+
+
+def send(path: Path, box: Sandbox | None = None, faults: Faults | None = None, **options: Any) -> tuple[runner.Summary, Sandbox]:
+    """Run `campaign send` in-process against a fresh (or given) sandbox."""
+
+    async def main() -> tuple[runner.Summary, Sandbox]:
+        sandbox = box or Sandbox(SandboxConfig(api_key=KEY, faults=faults or Faults(seed=1)))
+        url = await sandbox.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            opts = runner.Options(api_key=KEY, backoff_base=0.01, **options)
+            return await runner.run(campaign, opts), sandbox
+        finally:
+            await sandbox.close()
+
+    return asyncio.run(main())
+
+
+def results(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_sms_campaign_end_to_end(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = contacts(6)
+    rows[1] = ("(617) 555-0001", *rows[1][1:])  # no country code: default_country US
+    rows[2] = ("12345", *rows[2][1:])  # not a phone number
+    rows[3] = (rows[0][0], *rows[3][1:])  # duplicate of row 2
+    path = make_campaign(rows, extra='\n[contact_saving]\nsave = true\nextra_fields = ["Email", "City"]\n')
+    summary, box = send(path)
+
+    assert summary.counts == Counter({"sent": 4, "invalid": 1, "skipped": 1})
+    assert summary.exit_code() is ExitCode.ROWS_NOT_SENT  # the invalid row
+    bodies = [m.body for m in box.accepted]
+    assert bodies[0] == {
+        "provider": "twlo",
+        "channel_key": "twlo_16175550000",
+        "to": "+16175550000",
+        "name": "Person 0",
+        "text": "Hi P0, order A-0 is ready.",
+        "contact_saving": {"save": True, "list_id": 0, "extra_fields": {"Email": "p0@example.com", "City": "Boston"}},
+    }
+    assert bodies[1]["to"] == "+16175550001"
+    out = results(tmp_path / "test.results.csv")
+    assert [r["row"] for r in out] == ["2", "3", "4", "5", "6", "7"]
+    assert list(out[0])[: len(HEADER)] == list(HEADER)
+    assert list(out[0])[len(HEADER):] == ["row", "phone", "status", "message_id", "error", "http_status",
+                                         "attempts", "message", "updated_at"]
+    by_row = {r["row"]: r for r in out}
+    assert by_row["2"]["status"] == "sent" and by_row["2"]["message_id"].startswith("SM")
+    assert by_row["2"]["attempts"] == "1" and by_row["2"]["http_status"] == "200"
+    assert by_row["4"]["status"] == "invalid" and "12345" in by_row["4"]["error"]
+    assert by_row["5"]["status"] == "skipped" and by_row["5"]["error"] == "duplicate of row 2"
+    assert by_row["2"]["message"] == "Hi P0, order A-0 is ready."
+
+
+def test_twlowa_from_excel(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.title = "Customers"
+    ws.append(list(HEADER))
+    ws.append([16175550100, "Ann", "Ann", "A-1", "a@example.com", "Boston"])  # a number cell, as Excel stores it
+    ws.append(["+16175550101", "Bob", "", "A-2", "b@example.com", "Boston"])  # empty variable: Twilio refuses it
+    wb.save(tmp_path / "contacts.xlsx")
+    path = make_campaign(
+        provider="twlowa",
+        file="contacts.xlsx",
+        message='template_id = "HX0123456789abcdef0123456789abcdef"\n'
+        '[message.variables]\n"1" = "{{ first_name }}"\n"2" = "{{ order_id }}"',
+    )
+    summary, box = send(path)
+    assert summary.counts["sent"] == 1 and summary.counts["invalid"] == 1
+    assert box.accepted[0].body == {
+        "provider": "twlowa",
+        "channel_key": "twlowa_16175550000",
+        "to": "+16175550100",
+        "name": "Ann",
+        "template": {"id": "HX0123456789abcdef0123456789abcdef", "variables": {"1": "Ann", "2": "A-1"}},
+    }
+    out = results(tmp_path / "test.results.csv")
+    assert out[0]["message"] == json.dumps({"1": "Ann", "2": "A-1"}, separators=(",", ":"))
+    assert "variable 1 is empty" in out[1]["error"]
+
+
+def test_gswa_body(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(
+        contacts(1),
+        provider="gswa",
+        message='template_id = "007b7c0e-fc8d-4698-a9a8-3938151dd5da"\n'
+        '[message.variables]\nMEDIA_URL = "https://placehold.co/600x400"\n'
+        '[message.variables.Header]\n"1" = "{{ first_name }}"\n'
+        '[message.variables.Body]\n"1" = "{{ Email }}"\n"2" = "{{ order_id }}"\n'
+        '[message.variables.Buttons]\n"1" = "Quick Reply Text"',
+    )
+    summary, box = send(path)
+    assert summary.counts["sent"] == 1
+    assert box.accepted[0].body["template"] == {
+        "id": "007b7c0e-fc8d-4698-a9a8-3938151dd5da",
+        "variables": {
+            "MEDIA_URL": "https://placehold.co/600x400",
+            "Header": {"1": "P0"},
+            "Body": {"1": "p0@example.com", "2": "A-0"},
+            "Buttons": {"1": "Quick Reply Text"},
+        },
+    }
+
+
+def test_rerun_sends_nothing_twice_and_resort_is_safe(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = contacts(8)
+    path = make_campaign(rows)
+    first, box1 = send(path, limit=3)
+    assert first.counts["sent"] == 3 and first.counts["pending"] == 5
+    assert first.exit_code() is ExitCode.OK  # pending only because of --limit
+    # Re-sort and add a row between runs.
+    from tests.conftest import write_csv
+
+    write_csv(tmp_path / "contacts.csv", [*reversed(rows), *contacts(1, start=50)])
+    second, box2 = send(path)
+    sent_to = [m.to for m in box1.accepted] + [m.to for m in box2.accepted]
+    assert len(sent_to) == len(set(sent_to)) == 9
+    assert second.already_done == 3
+    third, box3 = send(path)
+    assert box3.accepted == [] and third.already_done == 9 and third.exit_code() is ExitCode.OK
+
+
+def test_rate_limit_with_retry_after_costs_time_not_rows(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(12), sending="rate = 40\nconcurrency = 4\nmax_attempts = 1\ntimeout = 5")
+    summary, box = send(path, faults=Faults(rate_limit=8, retry_after=1, seed=3))
+    assert summary.counts["sent"] == 12
+    assert summary.rate_limited > 0
+    assert sum(1 for r in box.requests if r.status == 429) == summary.rate_limited
+
+
+def test_503_is_retried_and_500_is_unknown_never_resent(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(30), sending="rate = 0\nconcurrency = 3\nmax_attempts = 8\ntimeout = 5\nmax_consecutive_errors = 50")
+    summary, box = send(path, faults=Faults(error_503=0.3, error_500=0.1, seed=7))
+    statuses = Counter(r["status"] for r in results(tmp_path / "test.results.csv"))
+    assert statuses["unknown"] == summary.counts["unknown"] > 0
+    assert statuses["sent"] + statuses["unknown"] + statuses["failed"] == 30
+    retried = [r for r in results(tmp_path / "test.results.csv") if r["status"] == "sent" and r["attempts"] != "1"]
+    assert retried, "some 503s should have been retried into sent"
+    # A rerun does not resend unknown rows.
+    before = len(box.accepted)
+    again, box2 = send(path)
+    assert box2.accepted == []  # nothing pending: sent rows stay sent, unknown rows are held
+    assert again.held_unknown == statuses["unknown"]
+    assert all(m.to not in {r["phone"] for r in results(tmp_path / "test.results.csv") if r["status"] == "unknown"}
+               for m in box2.accepted)
+    assert before > 0
+
+
+def test_dropped_connection_after_accept_is_unknown_then_reconciled(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(10), sending="rate = 0\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[runner.Summary, runner.ReconcileReport, list[str]]:
+        box = Sandbox(SandboxConfig(api_key=KEY, faults=Faults(drop_after_accept=0.4, seed=5)))
+        url = await box.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            summary = await runner.run(campaign, runner.Options(api_key=KEY, backoff_base=0.01))
+            report = await runner.reconcile(campaign, KEY)
+            return summary, report, [m.to for m in box.accepted]
+        finally:
+            await box.close()
+
+    summary, report, accepted = asyncio.run(main())
+    unknown = summary.counts["unknown"]
+    assert unknown > 0
+    assert summary.counts["sent"] + unknown == 10
+    assert report.checked == unknown and report.found == unknown and report.pending == 0
+    assert len(accepted) == 10  # every request reached the sandbox exactly once
+    state = State(path.parent / "test.state.sqlite")
+    assert state.journal_counts() == {"sent": 10}
+    state.close()
+
+
+def test_401_stops_the_run(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(40), sending="rate = 0\nconcurrency = 3\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[runner.Summary, Sandbox]:
+        box = Sandbox(SandboxConfig(api_key=KEY))
+        url = await box.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            return await runner.run(campaign, runner.Options(api_key="wrong:key")), box
+        finally:
+            await box.close()
+
+    summary, box = asyncio.run(main())
+    assert summary.exit_code() is ExitCode.STOPPED
+    assert summary.stop_reason
+    assert len(box.requests) <= 3  # no more than what was in flight
+    assert summary.counts["pending"] == 40
+    assert "wrong:key" not in summary.stop_reason
+
+
+def test_invalid_channel_stops_and_blocked_contact_fails(make_campaign: CampaignFactory) -> None:
+    rows = contacts(3)
+    path = make_campaign(rows)
+    summary, _ = send(path, faults=Faults(blocked=frozenset({"+16175550001"})))
+    assert summary.counts["sent"] == 2 and summary.counts["failed"] == 1
+    state = State(path.parent / "test.state.sqlite")
+    assert state.by_status(Status.FAILED)[0]["error"] == "Contact is blocked."
+    state.close()
+
+    async def main() -> runner.Summary:
+        box = Sandbox(SandboxConfig(api_key=KEY, channels=frozenset({"twlo_19999999999"})))
+        url = await box.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url, state=path.parent / "other.sqlite")
+            return await runner.run(campaign, runner.Options(api_key=KEY, retry_failed=True))
+        finally:
+            await box.close()
+
+    stopped = asyncio.run(main())
+    assert stopped.exit_code() is ExitCode.STOPPED and "Invalid channel_key" in (stopped.stop_reason or "")
+
+
+def test_retry_failed(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(3))
+    first, _ = send(path, faults=Faults(blocked=frozenset({"+16175550001"})))
+    assert first.counts["failed"] == 1
+    again, box = send(path)
+    assert again.held_failed == 1 and box.accepted == []
+    retried, box2 = send(path, retry_failed=True)
+    assert [m.to for m in box2.accepted] == ["+16175550001"] and retried.exit_code() is ExitCode.OK
+
+
+def test_dry_run_touches_nothing(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(4))
+    summary, box = send(path, dry_run=True)
+    assert summary.counts == Counter({"dry-run": 4})
+    assert box.requests == []
+    assert not (tmp_path / "test.state.sqlite").exists()
+    assert summary.exit_code() is ExitCode.OK
+
+
+@pytest.mark.parametrize("cell", ["{{ 7*7 }}", "{{ ''.__class__ }}", "=HYPERLINK(\"http://x\")"])
+def test_row_data_is_data(make_campaign: CampaignFactory, tmp_path: Path, cell: str) -> None:
+    rows = [("+16175550000", "N", cell, "A-1", "e@example.com", "Boston")]
+    path = make_campaign(rows)
+    summary, box = send(path)
+    assert box.accepted[0].body["text"] == f"Hi {cell}, order A-1 is ready."
+    out = (tmp_path / "test.results.csv").read_text(encoding="utf-8-sig")
+    if cell.startswith("="):
+        assert "'=HYPERLINK" in out
