@@ -124,28 +124,33 @@ class RecipientFile:
         return self._read(size)
 
 
-def open_recipients(path: Path, *, sheet: str | None = None) -> RecipientFile:
+def open_recipients(
+    path: Path, *, sheet: str | None = None, allow_empty: bool = False
+) -> RecipientFile:
     """Open and validate a recipients file; everything that makes it unreadable raises here.
 
     ``sheet`` chooses an Excel sheet (default: the first visible one); delimited text has no
-    sheets, so it is ignored there.
+    sheets, so it is ignored there. A header with no rows is an error unless ``allow_empty``
+    (an empty suppression list is fine, an empty recipients list is a mistake).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     supported = TEXT_SUFFIXES + EXCEL_SUFFIXES + tuple(LEGACY_READERS)
     if suffix not in supported:
-        shown = f'"{suffix}"' if suffix else "no suffix"
-        raise InputFileError(path, f"has {shown}; use one of {', '.join(supported)}")
+        kind = f'is a "{suffix}" file' if suffix else "has no suffix"
+        raise InputFileError(
+            path, f"{kind}; recipients files must be one of {', '.join(supported)}"
+        )
     if not path.is_file():
         raise InputFileError(path, "does not exist or is not a file")
     try:
         if suffix in TEXT_SUFFIXES:
-            return _open_text(path, suffix)
+            return _open_text(path, suffix, allow_empty)
         if suffix in EXCEL_SUFFIXES:
             _check_zip(path)
         elif importlib.util.find_spec(LEGACY_READERS[suffix]) is None:
-            raise InputFileError(path, f"is an old or uncommon {suffix} file: {_CONVERT}")
-        return _open_sheet(path, sheet)
+            raise InputFileError(path, f"is a {suffix} file, which cannot be read here: {_CONVERT}")
+        return _open_sheet(path, sheet, allow_empty)
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
 
@@ -341,7 +346,7 @@ def _parser_error(path: Path, exc: Exception, sep: str) -> InputFileError:
     return InputFileError(path, f"cannot be read as delimited text ({text.strip()})")
 
 
-def _open_text(path: Path, suffix: str) -> RecipientFile:
+def _open_text(path: Path, suffix: str, allow_empty: bool) -> RecipientFile:
     """Validate delimited text with a full streaming parse, exactly as ``chunks()`` parses it."""
     codec = _scan_text(path)
     sep, skip = _layout(path, codec, suffix)
@@ -362,17 +367,18 @@ def _open_text(path: Path, suffix: str) -> RecipientFile:
                 used.add(index)
     keep = [i for i in range(len(raw)) if i not in trailing or i in used]
     columns = _header(path, [raw[i] for i in keep], [i + 1 for i in keep])
-    if not has_rows:
+    if not has_rows and not allow_empty:
         raise InputFileError(path, f"has a header (row {skip + 1}) but no rows")
 
     def read(size: int) -> Iterator[list[SourceRow]]:
         number = skip  # the row number of the last record read
+        whole = keep == list(range(len(raw)))
         for frame in _frames(path, codec, sep, skip, size):
             rows: list[SourceRow] = []
             for values in frame.to_numpy(dtype=object).tolist():
                 number += 1
-                cells = tuple(values[i] for i in keep)
-                if number > skip + 1 and _filled(cells):
+                cells = tuple(values) if whole else tuple([values[i] for i in keep])
+                if "".join(cells).strip() and number > skip + 1:
                     rows.append(SourceRow(number, cells))
             if rows:
                 yield rows
@@ -403,7 +409,7 @@ def _check_zip(path: Path) -> None:
         )
     if not head.startswith(b"PK"):
         raise InputFileError(path, "is not an Excel file (maybe it is a CSV renamed?)")
-    member = "the archive"
+    member = ""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -434,8 +440,9 @@ def _check_zip(path: Path) -> None:
     except expat.ExpatError as exc:
         raise InputFileError(path, f"is damaged: {member} is not valid XML ({exc})") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        where = f"{member}: " if member else ""
         raise InputFileError(
-            path, f"is damaged or incomplete ({member}: {exc}); save or download it again"
+            path, f"is damaged or incomplete ({where}{exc}); save or download it again"
         ) from exc
 
 
@@ -504,9 +511,14 @@ def _pick_sheet(path: Path, wanted: str | None, sheets: list[tuple[str, bool]]) 
     raise InputFileError(path, f'has no sheet "{wanted}"; its sheets are {shown}')
 
 
-def _open_sheet(path: Path, wanted: str | None) -> RecipientFile:
-    """Find the header (the first non-empty row) and make sure at least one row follows."""
-    header_row = 0
+def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientFile:
+    """Find the header (the first non-empty row) and make sure at least one row follows.
+
+    Columns left of the first header name and right of the last are ignored (a table may
+    start anywhere on the sheet, and notes often sit beside it); unnamed columns between
+    named ones become ``column_<n>``, n being the sheet's column number (A is 1).
+    """
+    header_row = first = 0  # the header's row, and its first named column (0-based)
     header: list[str] = []
     has_rows = False
     with _sheet_values(path, wanted) as (title, rows):
@@ -514,16 +526,18 @@ def _open_sheet(path: Path, wanted: str | None) -> RecipientFile:
             texts = [_cell_text(value) for value in values]
             if not header_row and _filled(texts):
                 header_row = number
-                header = texts[: max(i for i, text in enumerate(texts) if text.strip()) + 1]
-            elif header_row and _filled(texts[: len(header)]):
+                named = [i for i, text in enumerate(texts) if _clean(text)]
+                first = named[0]
+                header = texts[first : named[-1] + 1]
+            elif header_row and _filled(texts[first : first + len(header)]):
                 has_rows = True
                 break
     if not header_row:
         raise InputFileError(path, f'sheet "{title}" is empty')
-    columns = _header(path, header, list(range(1, len(header) + 1)))
-    if not has_rows:
+    columns = _header(path, header, list(range(first + 1, first + len(header) + 1)))
+    if not has_rows and not allow_empty:
         raise InputFileError(path, f'has a header (sheet "{title}", row {header_row}) but no rows')
-    width = len(columns)
+    width, end = len(columns), first + len(columns)
 
     def read(size: int) -> Iterator[list[SourceRow]]:
         rows: list[SourceRow] = []
@@ -531,7 +545,7 @@ def _open_sheet(path: Path, wanted: str | None) -> RecipientFile:
             for number, values in enumerate(values_by_row, start=1):
                 if number <= header_row:
                     continue
-                cells = tuple(_cell_text(value) for value in values[:width])
+                cells = tuple([_cell_text(value) for value in values[first:end]])
                 cells += ("",) * (width - len(cells))
                 if _filled(cells):
                     rows.append(SourceRow(number, cells))
@@ -580,8 +594,9 @@ def _clean(name: str) -> str:
     return name.strip().lstrip("\ufeff").strip()
 
 
-def _filled(cells: Iterable[object]) -> bool:
-    return any(isinstance(cell, str) and cell.strip() for cell in cells)
+def _filled(cells: Iterable[str]) -> bool:
+    """Whether any cell holds more than whitespace (rows without are skipped)."""
+    return bool("".join(cells).strip())
 
 
 def _quoted(names: Iterable[str], limit: int = 30) -> str:
@@ -597,7 +612,7 @@ def _header(path: Path, raw: Sequence[str], positions: Sequence[int]) -> tuple[s
     for name, n in zip(names, positions, strict=True):
         seen.setdefault(name.casefold(), []).append(n)
     dupes = [
-        f'"{names[positions.index(ns[0])]}" (columns {", ".join(map(str, ns))})'
+        f'"{names[positions.index(ns[0])]}" (columns {", ".join(map(str, ns[:-1]))} and {ns[-1]})'
         for ns in seen.values()
         if len(ns) > 1
     ]

@@ -1,0 +1,178 @@
+"""The `campaign` command end to end: real subprocesses, exit codes and visible text."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from campaign.cli import cli
+from campaign.lock import CampaignLock
+from tests.conftest import KEY, CampaignFactory, contacts
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, cwd: Path, key: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
+    if key:
+        env["SOCIOCS_API_KEY"] = key
+    return subprocess.run(
+        [sys.executable, "-m", "campaign", *args], cwd=cwd, env=env, capture_output=True, text=True,
+        timeout=timeout, stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Path:
+    shutil.copytree(ROOT / "samples", tmp_path / "samples",
+                    ignore=shutil.ignore_patterns("*.sqlite*", "*.csv.*", "*.results.csv", "*.check.csv", ".*"))
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def sandbox_process() -> Iterator[tuple[str, list[str]]]:
+    """A `campaign sandbox` subprocess with 50 ms latency; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "sandbox", "--port", str(port), "--latency", "0.05"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield url, []
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def read_results(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.mark.parametrize("sample", ["sms.toml", "whatsapp-twilio.toml", "whatsapp-gupshup.toml"])
+def test_readme_demo_with_python_m(samples: Path, sample: str) -> None:
+    proc = run("send", f"samples/{sample}", "--sandbox", "--yes", cwd=samples)
+    assert proc.returncode == 1, proc.stderr  # the samples have one bad phone number on purpose
+    assert "Traceback" not in proc.stderr
+    assert "sent" in proc.stdout and "Results:" in proc.stdout
+    name = {"sms.toml": "order-ready-sms", "whatsapp-twilio.toml": "order-ready-twlowa",
+            "whatsapp-gupshup.toml": "order-ready-gswa"}[sample]
+    rows = read_results(samples / "samples" / f"{name}.results.csv")
+    assert len(rows) == 24
+    statuses = {r["status"] for r in rows}
+    assert statuses <= {"sent", "invalid", "skipped"} and "sent" in statuses
+    bad = [r for r in rows if r["status"] == "invalid"]
+    assert [r["row"] for r in bad] == ["9"]
+
+
+def test_every_command_has_help() -> None:
+    assert cli.help
+    for name, command in cli.commands.items():
+        assert command.help and len(command.help) > 20, name
+        proc = run(name, "--help", cwd=ROOT)
+        assert proc.returncode == 0 and "Usage:" in proc.stdout
+
+
+def test_no_terminal_and_no_yes_refuses(samples: Path) -> None:
+    proc = run("send", "samples/sms.toml", "--sandbox", cwd=samples)
+    assert proc.returncode == 2
+    assert "Send 21 messages via twlo channel twlo_16175550100?" in proc.stderr
+    assert "--yes" in proc.stderr
+    assert not (samples / "samples" / "order-ready-sms.state.sqlite").exists()
+
+
+def test_missing_key_is_one_sentence(samples: Path) -> None:
+    proc = run("send", "samples/sms.toml", "--yes", cwd=samples)
+    assert proc.returncode == 2
+    assert "SOCIOCS_API_KEY" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_campaign_file_mistakes(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(1), extra="\n[sending]\n")  # duplicate table: invalid TOML
+    proc = run("check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "is not valid TOML" in proc.stderr and "Traceback" not in proc.stderr
+    path = make_campaign(contacts(1), message='text = "x"\nimage_url = "https://x/y.jpg"', provider="twlowa")
+    proc = run("check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "image_url is only supported with provider twlo" in proc.stderr
+    path = make_campaign(contacts(1), message='text = "Hi {{ frist_name }}"')
+    proc = run("check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "Did you mean 'first_name'?" in proc.stderr
+    proc = run("--debug", "check", str(path), cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" in proc.stderr
+
+
+def test_check_and_preview(samples: Path) -> None:
+    proc = run("check", "samples/sms.toml", cwd=samples)
+    assert proc.returncode == 1
+    assert "Sendable: 21" in proc.stdout
+    assert "rows 9" in proc.stdout  # the invalid row, by number
+    assert "SMS segments:" in proc.stdout
+    report = read_results(samples / "samples" / "order-ready-sms.check.csv")
+    assert {r["status"] for r in report} == {"dry-run", "invalid", "skipped"}
+    assert report[0]["segments"] == "1"
+    proc = run("preview", "samples/sms.toml", "-n", "2", cwd=samples)
+    assert proc.returncode == 0 and '"to": "+16175550100"' in proc.stdout and "SMS segments" in proc.stdout
+
+
+def test_status_and_lock(samples: Path) -> None:
+    run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples)
+    proc = run("status", "samples/sms.toml", "--results", "again.csv", cwd=samples)
+    assert proc.returncode == 0 and "sent" in proc.stdout
+    assert len(read_results(samples / "again.csv")) == 24
+    with CampaignLock(samples / "samples" / "order-ready-sms.state.sqlite", "order-ready-sms"):
+        proc = run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples)
+    assert proc.returncode == 2 and "already being sent" in proc.stderr
+
+
+def test_sigint_exits_130_with_complete_results(
+    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: tuple[str, list[str]]
+) -> None:
+    url, _ = sandbox_process
+    path = make_campaign(contacts(200), api_url=url, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
+    env = {**os.environ, "SOCIOCS_API_KEY": KEY}
+    proc = subprocess.Popen([sys.executable, "-m", "campaign", "send", str(path), "--yes"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert "Resume with: campaign send" in stderr
+    rows = read_results(tmp_path / "test.results.csv")
+    assert len(rows) >= 1
+    sent = [r for r in rows if r["status"] == "sent"]
+    assert sent and all(r["message_id"] for r in sent)
+    assert not [r for r in rows if r["status"] in ("sending", "unknown")]
+    # Resume finishes the rest, and nothing is sent twice.
+    proc2 = run("send", str(path), "--yes", cwd=tmp_path, key=KEY, timeout=120)
+    assert proc2.returncode == 0, proc2.stderr
+    rows = read_results(tmp_path / "test.results.csv")
+    assert {r["status"] for r in rows} == {"sent"} and len(rows) == 200
+    assert len({r["message_id"] for r in rows}) == 200
