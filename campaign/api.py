@@ -150,7 +150,8 @@ class SociocsClient:
             return Reply(
                 Verdict.UNKNOWN,
                 None,
-                error=f"the connection dropped before the answer ({type(err).__name__}); the message may have been sent",
+                error=f"the connection dropped before the answer ({type(err).__name__}); "
+                "the message may have been sent",
             )
         except aiohttp.ClientError as err:
             return Reply(Verdict.UNKNOWN, None, error=self.scrub(f"HTTP client error: {type(err).__name__}"))
@@ -178,7 +179,12 @@ class SociocsClient:
         if status == 404:
             return Reply(Verdict.FATAL, status, error=f"{self.api_url}/message does not exist (HTTP 404)")
         if status == 429:
-            return Reply(Verdict.RATE_LIMITED, status, error=errors or "rate limit reached", retry_after=_retry_after(retry_after))
+            return Reply(
+                Verdict.RATE_LIMITED,
+                status,
+                error=errors or "rate limit reached",
+                retry_after=_retry_after(retry_after),
+            )
         if status in (502, 503, 504):
             return Reply(Verdict.RETRY, status, error=errors or f"the API is unavailable (HTTP {status})")
         if status >= 500:

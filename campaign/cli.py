@@ -133,7 +133,9 @@ def preview(campaign_file: str, count: int) -> None:
 @click.option("--rate", type=click.FloatRange(min=0), help="Requests per second (overrides [sending] rate).")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight at most.")
 @click.option("--retry-failed", is_flag=True, help="Send rows that failed in an earlier run again.")
-@click.option("--resend-unknown", is_flag=True, help="Send rows whose earlier outcome is unknown again (may duplicate).")
+@click.option(
+    "--resend-unknown", is_flag=True, help="Send rows whose earlier outcome is unknown again (may duplicate)."
+)
 @click.option("--results", type=click.Path(dir_okay=False), help="Where to write the results CSV.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in local Sociocs API; no account needed.")
 def send(
@@ -180,8 +182,11 @@ def send(
 
 
 async def _confirm(campaign: Campaign, options: runner.Options) -> None:
-    planned = await runner.run(campaign, dataclasses.replace(options, dry_run=True, command="plan"),
-                               results_path=campaign.state.with_name(f".{campaign.name}.plan.csv"))
+    planned = await runner.run(
+        campaign,
+        dataclasses.replace(options, dry_run=True, command="plan"),
+        results_path=campaign.state.with_name(f".{campaign.name}.plan.csv"),
+    )
     campaign.state.with_name(f".{campaign.name}.plan.csv").unlink(missing_ok=True)
     n = planned.counts[Status.DRY_RUN]
     question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
@@ -244,8 +249,12 @@ class _progress:
     def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
         if out.is_terminal:
             self.bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.1f}/s"), TimeRemainingColumn(), console=out,
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]:.1f}/s"),
+                TimeRemainingColumn(),
+                console=out,
             )
             self.bar.start()
             self.task = self.bar.add_task("sending", total=None, rate=0.0)
@@ -256,8 +265,7 @@ class _progress:
         done = summary.sent_now
         rate = done / max(now - self.started, 1e-6)
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=max(summary.rows - summary.already_done, done),
-                            rate=rate)
+            self.bar.update(self.task, completed=done, total=max(summary.rows - summary.already_done, done), rate=rate)
         elif outcome is not None and now - self.last >= 5:
             self.last = now
             out.print(f"sent {done:,} of {summary.rows:,} rows read ({rate:.1f}/s)")
@@ -284,18 +292,24 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
     if s.already_done:
         out.print(f"{s.already_done:,} rows were already sent by an earlier run and were not sent again.")
     if s.changed_since_sent:
-        out.print(f"[yellow]warning:[/] the message changed since {s.changed_since_sent:,} of them were sent; "
-                  "they got the old text.")
+        out.print(
+            f"[yellow]warning:[/] the message changed since {s.changed_since_sent:,} of them were sent; "
+            "they got the old text."
+        )
     if s.held_failed:
         out.print(f"{s.held_failed:,} failed rows were not retried; add --retry-failed to send them again.")
     if s.rate_limited:
-        out.print(f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried.")
+        out.print(
+            f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried."
+        )
     if s.limit_pending:
         out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
     unknown = s.counts.get(Status.UNKNOWN, 0)
     if unknown:
-        out.print(f"[yellow]{unknown:,} rows are unknown[/] (the API may have sent them). Run "
-                  f"`campaign reconcile {campaign_file}` to find out; `--resend-unknown` resends them.")
+        out.print(
+            f"[yellow]{unknown:,} rows are unknown[/] (the API may have sent them). Run "
+            f"`campaign reconcile {campaign_file}` to find out; `--resend-unknown` resends them."
+        )
     if s.stop_reason:
         err.print(f"[bold red]stopped:[/] {s.stop_reason}. {_stop_hint(s.stop_reason)}")
     if s.interrupted:
@@ -327,8 +341,9 @@ def _print_check(s: runner.Summary) -> None:
     if s.already_done:
         out.print(f"Already sent by an earlier run: {s.already_done:,}")
     if s.segments:
-        out.print(f"SMS segments: {s.segments:,} ({s.multi_segment:,} rows multi-segment, "
-                  f"{s.unicode_rows:,} rows Unicode)")
+        out.print(
+            f"SMS segments: {s.segments:,} ({s.multi_segment:,} rows multi-segment, {s.unicode_rows:,} rows Unicode)"
+        )
     if s.rate:
         seconds = sendable / s.rate
         out.print(f"Time at {s.rate:g}/s: {_duration(seconds)}")
@@ -336,7 +351,7 @@ def _print_check(s: runner.Summary) -> None:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, sec = divmod(rest, 60)
     return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
@@ -347,12 +362,13 @@ def _duration(seconds: float) -> str:
 @click.option("--results", type=click.Path(dir_okay=False), help="Also (re)write the results CSV here from the state.")
 def status(campaign_file: str, results: str | None) -> None:
     """Counts per status from the campaign's state file, the last run, and the unknown rows."""
-    report = _guard(_Ctx.debug, lambda: runner.status(_load(campaign_file), results_path=Path(results) if results else None))
+    report = _guard(
+        _Ctx.debug, lambda: runner.status(_load(campaign_file), results_path=Path(results) if results else None)
+    )
     out.print(_counts_table(report.counts, "rows of the last run"))
     if report.last_run:
         r = report.last_run
-        out.print(f"Last run: {r['command']} started {r['started_at']}, "
-                  f"{r['outcome'] or 'did not finish (killed?)'}")
+        out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
     if report.unknown:
         out.print(f"[yellow]{len(report.unknown):,} unknown rows[/] (run `campaign reconcile {campaign_file}`):")
         for u in report.unknown[:50]:
@@ -375,14 +391,18 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
         return asyncio.run(runner.reconcile(campaign, key))
 
     report = _guard(_Ctx.debug, go)
-    out.print(f"Checked {report.checked:,} unknown rows: {report.found:,} were sent (now `sent`), "
-              f"{report.pending:,} were not (now `pending`; the next `campaign send` sends them).")
+    out.print(
+        f"Checked {report.checked:,} unknown rows: {report.found:,} were sent (now `sent`), "
+        f"{report.pending:,} were not (now `pending`; the next `campaign send` sends them)."
+    )
 
 
 @cli.command(name="sandbox")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8765, show_default=True, help="Port to listen on (0 = any free port).")
-@click.option("--api-key", envvar=API_KEY_ENV, help="Accept only this key (default: any key shaped like a Sociocs key).")
+@click.option(
+    "--api-key", envvar=API_KEY_ENV, help="Accept only this key (default: any key shaped like a Sociocs key)."
+)
 @click.option("--rate-limit", type=float, help="Answer 429 above this many requests per second.")
 @click.option("--retry-after", type=float, help="Seconds to put in Retry-After on 429.")
 @click.option("--error-500", type=float, default=0.0, help="Fraction of requests answered 500 (not accepted).")
@@ -391,14 +411,32 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
 @click.option("--drop-after-accept", type=float, default=0.0, help="Fraction accepted, then the connection dropped.")
 @click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
 @click.option("--seed", type=int, help="Seed for the random faults.")
-def sandbox_cmd(host: str, port: int, api_key: str | None, rate_limit: float | None, retry_after: float | None,
-                error_500: float, error_503: float, accept_then_500: float, drop_after_accept: float,
-                latency: float, seed: int | None) -> None:
+def sandbox_cmd(
+    host: str,
+    port: int,
+    api_key: str | None,
+    rate_limit: float | None,
+    retry_after: float | None,
+    error_500: float,
+    error_503: float,
+    accept_then_500: float,
+    drop_after_accept: float,
+    latency: float,
+    seed: int | None,
+) -> None:
     """Run a local Sociocs-compatible API with fault injection (for trying and testing)."""
     from campaign.sandbox import Faults, SandboxConfig, serve
 
-    faults = Faults(rate_limit=rate_limit, retry_after=retry_after, error_500=error_500, error_503=error_503,
-                    accept_then_500=accept_then_500, drop_after_accept=drop_after_accept, latency=latency, seed=seed)
+    faults = Faults(
+        rate_limit=rate_limit,
+        retry_after=retry_after,
+        error_500=error_500,
+        error_503=error_503,
+        accept_then_500=accept_then_500,
+        drop_after_accept=drop_after_accept,
+        latency=latency,
+        seed=seed,
+    )
 
     def ready(url: str) -> None:
         out.print(f"Sociocs sandbox listening on {url}  (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")

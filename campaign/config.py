@@ -168,8 +168,7 @@ def check_api_url(url: str, where: str) -> str:
         raise ValueError(f"{where} must not carry credentials or a query string")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ValueError(
-            f"{where} {url!r} uses plain http to a non-loopback host; the API key would travel "
-            "unencrypted. Use https."
+            f"{where} {url!r} uses plain http to a non-loopback host; the API key would travel unencrypted. Use https."
         )
     return url.rstrip("/")
 
@@ -223,9 +222,7 @@ class _Parser:
             raise self.fail(f"{where}{key} must be a non-empty string.")
         return value
 
-    def number(
-        self, data: Mapping[str, Any], key: str, default: float, *, integer: bool, minimum: float
-    ) -> float:
+    def number(self, data: Mapping[str, Any], key: str, default: float, *, integer: bool, minimum: float) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.fail(f"[sending] {key} must be a number.")
@@ -248,8 +245,7 @@ class _Parser:
         prefix = channel_key.split("_", 1)[0]
         if "_" in channel_key and prefix in PROVIDERS and prefix != provider:
             raise self.fail(
-                f"channel_key {channel_key!r} is a {prefix} channel but provider is {provider!r}; "
-                "set them as a pair."
+                f"channel_key {channel_key!r} is a {prefix} channel but provider is {provider!r}; set them as a pair."
             )
         api_url = self.env.get("SOCIOCS_API_URL") or self.string(raw, "api_url", "") or DEFAULT_API_URL
         try:
@@ -258,7 +254,7 @@ class _Parser:
             raise self.fail(f"{err}.") from None
 
         recipients = self.recipients(self.table(raw, "recipients", required=True))
-        message = self.message(self.table(raw, "message", required=True), cast(Provider, provider))
+        message = self.message(self.table(raw, "message", required=True), provider)
         saving_raw = self.table(raw, "contact_saving", required=False)
         contact_saving = self.contact_saving(saving_raw) if saving_raw else None
         sending = self.sending(self.table(raw, "sending", required=False))
@@ -272,7 +268,7 @@ class _Parser:
         return Campaign(
             path=self.path.resolve(),
             name=name,
-            provider=cast(Provider, provider),
+            provider=provider,
             channel_key=channel_key,
             api_url=api_url,
             recipients=recipients,
@@ -379,7 +375,7 @@ class _Parser:
         def flat(table: Mapping[str, Any], at: str) -> None:
             for key, value in table.items():
                 if not isinstance(value, str):
-                    raise self.fail(f"{at} {key!r} must be a string (a template such as \"{{{{ name }}}}\").")
+                    raise self.fail(f'{at} {key!r} must be a string (a template such as "{{{{ name }}}}").')
 
         if provider == "twlowa":
             flat(variables, where)
@@ -394,8 +390,7 @@ class _Parser:
                     flat(value, f"{where}.{key}")
                 else:
                     raise self.fail(
-                        f"{where} {key!r} is not used by gswa; use MEDIA_URL or the tables "
-                        "Header, Body and Buttons."
+                        f"{where} {key!r} is not used by gswa; use MEDIA_URL or the tables Header, Body and Buttons."
                     )
 
     def contact_saving(self, data: dict[str, Any]) -> ContactSaving:

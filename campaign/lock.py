@@ -44,8 +44,7 @@ class CampaignLock:
         self.fd = fd
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         if self.fd is not None:
             os.close(self.fd)  # closing releases the flock
             self.fd = None

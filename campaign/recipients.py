@@ -112,8 +112,7 @@ class RecipientFile:
             names = _quoted(self.columns[i] for i in hits)
             raise InputFileError(
                 self.path,
-                f'{key} "{wanted}" matches several columns ({names}); '
-                "write the column name exactly as in the header",
+                f'{key} "{wanted}" matches several columns ({names}); write the column name exactly as in the header',
             )
         return hits[0] if hits else None
 
@@ -124,9 +123,7 @@ class RecipientFile:
         return self._read(size)
 
 
-def open_recipients(
-    path: Path, *, sheet: str | None = None, allow_empty: bool = False
-) -> RecipientFile:
+def open_recipients(path: Path, *, sheet: str | None = None, allow_empty: bool = False) -> RecipientFile:
     """Open and validate a recipients file; everything that makes it unreadable raises here.
 
     ``sheet`` chooses an Excel sheet (default: the first visible one); delimited text has no
@@ -138,9 +135,7 @@ def open_recipients(
     supported = TEXT_SUFFIXES + EXCEL_SUFFIXES + tuple(LEGACY_READERS)
     if suffix not in supported:
         kind = f'is a "{suffix}" file' if suffix else "has no suffix"
-        raise InputFileError(
-            path, f"{kind}; recipients files must be one of {', '.join(supported)}"
-        )
+        raise InputFileError(path, f"{kind}; recipients files must be one of {', '.join(supported)}")
     if not path.is_file():
         raise InputFileError(path, "does not exist or is not a file")
     try:
@@ -220,7 +215,7 @@ def _scan_text(path: Path) -> str:
                         raise InputFileError(path, f"is not valid UTF-16 ({where})") from exc
                     if not block:
                         return _checked(path, scan, codec)
-                    scan.feed(text, "\n", "\r", "\x00", " \t\r\n,;|\"\ufeff")
+                    scan.feed(text, "\n", "\r", "\x00", ' \t\r\n,;|"\ufeff')
                     block = stream.read(_BLOCK)
         _refuse_binary(path, block)
         codec = "utf-8-sig" if block.startswith(codecs.BOM_UTF8) else "utf-8"
@@ -238,7 +233,7 @@ def _scan_text(path: Path) -> str:
                 found = [(block.find(bytes([b])), b) for b in _CP1252_HOLES]
                 if spots := sorted(spot for spot in found if spot[0] >= 0):
                     hole = (scan.lines + block.count(b"\n", 0, spots[0][0]) + 1, spots[0][1])
-            scan.feed(block, b"\n", b"\r", b"\x00", b" \t\r\n,;|\"\xef\xbb\xbf")
+            scan.feed(block, b"\n", b"\r", b"\x00", b' \t\r\n,;|"\xef\xbb\xbf')
             block = stream.read(_BLOCK)
         if bad_utf8 is None:
             try:
@@ -248,9 +243,7 @@ def _scan_text(path: Path) -> str:
     if bad_utf8 is None:
         return _checked(path, scan, codec)
     if codec == "utf-8-sig":
-        raise InputFileError(
-            path, f"starts with a UTF-8 mark but line {bad_utf8} is not UTF-8; save it as UTF-8"
-        )
+        raise InputFileError(path, f"starts with a UTF-8 mark but line {bad_utf8} is not UTF-8; save it as UTF-8")
     if hole is not None:
         raise InputFileError(
             path,
@@ -270,9 +263,7 @@ def _checked(path: Path, scan: _LineScan, codec: str) -> str:
 def _refuse_binary(path: Path, head: bytes) -> None:
     """Name the usual suspects among binary files given a text suffix."""
     if head.startswith(b"PK\x03\x04"):
-        raise InputFileError(
-            path, "is a zip archive (an Excel .xlsx file?), not delimited text: name it .xlsx"
-        )
+        raise InputFileError(path, "is a zip archive (an Excel .xlsx file?), not delimited text: name it .xlsx")
     if head.startswith(_OLE2_MAGIC):
         raise InputFileError(path, f"is an old binary Office file, not delimited text: {_CONVERT}")
 
@@ -441,9 +432,7 @@ def _check_zip(path: Path) -> None:
         raise InputFileError(path, f"is damaged: {member} is not valid XML ({exc})") from exc
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         where = f"{member}: " if member else ""
-        raise InputFileError(
-            path, f"is damaged or incomplete ({where}{exc}); save or download it again"
-        ) from exc
+        raise InputFileError(path, f"is damaged or incomplete ({where}{exc}); save or download it again") from exc
 
 
 def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
@@ -459,9 +448,7 @@ def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
 
 
 @contextmanager
-def _sheet_values(
-    path: Path, wanted: str | None
-) -> Iterator[tuple[str, Iterator[Sequence[object]]]]:
+def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterator[Sequence[object]]]]:
     """Yield the chosen sheet's title and its rows of raw values, from row 1 on.
 
     Any failure while the caller reads the rows becomes an InputFileError too.
@@ -490,9 +477,7 @@ def _sheet_values(
     except (InputFileError, OSError):
         raise
     except Exception as exc:  # every library failure on a bad workbook
-        raise InputFileError(
-            path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})"
-        ) from exc
+        raise InputFileError(path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})") from exc
 
 
 def _pick_sheet(path: Path, wanted: str | None, sheets: list[tuple[str, bool]]) -> str:

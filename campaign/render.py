@@ -80,7 +80,7 @@ class Renderer:
         self.known = known
         msg = campaign.message
         self.text = self._compile(msg.text, msg.text_source)
-        self.media = [(f, self._compile(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
+        self.media = [(f, self._req(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
         self.template_id = self._compile(msg.template_id, "[message] template_id")
         self.schedule = self._compile(msg.schedule, "[message] schedule")
         self.user_id = self._compile(msg.user_id, "[message] user_id")
@@ -89,9 +89,7 @@ class Renderer:
         self.sections: list[tuple[str, list[tuple[str, jinja2.Template]]]] = []
         self.media_url: jinja2.Template | None = None
         if campaign.provider == "twlowa":
-            self.flat_vars = [
-                (k, self._req(v, f"[message.variables] {k}")) for k, v in msg.variables.items()
-            ]
+            self.flat_vars = [(k, self._req(v, f"[message.variables] {k}")) for k, v in msg.variables.items()]
         elif campaign.provider == "gswa":
             for section in GSWA_SECTIONS:
                 table = msg.variables.get(section)
@@ -133,7 +131,9 @@ class Renderer:
         try:
             ast = self.env.parse(source)
         except TemplateSyntaxError as err:
-            raise ConfigError(self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}.") from None
+            raise ConfigError(
+                self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}."
+            ) from None
         for variable in sorted(meta.find_undeclared_variables(ast) - self.known):
             close = difflib.get_close_matches(variable, sorted(self.known), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

@@ -10,6 +10,7 @@ valid recipients file.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
@@ -50,8 +51,9 @@ def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> l
     return [f"{c}_input" if c in ours else c for c in input_columns] + list(RESULT_COLUMNS) + list(extra)
 
 
-def write_results(path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]],
-                  extra: Sequence[str] = ()) -> int:
+def write_results(
+    path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]], extra: Sequence[str] = ()
+) -> int:
     """Write rows of (cells, row, phone, status, ..., updated_at[, extra...]) atomically.
 
     Returns the number of data rows written.
@@ -70,9 +72,7 @@ def write_results(path: Path, input_columns: Sequence[str], rows: Iterable[Seque
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return count

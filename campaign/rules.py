@@ -76,9 +76,7 @@ def check_url(url: str, field: str) -> None:
 def check_template_id(template_id: str, provider: str) -> None:
     """A twlowa template id is a Twilio Content SID (``HX`` and 32 hex digits)."""
     if provider == "twlowa" and not CONTENT_SID.match(template_id):
-        raise RuleError(
-            f"template_id {template_id!r} is not a Twilio Content SID (HX followed by 32 hex digits)"
-        )
+        raise RuleError(f"template_id {template_id!r} is not a Twilio Content SID (HX followed by 32 hex digits)")
 
 
 def check_variable(key: str, value: str, *, body: bool = True) -> None:

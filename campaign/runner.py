@@ -223,8 +223,17 @@ class Planner:
             if p.status is None:
                 candidates.append(p)
             message = p.job.message if p.job is not None else ""
-            records.append(RowRecord(p.source.number, p.source.cells, key if p.status is None else p.key,
-                                     p.phone, p.status, p.error, message))
+            records.append(
+                RowRecord(
+                    p.source.number,
+                    p.source.cells,
+                    key if p.status is None else p.key,
+                    p.phone,
+                    p.status,
+                    p.error,
+                    message,
+                )
+            )
         s.rows += len(batch)
         jobs: list[Job] = []
         with self.state.transaction():
@@ -376,9 +385,11 @@ async def _send(
         await sender.start()
         watcher = None
         if stop_event is not None:
+
             async def watch() -> None:
                 await stop_event.wait()
                 sender.stop()
+
             watcher = asyncio.create_task(watch())
         try:
             for batch in pipeline.batches():
@@ -465,8 +476,12 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
     state = State(campaign.state)
     try:
-        report = StatusReport(state.counts(), state.journal_counts(), state.last_run(),
-                              state.by_status(Status.UNKNOWN) + state.by_status(Status.SENDING))
+        report = StatusReport(
+            state.counts(),
+            state.journal_counts(),
+            state.last_run(),
+            state.by_status(Status.UNKNOWN) + state.by_status(Status.SENDING),
+        )
         if results_path is not None:
             export(state, results_path)
         return report
@@ -504,7 +519,9 @@ async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
             first = min(stamps).date() - timedelta(days=1)
             last = max(max(stamps).date() + timedelta(days=1), datetime.now(UTC).date())
             listed: list[dict[str, Any]] = []
-            async with SociocsClient(campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2) as client:
+            async with SociocsClient(
+                campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
+            ) as client:
                 day: date = first
                 while day <= last:
                     end = min(last, day + timedelta(days=30))
@@ -522,9 +539,14 @@ async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
             with state.transaction():
                 state.db.executemany(
                     "UPDATE recipients SET status = ?, message_id = ?, error = ?, sent_hash = payload_hash"
-                    " WHERE key = ?", [(o.status, o.message_id, o.error, o.key) for o in sent])
-                state.set_status([u["key"] for u in unknown if u["key"] not in found], Status.PENDING,
-                                 "not found at the API by reconcile; will be sent by the next run")
+                    " WHERE key = ?",
+                    [(o.status, o.message_id, o.error, o.key) for o in sent],
+                )
+                state.set_status(
+                    [u["key"] for u in unknown if u["key"] not in found],
+                    Status.PENDING,
+                    "not found at the API by reconcile; will be sent by the next run",
+                )
             report.found = len(sent)
             report.pending = report.checked - report.found
             export(state, campaign.results)
@@ -541,8 +563,9 @@ def _digits(number: Any) -> str:
     return "".join(c for c in str(number or "") if c.isdigit())
 
 
-def _match(unknown: dict[str, Any], stamp: datetime, listed: list[dict[str, Any]], taken: set[str],
-           *, template: bool) -> str | None:
+def _match(
+    unknown: dict[str, Any], stamp: datetime, listed: list[dict[str, Any]], taken: set[str], *, template: bool
+) -> str | None:
     to = _digits(unknown["phone"])
     earliest = stamp - timedelta(minutes=10)
     for message in listed:

@@ -162,9 +162,7 @@ class State:
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
             # One script, one transaction: a migration lands whole or not at all.
-            self.db.executescript(
-                f"BEGIN IMMEDIATE; {_MIGRATIONS[target]}; PRAGMA user_version = {target}; COMMIT;"
-            )
+            self.db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[target]}; PRAGMA user_version = {target}; COMMIT;")
 
     def transaction(self) -> _Transaction:
         """``with state.transaction(): ...`` commits on success, rolls back on error."""
@@ -200,16 +198,12 @@ class State:
         with self.transaction():
             self.db.execute("DELETE FROM rows")
             self.set_meta("columns", json.dumps(list(columns)))
-            cur = self.db.execute(
-                "INSERT INTO runs (started_at, command) VALUES (?, ?)", (now_iso(), command)
-            )
+            cur = self.db.execute("INSERT INTO runs (started_at, command) VALUES (?, ?)", (now_iso(), command))
         return int(cur.lastrowid or 0)
 
     def end_run(self, run_id: int, outcome: str) -> None:
         with self.transaction():
-            self.db.execute(
-                "UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", (now_iso(), outcome, run_id)
-            )
+            self.db.execute("UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?", (now_iso(), outcome, run_id))
 
     def last_run(self) -> dict[str, Any] | None:
         row = self.db.execute(
@@ -265,7 +259,8 @@ class State:
             marks = ",".join("?" * len(part))
             for phone, n in self.db.execute(
                 f"SELECT phone, count(*) FROM rows WHERE phone IN ({marks}) AND status IS NULL"
-                " AND key IS NOT NULL GROUP BY phone", part
+                " AND key IS NOT NULL GROUP BY phone",
+                part,
             ):
                 out[phone] = n
         return out

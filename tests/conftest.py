@@ -17,8 +17,14 @@ HEADER = ("Phone", "Name", "first_name", "order_id", "Email", "City")
 def contacts(n: int, start: int = 0) -> list[tuple[str, ...]]:
     """n valid US rows with distinct numbers."""
     return [
-        (f"+1 617 555 {1000 + i:04d}"[:15] if False else f"+1617555{(start + i) % 10000:04d}", f"Person {i}",
-         f"P{i}", f"A-{start + i}", f"p{i}@example.com", "Boston")
+        (
+            f"+1 617 555 {1000 + i:04d}"[:15] if False else f"+1617555{(start + i) % 10000:04d}",
+            f"Person {i}",
+            f"P{i}",
+            f"A-{start + i}",
+            f"p{i}@example.com",
+            "Boston",
+        )
         for i in range(n)
     ]
 
@@ -52,8 +58,9 @@ def make_campaign(tmp_path: Path) -> CampaignFactory:
     ) -> Path:
         if rows is not None:
             write_csv(tmp_path / file, rows)
-        text = textwrap.dedent(
-            f"""\
+        text = (
+            textwrap.dedent(
+                f"""\
             name = "{name}"
             provider = "{provider}"
             channel_key = "{provider}_16175550000"
@@ -72,7 +79,9 @@ def make_campaign(tmp_path: Path) -> CampaignFactory:
             [sending]
             {sending}
             """
-        ) + extra
+            )
+            + extra
+        )
         path = tmp_path / f"{name}.toml"
         path.write_text(text, encoding="utf-8")
         return path

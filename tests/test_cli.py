@@ -27,15 +27,23 @@ def run(*args: str, cwd: Path, key: str | None = None, timeout: float = 60) -> s
     if key:
         env["SOCIOCS_API_KEY"] = key
     return subprocess.run(
-        [sys.executable, "-m", "campaign", *args], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=timeout, stdin=subprocess.DEVNULL,
+        [sys.executable, "-m", "campaign", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
     )
 
 
 @pytest.fixture
 def samples(tmp_path: Path) -> Path:
-    shutil.copytree(ROOT / "samples", tmp_path / "samples",
-                    ignore=shutil.ignore_patterns("*.sqlite*", "*.csv.*", "*.results.csv", "*.check.csv", ".*"))
+    shutil.copytree(
+        ROOT / "samples",
+        tmp_path / "samples",
+        ignore=shutil.ignore_patterns("*.sqlite*", "*.csv.*", "*.results.csv", "*.check.csv", ".*"),
+    )
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     return tmp_path
 
@@ -52,7 +60,8 @@ def sandbox_process() -> Iterator[tuple[str, list[str]]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "campaign", "sandbox", "--port", str(port), "--latency", "0.05"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 20
@@ -83,8 +92,11 @@ def test_readme_demo_with_python_m(samples: Path, sample: str) -> None:
     assert proc.returncode == 1, proc.stderr  # the samples have one bad phone number on purpose
     assert "Traceback" not in proc.stderr
     assert "sent" in proc.stdout and "Results:" in proc.stdout
-    name = {"sms.toml": "order-ready-sms", "whatsapp-twilio.toml": "order-ready-twlowa",
-            "whatsapp-gupshup.toml": "order-ready-gswa"}[sample]
+    name = {
+        "sms.toml": "order-ready-sms",
+        "whatsapp-twilio.toml": "order-ready-twlowa",
+        "whatsapp-gupshup.toml": "order-ready-gswa",
+    }[sample]
     rows = read_results(samples / "samples" / f"{name}.results.csv")
     assert len(rows) == 24
     statuses = {r["status"] for r in rows}
@@ -158,11 +170,16 @@ def test_sigint_exits_130_with_complete_results(
     url, _ = sandbox_process
     path = make_campaign(contacts(200), api_url=url, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
     env = {**os.environ, "SOCIOCS_API_KEY": KEY}
-    proc = subprocess.Popen([sys.executable, "-m", "campaign", "send", str(path), "--yes"], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
-    stdout, stderr = proc.communicate(timeout=30)
+    _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Resume with: campaign send" in stderr
     rows = read_results(tmp_path / "test.results.csv")

@@ -21,7 +21,9 @@ from campaign.state import State, Status
 from tests.conftest import HEADER, KEY, CampaignFactory, contacts
 
 
-def send(path: Path, box: Sandbox | None = None, faults: Faults | None = None, **options: Any) -> tuple[runner.Summary, Sandbox]:
+def send(
+    path: Path, box: Sandbox | None = None, faults: Faults | None = None, **options: Any
+) -> tuple[runner.Summary, Sandbox]:
     """Run `campaign send` in-process against a fresh (or given) sandbox."""
 
     async def main() -> tuple[runner.Summary, Sandbox]:
@@ -65,8 +67,17 @@ def test_sms_campaign_end_to_end(make_campaign: CampaignFactory, tmp_path: Path)
     out = results(tmp_path / "test.results.csv")
     assert [r["row"] for r in out] == ["2", "3", "4", "5", "6", "7"]
     assert list(out[0])[: len(HEADER)] == list(HEADER)
-    assert list(out[0])[len(HEADER):] == ["row", "phone", "status", "message_id", "error", "http_status",
-                                         "attempts", "message", "updated_at"]
+    assert list(out[0])[len(HEADER) :] == [
+        "row",
+        "phone",
+        "status",
+        "message_id",
+        "error",
+        "http_status",
+        "attempts",
+        "message",
+        "updated_at",
+    ]
     by_row = {r["row"]: r for r in out}
     assert by_row["2"]["status"] == "sent" and by_row["2"]["message_id"].startswith("SM")
     assert by_row["2"]["attempts"] == "1" and by_row["2"]["http_status"] == "200"
@@ -154,7 +165,9 @@ def test_rate_limit_with_retry_after_costs_time_not_rows(make_campaign: Campaign
 
 
 def test_503_is_retried_and_500_is_unknown_never_resent(make_campaign: CampaignFactory, tmp_path: Path) -> None:
-    path = make_campaign(contacts(30), sending="rate = 0\nconcurrency = 3\nmax_attempts = 8\ntimeout = 5\nmax_consecutive_errors = 50")
+    path = make_campaign(
+        contacts(30), sending="rate = 0\nconcurrency = 3\nmax_attempts = 8\ntimeout = 5\nmax_consecutive_errors = 50"
+    )
     summary, box = send(path, faults=Faults(error_503=0.3, error_500=0.1, seed=7))
     statuses = Counter(r["status"] for r in results(tmp_path / "test.results.csv"))
     assert statuses["unknown"] == summary.counts["unknown"] > 0
@@ -166,8 +179,10 @@ def test_503_is_retried_and_500_is_unknown_never_resent(make_campaign: CampaignF
     again, box2 = send(path)
     assert box2.accepted == []  # nothing pending: sent rows stay sent, unknown rows are held
     assert again.held_unknown == statuses["unknown"]
-    assert all(m.to not in {r["phone"] for r in results(tmp_path / "test.results.csv") if r["status"] == "unknown"}
-               for m in box2.accepted)
+    assert all(
+        m.to not in {r["phone"] for r in results(tmp_path / "test.results.csv") if r["status"] == "unknown"}
+        for m in box2.accepted
+    )
     assert before > 0
 
 
@@ -257,11 +272,11 @@ def test_dry_run_touches_nothing(make_campaign: CampaignFactory, tmp_path: Path)
     assert summary.exit_code() is ExitCode.OK
 
 
-@pytest.mark.parametrize("cell", ["{{ 7*7 }}", "{{ ''.__class__ }}", "=HYPERLINK(\"http://x\")"])
+@pytest.mark.parametrize("cell", ["{{ 7*7 }}", "{{ ''.__class__ }}", '=HYPERLINK("http://x")'])
 def test_row_data_is_data(make_campaign: CampaignFactory, tmp_path: Path, cell: str) -> None:
     rows = [("+16175550000", "N", cell, "A-1", "e@example.com", "Boston")]
     path = make_campaign(rows)
-    summary, box = send(path)
+    _summary, box = send(path)
     assert box.accepted[0].body["text"] == f"Hi {cell}, order A-1 is ready."
     out = (tmp_path / "test.results.csv").read_text(encoding="utf-8-sig")
     if cell.startswith("="):
