@@ -285,8 +285,27 @@ def _counts_table(counts: dict[str, int], title: str) -> Table:
     return table
 
 
+def _print_warnings(s: runner.Summary) -> None:
+    for warning in s.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+    for variable, n in s.blanks.most_common():
+        rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
+        out.print(
+            f"[yellow]warning:[/] {{{{ {variable} }}}} is empty in {n:,} rows (rows {rows}{'…' if n > 5 else ''}), "
+            f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
+        )
+
+
+def _print_invalid(s: runner.Summary) -> None:
+    for reason, n in s.invalid_reasons.most_common():
+        rows = ", ".join(str(r) for r in s.invalid_examples.get(reason, []))
+        out.print(f"  invalid ({n:,}): {reason} — rows {rows}{'…' if n > 5 else ''}")
+
+
 def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) -> None:
-    out.print(_counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows in {s.elapsed:.1f} s"))
+    out.print(_counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
+    _print_invalid(s)
+    _print_warnings(s)
     if s.recovered_unknown:
         out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
     if s.already_done:
@@ -331,9 +350,8 @@ def _print_check(s: runner.Summary) -> None:
     out.print(_counts_table(s.counts, f"check: {s.rows:,} rows"))
     sendable = s.counts.get(Status.DRY_RUN, 0)
     out.print(f"Sendable: {sendable:,}")
-    for reason, n in s.invalid_reasons.most_common():
-        rows = ", ".join(str(r) for r in s.invalid_examples.get(reason, []))
-        out.print(f"  invalid ({n:,}): {reason} — rows {rows}{'…' if n > 5 else ''}")
+    _print_invalid(s)
+    _print_warnings(s)
     if s.duplicates:
         out.print(f"Duplicates skipped: {s.duplicates:,}")
     if s.suppressed:

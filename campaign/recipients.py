@@ -22,7 +22,7 @@ import re
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -459,14 +459,18 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterato
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # openpyxl warns about features it drops
                 book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            values: Iterator[Sequence[object]] | None = None
             try:
                 sheets = [(s.title, s.sheet_state != "visible") for s in book.worksheets]
                 title = _pick_sheet(path, wanted, sheets)
                 worksheet = book[title]
                 if isinstance(worksheet, ReadOnlyWorksheet):
                     worksheet.reset_dimensions()  # a wrong <dimension> must not cut rows off
-                yield title, worksheet.iter_rows(values_only=True)
+                values = worksheet.iter_rows(values_only=True)
+                yield title, values
             finally:
+                if isinstance(values, Generator):
+                    values.close()  # it holds the sheet's part of the zip open
                 book.close()
         else:  # legacy formats: pandas reads the whole sheet (they are small by nature)
             with warnings.catch_warnings(), pd.ExcelFile(path, engine=LEGACY_READERS[suffix]) as book_:
@@ -474,9 +478,9 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterato
                 title = _pick_sheet(path, wanted, [(str(s), False) for s in book_.sheet_names])
                 frame = pd.read_excel(book_, sheet_name=title, header=None, dtype=object)
             yield title, frame.itertuples(index=False, name=None)
-    except (InputFileError, OSError):
+    except InputFileError:
         raise
-    except Exception as exc:  # every library failure on a bad workbook
+    except Exception as exc:  # every library failure on a bad workbook, or the file vanishing
         raise InputFileError(path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})") from exc
 
 

@@ -27,6 +27,23 @@ from campaign.errors import ConfigError
 from campaign.rules import RuleError
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class _Blank(str):
+    """An empty cell, tagged with its variable, so printing it as-is can be noticed.
+
+    ``{{ first_name or 'there' }}`` never prints it (an empty string is false); a bare
+    ``{{ first_name }}`` does, and that is the silent blank worth a warning.
+    """
+
+    variable: str
+
+
+def _blank(variable: str) -> _Blank:
+    value = _Blank("")
+    value.variable = variable
+    return value
+
 _BUILTIN_NAMES = frozenset({"row", "phone", "name"})
 _TRUE = {"true", "yes", "1", "y", "on"}
 _FALSE = {"false", "no", "0", "n", "off", ""}
@@ -44,10 +61,9 @@ class Rendered:
     message: str  # the text, or the template variables as JSON
     scheduled: bool
     text: str | None  # the SMS text, for segment counting
+    blanks: tuple[str, ...] = ()  # variables that were empty in this row and left a blank in the message
 
 
-def _environment() -> SandboxedEnvironment:
-    return SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 
 
 class Renderer:
@@ -72,12 +88,16 @@ class Renderer:
         self.name_index = name_index
         self.extra_columns = dict(extra_field_columns or {})
         self.now = now
-        self.env = _environment()
+        self._leaked: list[str] = []
+        self.env = SandboxedEnvironment(
+            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=self._finalize
+        )
         # Columns whose header is an identifier are variables under that name; `phone`, `name`
         # and `row` are always ours.
         self.ident = [(c, i) for i, c in enumerate(columns) if c.isidentifier() and c not in _BUILTIN_NAMES]
         known = {c for c, _ in self.ident} | {"row", "phone"} | ({"name"} if name_index is not None else set())
         self.known = known
+        self.used: set[str] = set()  # variables the templates read: checked for blanks per row
         msg = campaign.message
         self.text = self._compile(msg.text, msg.text_source)
         self.media = [(f, self._req(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
@@ -134,7 +154,9 @@ class Renderer:
             raise ConfigError(
                 self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}."
             ) from None
-        for variable in sorted(meta.find_undeclared_variables(ast) - self.known):
+        undeclared = meta.find_undeclared_variables(ast)
+        self.used |= undeclared & (self.known - {"row", "phone"})
+        for variable in sorted(undeclared - self.known):
             close = difflib.get_close_matches(variable, sorted(self.known), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
             raise ConfigError(
@@ -152,17 +174,32 @@ class Renderer:
         ctx["phone"] = phone
         if self.name_index is not None:
             ctx["name"] = cells[self.name_index].strip()
+        for variable in self.used:
+            if ctx.get(variable) == "":
+                ctx[variable] = _blank(variable)
         return ctx
 
     def render(self, cells: tuple[str, ...], phone: str) -> Rendered:
         """Build the request body for one row, or raise :class:`RowInvalid` with the reason."""
         ctx = self.context(cells, phone)
+        self._leaked.clear()
         try:
-            return self._render(ctx, phone)
+            rendered = self._render(ctx, phone)
         except RuleError as err:
             raise RowInvalid(str(err)) from None
         except jinja2.TemplateError as err:
             raise RowInvalid(f"template error: {err}") from None
+        if self._leaked:
+            blanks = tuple(sorted(set(self._leaked)))
+            self._leaked.clear()
+            return Rendered(rendered.body, rendered.message, rendered.scheduled, rendered.text, blanks)
+        return rendered
+
+    def _finalize(self, value: Any) -> Any:
+        """Jinja calls this on every ``{{ ... }}`` output: note empty cells printed as-is."""
+        if type(value) is _Blank:
+            self._leaked.append(value.variable)
+        return value
 
     def _render(self, ctx: dict[str, Any], phone: str) -> Rendered:
         c = self.campaign

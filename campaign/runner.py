@@ -69,6 +69,9 @@ class Summary:
     held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)
+    blanks: Counter[str] = field(default_factory=Counter)  # variable -> rows where it left a blank
+    blank_examples: dict[str, list[int]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     duplicates: int = 0
     suppressed: int = 0
     segments: int = 0
@@ -109,6 +112,7 @@ class Prepared:
     error: str = ""
     job: Job | None = None
     text: str | None = None
+    blanks: tuple[str, ...] = ()
 
 
 class Pipeline:
@@ -146,12 +150,24 @@ class Pipeline:
         body = encode(rendered.body)
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
         job = Job(phone, row.number, body, digest, rendered.message, rendered.scheduled)
-        return Prepared(row, phone, phone, None, job=job, text=rendered.text if c.provider == "twlo" else None)
+        text = rendered.text if c.provider == "twlo" else None
+        return Prepared(row, phone, phone, None, job=job, text=text, blanks=rendered.blanks)
 
     def batches(self) -> Iterator[list[Prepared]]:
         for chunk in self.file.chunks(2048):
             for start in range(0, len(chunk), BATCH):
                 yield [self.prepare(r) for r in chunk[start : start + BATCH]]
+
+
+def campaign_warnings(campaign: Campaign) -> list[str]:
+    """Things that are allowed but probably not what the user wants."""
+    out = []
+    if campaign.provider in ("twlowa", "gswa") and campaign.message.text is not None:
+        out.append(
+            f"plain text over WhatsApp ({campaign.provider}) only reaches people who wrote to you in the "
+            "last 24 hours; for a campaign, use an approved template ([message] template_id)."
+        )
+    return out
 
 
 def load_suppressions(campaign: Campaign) -> dict[str, str]:
@@ -222,6 +238,11 @@ class Planner:
                 s.suppressed += 1
             if p.status is None:
                 candidates.append(p)
+                for variable in p.blanks:
+                    s.blanks[variable] += 1
+                    examples = s.blank_examples.setdefault(variable, [])
+                    if len(examples) < 5:
+                        examples.append(p.source.number)
             message = p.job.message if p.job is not None else ""
             records.append(
                 RowRecord(
@@ -316,7 +337,7 @@ async def run(
     Raises CampaignError subclasses for problems found before anything is sent. Returns the
     summary otherwise; ``summary.exit_code()`` is the process exit code.
     """
-    summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate)
+    summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate, warnings=campaign_warnings(campaign))
     started = time.monotonic()
     pipeline = Pipeline(campaign)  # opens and checks the file and templates: nothing sent yet
     if not options.dry_run and not options.api_key:
