@@ -31,24 +31,40 @@ def test_key_never_leaks(make_campaign: CampaignFactory, tmp_path: Path, faults:
     server = subprocess.Popen(
         [sys.executable, "-m", "campaign", "sandbox", "--port", str(port), "--seed", "4", *faults],
         env={k: v for k, v in env.items() if k != "SOCIOCS_API_KEY"} if "--api-key" in faults else env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         assert server.stdout is not None
         server.stdout.readline()  # "listening on ..." once ready
-        path = make_campaign(contacts(12), api_url=f"http://127.0.0.1:{port}",
-                             sending="rate = 50\nconcurrency = 3\nmax_attempts = 2\ntimeout = 5")
+        path = make_campaign(
+            contacts(12),
+            api_url=f"http://127.0.0.1:{port}",
+            sending="rate = 50\nconcurrency = 3\nmax_attempts = 2\ntimeout = 5",
+        )
         outputs = []
-        for args in (["send", str(path), "--yes"], ["--debug", "send", str(path), "--yes", "--retry-failed"],
-                     ["status", str(path)], ["reconcile", str(path)], ["preview", str(path)]):
-            proc = subprocess.run([sys.executable, "-m", "campaign", *args], env=env, capture_output=True,
-                                  text=True, timeout=60, stdin=subprocess.DEVNULL)
+        for args in (
+            ["send", str(path), "--yes"],
+            ["--debug", "send", str(path), "--yes", "--retry-failed"],
+            ["status", str(path)],
+            ["reconcile", str(path)],
+            ["preview", str(path)],
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", "campaign", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                stdin=subprocess.DEVNULL,
+            )
             outputs += [proc.stdout, proc.stderr]
     finally:
         server.terminate()
         server_out, _ = server.communicate(timeout=10)
     files = [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.iterdir() if p.is_file()]
-    assert any("test.state.sqlite" == p.name for p in tmp_path.iterdir())
+    assert any(p.name == "test.state.sqlite" for p in tmp_path.iterdir())
     for secret in (CANARY, *CANARY.split(":")):
         for text in [*outputs, *files]:
             assert secret not in text

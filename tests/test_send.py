@@ -281,3 +281,48 @@ def test_row_data_is_data(make_campaign: CampaignFactory, tmp_path: Path, cell: 
     out = (tmp_path / "test.results.csv").read_text(encoding="utf-8-sig")
     if cell.startswith("="):
         assert "'=HYPERLINK" in out
+
+
+def test_schedule_suppression_media_and_allow_duplicates(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    (tmp_path / "optouts.csv").write_text("Mobile Number\n(617) 555-0002\n", encoding="utf-8")
+    rows = contacts(4)
+    rows.append(rows[0])  # same number again: allowed here, a second message
+    path = make_campaign(
+        rows,
+        recipients='suppress = ["optouts.csv"]\nallow_duplicates = true',
+        message='text = "Order {{ order_id }}"\nimage_url = "https://cdn.example.com/{{ order_id }}.jpg"\n'
+        'schedule = "2099-01-02 09:00"\ntimezone = "America/New_York"',
+    )
+    summary, box = send(path)
+    assert summary.counts == Counter({"scheduled": 4, "skipped": 1})
+    assert summary.suppressed == 1
+    first = box.accepted[0].body
+    assert first["image_url"] == "https://cdn.example.com/A-0.jpg"
+    assert first["schedule"] == "2099-01-02T09:00:00-05:00"
+    assert [m.to for m in box.accepted].count("+16175550000") == 2
+    out = results(tmp_path / "test.results.csv")
+    assert out[2]["status"] == "skipped" and out[2]["error"] == "suppressed (optouts.csv)"
+    assert all(r["message_id"] for r in out if r["status"] == "scheduled")
+    # Rerun: the duplicate-allowed rows are remembered by occurrence, nothing is sent again.
+    again, box2 = send(path)
+    assert box2.accepted == [] and again.already_done == 4
+
+
+def test_past_or_naive_schedule_is_invalid(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = [
+        (*r[:3], when, *r[4:])
+        for r, when in zip(contacts(3), ["2001-01-01T00:00:00Z", "2099-01-01 10:00", "not a date"], strict=True)
+    ]
+    path = make_campaign(rows, message='text = "x"\nschedule = "{{ order_id }}"')
+    summary, box = send(path)
+    assert summary.counts == Counter({"invalid": 3}) and box.accepted == []
+    errors = [r["error"] for r in results(tmp_path / "test.results.csv")]
+    assert "in the past" in errors[0] and "no UTC offset" in errors[1] and "not an ISO 8601" in errors[2]
+
+
+def test_changed_template_after_some_sent_is_counted(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(5))
+    send(path, limit=2)
+    path.write_text(path.read_text().replace("is ready.", "is ready!"), encoding="utf-8")
+    summary, box = send(path)
+    assert summary.changed_since_sent == 2 and len(box.accepted) == 3
