@@ -51,6 +51,8 @@ _CP1252_HOLES = (0x81, 0x8D, 0x8F, 0x90, 0x9D)  # the bytes Windows-1252 leaves 
 _VALIDATE_ROWS = 10_000
 _EMPTY_LINE = re.compile(r'[\s,;|"\ufeff]*')
 _OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ZEROS = re.compile("0+")
+_FORMAT_PUNCTUATION = str.maketrans("", "", ' -()\\"')  # separators in formats like 000-000
 _CONVERT = "open it in Excel or LibreOffice and save it as .xlsx or .csv"
 
 
@@ -447,9 +449,12 @@ def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> None:
     parser.Parse(b"", True)
 
 
+_Sheet = tuple[str, Iterator[Sequence[object]], Callable[[object], str]]
+
+
 @contextmanager
-def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterator[Sequence[object]]]]:
-    """Yield the chosen sheet's title and its rows of raw values, from row 1 on.
+def _sheet_values(path: Path, wanted: str | None) -> Iterator[_Sheet]:
+    """Yield the chosen sheet's title, its rows of cells from row 1 on, and how to read a cell.
 
     Any failure while the caller reads the rows becomes an InputFileError too.
     """
@@ -466,8 +471,8 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterato
                 worksheet = book[title]
                 if isinstance(worksheet, ReadOnlyWorksheet):
                     worksheet.reset_dimensions()  # a wrong <dimension> must not cut rows off
-                values = worksheet.iter_rows(values_only=True)
-                yield title, values
+                values = worksheet.iter_rows()  # cells, not values: we need number formats
+                yield title, values, _xlsx_text
             finally:
                 if isinstance(values, Generator):
                     values.close()  # it holds the sheet's part of the zip open
@@ -477,7 +482,7 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[tuple[str, Iterato
                 warnings.simplefilter("ignore")
                 title = _pick_sheet(path, wanted, [(str(s), False) for s in book_.sheet_names])
                 frame = pd.read_excel(book_, sheet_name=title, header=None, dtype=object)
-            yield title, frame.itertuples(index=False, name=None)
+            yield title, frame.itertuples(index=False, name=None), _cell_text
     except InputFileError:
         raise
     except Exception as exc:  # every library failure on a bad workbook, or the file vanishing
@@ -510,9 +515,9 @@ def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientF
     header_row = first = 0  # the header's row, and its first named column (0-based)
     header: list[str] = []
     has_rows = False
-    with _sheet_values(path, wanted) as (title, rows):
+    with _sheet_values(path, wanted) as (title, rows, text):
         for number, values in enumerate(rows, start=1):
-            texts = [_cell_text(value) for value in values]
+            texts = [text(value) for value in values]
             if not header_row and _filled(texts):
                 header_row = number
                 named = [i for i, text in enumerate(texts) if _clean(text)]
@@ -530,11 +535,11 @@ def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientF
 
     def read(size: int) -> Iterator[list[SourceRow]]:
         rows: list[SourceRow] = []
-        with _sheet_values(path, title) as (_, values_by_row):
+        with _sheet_values(path, title) as (_, values_by_row, text):
             for number, values in enumerate(values_by_row, start=1):
                 if number <= header_row:
                     continue
-                cells = tuple([_cell_text(value) for value in values[first:end]])
+                cells = tuple([text(value) for value in values[first:end]])
                 cells += ("",) * (width - len(cells))
                 if _filled(cells):
                     rows.append(SourceRow(number, cells))
@@ -545,6 +550,21 @@ def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientF
             yield rows
 
     return RecipientFile(path, columns, read, sheet=title)
+
+
+def _xlsx_text(cell: object) -> str:
+    """An openpyxl cell as text; a number formatted with leading zeros keeps them.
+
+    Phone numbers are often stored as numbers with a format such as ``00000000000`` so that
+    Excel shows 07700900123: we give what Excel shows (digits only), not 7700900123.
+    """
+    value = getattr(cell, "value", None)
+    text = _cell_text(value)
+    if type(value) in (int, float) and text.isdigit():
+        zeros = str(getattr(cell, "number_format", "")).translate(_FORMAT_PUNCTUATION)
+        if _ZEROS.fullmatch(zeros):
+            return text.zfill(len(zeros))
+    return text
 
 
 def _cell_text(value: object) -> str:

@@ -66,6 +66,6 @@ def test_key_never_leaks(make_campaign: CampaignFactory, tmp_path: Path, faults:
     files = [p.read_bytes().decode("utf-8", "replace") for p in tmp_path.iterdir() if p.is_file()]
     assert any(p.name == "test.state.sqlite" for p in tmp_path.iterdir())
     for secret in (CANARY, *CANARY.split(":")):
-        for text in [*outputs, *files]:
+        for text in [*outputs, *files, server_out]:
             assert secret not in text
     assert "Traceback" not in "".join(outputs[:1])
