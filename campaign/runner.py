@@ -174,7 +174,7 @@ def load_suppressions(campaign: Campaign) -> dict[str, str]:
     """Every phone number in the ``suppress`` files, normalised, mapped to the file's name."""
     out: dict[str, str] = {}
     for path in campaign.recipients.suppress:
-        file = open_recipients(path)
+        file = open_recipients(path, allow_empty=True)  # an empty opt-out list is normal
         index = file.find_optional_column(campaign.recipients.phone_column)
         if index is None:
             index = next(
