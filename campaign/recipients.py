@@ -39,7 +39,7 @@ from campaign.errors import InputFileError
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 #: Legacy formats, read through pandas only when their reader happens to be installed.
-LEGACY_READERS: dict[str, Literal["xlrd", "odf"]] = {".xls": "xlrd", ".ods": "odf"}
+LEGACY_READERS = {".xls": "python_calamine", ".ods": "python_calamine"}  # module needed per suffix
 MAX_LINE_BYTES = 1 << 20  # a longer line means the file is not really delimited text
 MAX_UNZIPPED_BYTES = 1 << 30  # zip-bomb limits for Excel files
 MAX_COMPRESSION_RATIO = 100
@@ -478,7 +478,7 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[_Sheet]:
                     values.close()  # it holds the sheet's part of the zip open
                 book.close()
         else:  # legacy formats: pandas reads the whole sheet (they are small by nature)
-            with warnings.catch_warnings(), pd.ExcelFile(path, engine=LEGACY_READERS[suffix]) as book_:
+            with warnings.catch_warnings(), pd.ExcelFile(path, engine="calamine") as book_:
                 warnings.simplefilter("ignore")
                 title = _pick_sheet(path, wanted, [(str(s), False) for s in book_.sheet_names])
                 frame = pd.read_excel(book_, sheet_name=title, header=None, dtype=object)
