@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import AnyStr, Literal
+from typing import AnyStr
 from xml.parsers import expat
 
 import openpyxl
