@@ -405,6 +405,7 @@ async def _send(
         sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress)
         await sender.start()
         watcher = None
+        input_error: CampaignError | None = None
         if stop_event is not None:
 
             async def watch() -> None:
@@ -413,22 +414,31 @@ async def _send(
 
             watcher = asyncio.create_task(watch())
         try:
-            for batch in pipeline.batches():
-                jobs = planner.plan(batch)
-                if on_progress:
-                    on_progress(summary, None)
-                for job in jobs:
-                    if not await sender.put(job):
+            try:
+                for batch in pipeline.batches():
+                    jobs = planner.plan(batch)
+                    if on_progress:
+                        on_progress(summary, None)
+                    for job in jobs:
+                        if not await sender.put(job):
+                            break
+                    if sender.stopping:
                         break
-                if sender.stopping:
-                    break
-                await asyncio.sleep(0)  # let workers and the journal run between batches
+                    await asyncio.sleep(0)  # let workers and the journal run between batches
+            except CampaignError as err:
+                # The file broke halfway (the checks at open catch what they can). Queued rows
+                # are dropped; requests in flight finish. If none had gone out this is an input
+                # error (exit 2, nothing sent), otherwise a stopped run (exit 3).
+                sender.stop(f"reading the recipients stopped: {err}")
+                input_error = err
         finally:
             await sender.close()
             if watcher is not None:
                 watcher.cancel()
         summary.rate_limited = sender.rate_limited
         summary.requests = sender.requests
+        if input_error is not None and sender.requests == 0:
+            raise input_error
         if sender.stop_reason:
             summary.stop_reason = sender.stop_reason
             return "stopped"
