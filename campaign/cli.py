@@ -243,8 +243,7 @@ class _progress:
         self.campaign = campaign
         self.bar: Progress | None = None
         self.task: Any = None
-        self.last = 0.0
-        self.started = time.monotonic()
+        self.started = self.last = time.monotonic()
 
     def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
         if out.is_terminal:
