@@ -171,7 +171,7 @@ def send(
             if target is not None:
                 campaign = dataclasses.replace(campaign, api_url=target[0])
                 options.api_key = target[1]
-                out.print(f"Sending to the built-in sandbox at {target[0]} (nothing leaves this machine).")
+                out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
             if not dry_run and not yes:
                 await _confirm(campaign, options)
             return await _run_with_progress(campaign, options, results_path)
@@ -289,8 +289,10 @@ def _print_warnings(s: runner.Summary) -> None:
         out.print(f"[yellow]warning:[/] {warning}")
     for variable, n in s.blanks.most_common():
         rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
+        plural = "s" if n != 1 else ""
+        more = "…" if n > 5 else ""
         out.print(
-            f"[yellow]warning:[/] {{{{ {variable} }}}} is empty in {n:,} rows (rows {rows}{'…' if n > 5 else ''}), "
+            f"[yellow]warning:[/] {{{{ {variable} }}}} is empty in {n:,} row{plural} (row{plural} {rows}{more}), "
             f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
         )
 

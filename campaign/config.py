@@ -168,7 +168,7 @@ def check_api_url(url: str, where: str) -> str:
         raise ValueError(f"{where} must not carry credentials or a query string")
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise ValueError(
-            f"{where} {url!r} uses plain http to a non-loopback host; the API key would travel unencrypted. Use https."
+            f"{where} {url!r} uses plain http to a non-loopback host; the API key would travel unencrypted; use https"
         )
     return url.rstrip("/")
 

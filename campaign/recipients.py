@@ -143,7 +143,7 @@ def open_recipients(path: Path, *, sheet: str | None = None, allow_empty: bool =
     try:
         if suffix in TEXT_SUFFIXES:
             return _open_text(path, suffix, allow_empty)
-        if suffix in EXCEL_SUFFIXES:
+        if suffix in EXCEL_SUFFIXES or suffix == ".ods":  # both are zip archives of XML parts
             _check_zip(path)
         elif importlib.util.find_spec(LEGACY_READERS[suffix]) is None:
             raise InputFileError(path, f"is a {suffix} file, which cannot be read here: {_CONVERT}")
@@ -266,7 +266,7 @@ def _refuse_binary(path: Path, head: bytes) -> None:
     """Name the usual suspects among binary files given a text suffix."""
     if head.startswith(b"PK\x03\x04"):
         raise InputFileError(path, "is a zip archive (an Excel .xlsx file?), not delimited text: name it .xlsx")
-    if head.startswith(_OLE2_MAGIC):
+    if head.startswith(_OLE2_MAGIC) and path.suffix.lower() != ".ods":
         raise InputFileError(path, f"is an old binary Office file, not delimited text: {_CONVERT}")
 
 
@@ -394,14 +394,15 @@ def _check_zip(path: Path) -> None:
     """
     with path.open("rb") as stream:
         head = stream.read(8)
-    if head.startswith(_OLE2_MAGIC):
+    if head.startswith(_OLE2_MAGIC) and path.suffix.lower() != ".ods":
         raise InputFileError(
             path,
             "is password-protected (encrypted) or an old .xls file renamed: remove the "
             f"password in Excel (File > Info > Protect Workbook), or {_CONVERT}",
         )
     if not head.startswith(b"PK"):
-        raise InputFileError(path, "is not an Excel file (maybe it is a CSV renamed?)")
+        kind = "an OpenDocument spreadsheet" if path.suffix.lower() == ".ods" else "an Excel file"
+        raise InputFileError(path, f"is not {kind} (maybe it is a CSV renamed?)")
     member = ""
     try:
         with zipfile.ZipFile(path) as archive:

@@ -45,10 +45,15 @@ def neutralise(value: Any) -> str:
 
 
 def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
-    """The header: input columns, then ours. An input column spelled exactly like one of ours
-    is kept as ``<name>_input`` so the file has no duplicate headers."""
-    ours = set(RESULT_COLUMNS) | set(extra)
-    return [f"{c}_input" if c in ours else c for c in input_columns] + list(RESULT_COLUMNS) + list(extra)
+    """The header: input columns, then ours.
+
+    An input column named like one of ours, ignoring case (``Phone`` beside our ``phone``), is
+    kept as ``<name>_input``: headers are matched ignoring case, so the file must not have two
+    that differ only in case if it is to be read back as a recipients file.
+    """
+    ours = {c.lower() for c in (*RESULT_COLUMNS, *extra)}
+    renamed = [f"{c}_input" if c.strip().lower() in ours else c for c in input_columns]
+    return renamed + list(RESULT_COLUMNS) + list(extra)
 
 
 def write_results(

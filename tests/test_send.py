@@ -66,7 +66,7 @@ def test_sms_campaign_end_to_end(make_campaign: CampaignFactory, tmp_path: Path)
     assert bodies[1]["to"] == "+16175550001"
     out = results(tmp_path / "test.results.csv")
     assert [r["row"] for r in out] == ["2", "3", "4", "5", "6", "7"]
-    assert list(out[0])[: len(HEADER)] == list(HEADER)
+    assert list(out[0])[: len(HEADER)] == ["Phone_input", *HEADER[1:]]  # "Phone" beside our "phone"
     assert list(out[0])[len(HEADER) :] == [
         "row",
         "phone",

@@ -155,7 +155,7 @@ def test_formula_neutralisation(cell: str | None, expected: str) -> None:
 
 def test_output_columns_never_duplicate() -> None:
     cols = output_columns(["Phone", "phone", "status"])
-    assert cols[:3] == ["Phone", "phone_input", "status_input"]
+    assert cols[:3] == ["Phone_input", "phone_input", "status_input"]
     assert len(cols) == len(set(cols))
 
 
