@@ -39,6 +39,9 @@ from campaign.errors import InputFileError
 TEXT_SUFFIXES = (".csv", ".tsv", ".txt")
 EXCEL_SUFFIXES = (".xlsx", ".xlsm")
 #: Legacy formats, read through pandas only when their reader happens to be installed.
+_EMPTY = "is empty: it has no header and no rows; export the contacts again with a header row"
+_GENUINE_TAIL = "if the file is genuine, open it in Excel and save it as .csv"
+_GENUINE = "refusing a possible zip bomb; " + _GENUINE_TAIL
 LEGACY_READERS = {".xls": "python_calamine", ".ods": "python_calamine"}  # module needed per suffix
 MAX_LINE_BYTES = 1 << 20  # a longer line means the file is not really delimited text
 MAX_UNZIPPED_BYTES = 1 << 30  # zip-bomb limits for Excel files
@@ -185,7 +188,8 @@ class _LineScan:
         if head > MAX_LINE_BYTES:
             raise InputFileError(
                 self.path,
-                f"line {self.lines + 1} is longer than 1 MiB: is this really a CSV file?",
+                f"line {self.lines + 1} is longer than 1 MiB, which no contacts file needs; check that this is the "
+                "right file, or export the contacts again as CSV",
             )
         if first < 0:
             self.current = head
@@ -258,7 +262,7 @@ def _scan_text(path: Path) -> str:
 
 def _checked(path: Path, scan: _LineScan, codec: str) -> str:
     if not scan.content:
-        raise InputFileError(path, "is empty: it has no header and no rows")
+        raise InputFileError(path, _EMPTY)
     return codec
 
 
@@ -314,7 +318,7 @@ def _frames(path: Path, codec: str, sep: str, skip: int, size: int) -> Iterator[
     except pd.errors.ParserError as exc:
         raise _parser_error(path, exc, sep) from exc
     except pd.errors.EmptyDataError as exc:
-        raise InputFileError(path, "is empty: it has no header and no rows") from exc
+        raise InputFileError(path, _EMPTY) from exc
     except (UnicodeError, OSError) as exc:
         raise InputFileError(path, f"cannot be read any more ({exc})") from exc
 
@@ -361,7 +365,7 @@ def _open_text(path: Path, suffix: str, allow_empty: bool) -> RecipientFile:
     keep = [i for i in range(len(raw)) if i not in trailing or i in used]
     columns = _header(path, [raw[i] for i in keep], [i + 1 for i in keep])
     if not has_rows and not allow_empty:
-        raise InputFileError(path, f"has a header (row {skip + 1}) but no rows")
+        raise InputFileError(path, f"has a header (row {skip + 1}) but no rows; add one row per recipient below it")
 
     def read(size: int) -> Iterator[list[SourceRow]]:
         number = skip  # the row number of the last record read
@@ -411,8 +415,7 @@ def _check_zip(path: Path) -> None:
             if total > MAX_UNZIPPED_BYTES:
                 raise InputFileError(
                     path,
-                    f"would unpack to {total:,} bytes (the limit is {MAX_UNZIPPED_BYTES:,}); "
-                    "refusing a possible zip bomb",
+                    f"would unpack to {total:,} bytes (the limit is {MAX_UNZIPPED_BYTES:,}); " + _GENUINE,
                 )
             for info in infos:
                 ratio = info.file_size / max(info.compress_size, 1)
@@ -421,7 +424,7 @@ def _check_zip(path: Path) -> None:
                         path,
                         f"has a part {info.filename} of {info.compress_size:,} bytes that "
                         f"unpacks to {info.file_size:,} (ratio {ratio:,.0f}:1, the limit is "
-                        f"{MAX_COMPRESSION_RATIO}:1); refusing a possible zip bomb",
+                        f"{MAX_COMPRESSION_RATIO}:1); " + _GENUINE,
                     )
             for info in infos:
                 if info.filename.endswith((".xml", ".rels")):
@@ -429,7 +432,8 @@ def _check_zip(path: Path) -> None:
                     _check_xml(archive, info)
     except _EntityDeclared as exc:
         raise InputFileError(
-            path, f"declares XML entities in {member} (an entity-expansion attack?); refusing it"
+            path,
+            f"declares XML entities in {member} (an entity-expansion attack?); refusing it; " + _GENUINE_TAIL,
         ) from exc
     except expat.ExpatError as exc:
         raise InputFileError(path, f"is damaged: {member} is not valid XML ({exc})") from exc
@@ -503,7 +507,9 @@ def _pick_sheet(path: Path, wanted: str | None, sheets: list[tuple[str, bool]]) 
     if len(hits) == 1:
         return hits[0]
     shown = ", ".join(f'"{t}"' + (" (hidden)" if hidden else "") for t, hidden in sheets)
-    raise InputFileError(path, f'has no sheet "{wanted}"; its sheets are {shown}')
+    raise InputFileError(
+        path, f'has no sheet "{wanted}"; its sheets are {shown}: set [recipients] sheet to one of them'
+    )
 
 
 def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientFile:
@@ -531,7 +537,11 @@ def _open_sheet(path: Path, wanted: str | None, allow_empty: bool) -> RecipientF
         raise InputFileError(path, f'sheet "{title}" is empty')
     columns = _header(path, header, list(range(first + 1, first + len(header) + 1)))
     if not has_rows and not allow_empty:
-        raise InputFileError(path, f'has a header (sheet "{title}", row {header_row}) but no rows')
+        raise InputFileError(
+            path,
+            f'has a header (sheet "{title}", row {header_row}) but no rows; add one row per recipient '
+            "below it, or set [recipients] sheet to the sheet that has them",
+        )
     width, end = len(columns), first + len(columns)
 
     def read(size: int) -> Iterator[list[SourceRow]]:

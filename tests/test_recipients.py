@@ -244,7 +244,7 @@ def test_workbooks_named_csv(tmp_path: Path) -> None:
 
 def test_two_megabyte_line(tmp_path: Path) -> None:
     path = write(tmp_path, "c.csv", b"Name,Phone\nAnn,1\n" + b"x" * (2 << 20) + b"\nBob,2\n")
-    refused(path, "line 3", "1 MiB", "really a CSV")
+    refused(path, "line 3", "1 MiB", "export the contacts again")
 
 
 def test_long_line_across_blocks_only_when_over_the_limit(tmp_path: Path) -> None:
