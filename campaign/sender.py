@@ -191,6 +191,7 @@ class Sender:
         self.consecutive_errors = 0
         self.stop_reason: str | None = None  # set when the API made further sending pointless
         self.stopping = False
+        self.failure: Exception | None = None  # the first unexpected error of a worker
         self.last_progress = 0.0
 
     async def start(self) -> None:
@@ -226,18 +227,28 @@ class Sender:
                 return
             if self.stopping:
                 continue  # never marked: it stays pending for the next run
-            await self.pacer.acquire()
-            if self.stopping:
-                continue
-            await self.journal.mark(job)
-            if self.stopping:  # stopped while the mark was committed: nothing was written
-                outcome = Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
-            else:
-                outcome = await self._deliver(job)
-            self.journal.record(outcome)
-            self.counts[outcome.status] += 1
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            try:
+                await self._process(job)
+            except Exception as err:
+                # A bug or a broken state file: stop handing out rows, but keep draining the
+                # queue so the producer never blocks. The row stays `sending`, so the next run
+                # sees it as unknown: never resent blindly.
+                self.failure = self.failure or err
+                self.stop(f"internal error: {type(err).__name__}: {err}")
+
+    async def _process(self, job: Job) -> None:
+        await self.pacer.acquire()
+        if self.stopping:
+            return
+        await self.journal.mark(job)
+        if self.stopping:  # stopped while the mark was committed: nothing was written
+            outcome = Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
+        else:
+            outcome = await self._deliver(job)
+        self.journal.record(outcome)
+        self.counts[outcome.status] += 1
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     async def _deliver(self, job: Job) -> Outcome:
         """Send one job until it has an outcome; retry only what was certainly not processed."""

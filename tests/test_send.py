@@ -326,3 +326,35 @@ def test_changed_template_after_some_sent_is_counted(make_campaign: CampaignFact
     path.write_text(path.read_text().replace("is ready.", "is ready!"), encoding="utf-8")
     summary, box = send(path)
     assert summary.changed_since_sent == 2 and len(box.accepted) == 3
+
+
+def test_broken_state_file_stops_without_hanging() -> None:
+    """A journal that cannot commit must stop the pool, not block the producer forever."""
+    from campaign.api import SociocsClient
+    from campaign.config import Sending
+    from campaign.sender import Job, Sender
+
+    async def main() -> tuple[Sender, int]:
+        box = Sandbox(SandboxConfig(api_key=KEY))
+        url = await box.start()
+        state = State(":memory:")
+        with state.transaction():
+            state.add_recipients([(f"+1617555{i:04d}", f"+1617555{i:04d}", i + 2, "h", "m") for i in range(50)])
+        try:
+            async with SociocsClient(url, KEY, timeout=5, connections=2) as client:
+                sender = Sender(client, state, Sending(rate=0, concurrency=2))
+                await sender.start()
+                state.db.close()  # every commit now fails
+                for i in range(50):
+                    body = json.dumps(
+                        {"provider": "twlo", "channel_key": "twlo_16175550000", "to": f"+1617555{i:04d}", "text": "x"}
+                    ).encode()
+                    await sender.put(Job(f"+1617555{i:04d}", i + 2, body, "h", "m", False))
+                await asyncio.wait_for(sender.close(), 10)
+                return sender, len(box.accepted)
+        finally:
+            await box.close()
+
+    sender, accepted = asyncio.run(main())
+    assert sender.stop_reason and sender.stop_reason.startswith("internal error")
+    assert accepted == 0  # the write-ahead mark failed, so nothing was sent
