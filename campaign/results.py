@@ -64,7 +64,12 @@ def write_results(
     Returns the number of data rows written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it owner-only; a results file is not secret
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:

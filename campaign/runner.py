@@ -367,6 +367,7 @@ async def run(
                     planner.plan(batch)
                     if on_progress:
                         on_progress(summary, None)
+                state.finish_read()
             else:
                 outcome_label = await _send(pipeline, planner, state, options, summary, on_progress, stop_event)
         finally:
@@ -425,6 +426,8 @@ async def _send(
                     if sender.stopping:
                         break
                     await asyncio.sleep(0)  # let workers and the journal run between batches
+                else:
+                    state.finish_read()  # the whole file was read: this run's rows are the snapshot
             except CampaignError as err:
                 # The file broke halfway (the checks at open catch what they can). Queued rows
                 # are dropped; requests in flight finish. If none had gone out this is an input
@@ -533,7 +536,7 @@ async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
 
     A row matches an outbound message to the same number (``+`` ignored) whose text equals the
     row's text (template messages have no text: the number alone must match), created no
-    earlier than a minute before the row's last attempt. Each listed message resolves one row.
+    earlier than ten minutes before the row's last attempt. Each listed message resolves one row.
     """
     if not campaign.state.exists():
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")

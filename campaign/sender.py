@@ -129,6 +129,7 @@ class Journal:
         self._commit: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.commits = 0
+        self.error: Exception | None = None  # the first failed commit; the journal is broken
 
     async def mark(self, job: Job) -> None:
         self.marks.append((job.key, job.payload_hash, job.message))
@@ -139,12 +140,19 @@ class Journal:
         await asyncio.shield(self._commit)
 
     def record(self, outcome: Outcome) -> None:
+        if self.error is not None:
+            raise self.error
         self.outcomes.append(outcome)
         if self._timer is None and self._commit is None:
             self._timer = asyncio.get_running_loop().call_later(self.interval, self.flush)
 
     def flush(self) -> None:
-        """Commit everything buffered now (also called on shutdown, synchronously)."""
+        """Commit everything buffered now (also called on shutdown, synchronously).
+
+        A failed commit is kept in ``error`` and raised to the next caller of ``mark``,
+        ``record`` or ``flush``; its outcomes stay buffered, so their rows stay ``sending``
+        in the file (and so ``unknown`` later), never silently lost.
+        """
         commit, self._commit = self._commit, None
         if self._timer is not None:
             self._timer.cancel()
@@ -152,14 +160,17 @@ class Journal:
         outcomes, self.outcomes = self.outcomes, []
         marks, self.marks = self.marks, []
         try:
+            if self.error is not None:
+                raise self.error
             if outcomes or marks:
                 self.state.write(outcomes, marks)
                 self.commits += 1
         except Exception as err:
+            self.error = err
+            self.outcomes = outcomes + self.outcomes
             if commit is not None and not commit.done():
                 commit.set_exception(err)
-                return
-            raise
+            return
         if commit is not None and not commit.done():
             commit.set_result(None)
 
@@ -219,6 +230,9 @@ class Sender:
             await asyncio.gather(*self.workers)
         finally:
             self.journal.flush()
+            if self.journal.error is not None:
+                self.failure = self.failure or self.journal.error
+                self.stop(f"internal error: cannot write the state file: {self.journal.error}")
 
     async def _worker(self) -> None:
         while True:
@@ -251,30 +265,36 @@ class Sender:
             self.on_outcome(outcome)
 
     async def _deliver(self, job: Job) -> Outcome:
-        """Send one job until it has an outcome; retry only what was certainly not processed."""
+        """Send one job until it has an outcome; retry only what was certainly not processed.
+
+        While it waits to retry, the row is recorded ``pending`` (the last answer says the API
+        did not take it) and marked ``sending`` again just before the next attempt, so a kill
+        during a long rate-limit pause leaves it pending, not unknown.
+        """
         loop = asyncio.get_running_loop()
-        attempts = retries = 0
+        attempts = retries = recorded = 0
         while True:
             attempts += 1
             self.requests += 1
             reply = await self.client.send(job.body)
             verdict = reply.verdict
+            new = attempts - recorded  # requests not yet counted in the state file
             if verdict is Verdict.ACCEPTED:
                 self.pacer.succeeded()
                 self.consecutive_errors = 0
                 self.last_progress = loop.time()
                 status = Status.SCHEDULED if job.scheduled else Status.SENT
-                return Outcome(job.key, status, reply.message_id, "", reply.http_status, attempts)
+                return Outcome(job.key, status, reply.message_id, "", reply.http_status, new)
             if verdict is Verdict.REJECTED:
                 self.consecutive_errors = 0
                 self.last_progress = loop.time()
-                return self._outcome(job, Status.FAILED, reply, attempts)
+                return self._outcome(job, Status.FAILED, reply, new)
             if verdict is Verdict.FATAL:
                 self.stop(reply.error)
-                return self._outcome(job, Status.PENDING, reply, attempts)
+                return self._outcome(job, Status.PENDING, reply, new)
             if verdict is Verdict.UNKNOWN:
                 self._count_error(reply)
-                return self._outcome(job, Status.UNKNOWN, reply, attempts)
+                return self._outcome(job, Status.UNKNOWN, reply, new)
             if verdict is Verdict.RATE_LIMITED:
                 # Waiting out a rate limit never uses up the row's attempts: a rate set too
                 # high costs time, never rows. Only a rate limit that never lifts stops the run.
@@ -282,18 +302,26 @@ class Sender:
                 self.pacer.rate_limited(reply.retry_after)
                 if loop.time() - self.last_progress > self.rate_limit_patience:
                     self.stop(f"the API kept answering 429 (rate limit) for {self.rate_limit_patience:.0f} s")
+                wait = 0.0
             else:  # Verdict.RETRY
                 retries += 1
                 if retries >= self.sending.max_attempts:
                     self._count_error(reply)
                     return self._outcome(
-                        job, Status.FAILED, reply, attempts, prefix=f"gave up after {attempts} attempts: "
+                        job, Status.FAILED, reply, new, prefix=f"gave up after {attempts} attempts: "
                     )
-                await asyncio.sleep(self.pacer.backoff(retries))
+                wait = self.pacer.backoff(retries)
             if self.stopping:
                 # The last answer says it was not processed, so it is safe to leave pending.
-                return self._outcome(job, Status.PENDING, reply, attempts, prefix="not sent, the run stopped: ")
+                return self._outcome(job, Status.PENDING, reply, new, prefix="not sent, the run stopped: ")
+            self.journal.record(self._outcome(job, Status.PENDING, reply, new, prefix="waiting to retry: "))
+            recorded = attempts
+            if wait:
+                await asyncio.sleep(wait)
             await self.pacer.acquire()
+            if self.stopping:
+                return Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
+            await self.journal.mark(job)
 
     def _count_error(self, reply: Reply) -> None:
         self.consecutive_errors += 1

@@ -11,9 +11,11 @@ Two tables:
     delivered, so it is never resent without ``--resend-unknown``.
 
 ``rows``
-    the spreadsheet as last read: every row with its cells, its recipient key and, for rows
-    never sent (``invalid``, ``skipped``), the reason. The results file is this table joined
-    to ``recipients``, so it can be written again at any time, even after a kill.
+    the spreadsheet as read by each run: every row with its cells, its recipient key and, for
+    rows never sent (``invalid``, ``skipped``), the reason. A run's rows replace the previous
+    run's only once it has read the whole file, so a run killed halfway through the file
+    leaves the last complete read in place. The results file is that read joined to
+    ``recipients``, so it can be written again at any time, even after a kill.
 
 Durability: WAL with ``synchronous=NORMAL``. A commit survives the process being killed
 (SIGKILL, OOM, a crash) because it is in the WAL file the moment ``COMMIT`` returns; it is not
@@ -58,15 +60,18 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX recipients_status ON recipients(status);
     CREATE TABLE rows (
-        row INTEGER PRIMARY KEY,
+        run INTEGER NOT NULL,
+        row INTEGER NOT NULL,
         key TEXT,
         phone TEXT NOT NULL DEFAULT '',
         status TEXT,
         error TEXT NOT NULL DEFAULT '',
         message TEXT NOT NULL DEFAULT '',
-        cells TEXT NOT NULL
+        cells TEXT NOT NULL,
+        PRIMARY KEY (run, row)
     );
-    CREATE INDEX rows_key ON rows(key);
+    CREATE INDEX rows_key ON rows(run, key);
+    CREATE INDEX rows_phone ON rows(run, phone);
     CREATE TABLE runs (
         id INTEGER PRIMARY KEY,
         started_at TEXT NOT NULL,
@@ -93,6 +98,13 @@ class Status(StrEnum):
 
 
 DONE = frozenset({Status.SENT, Status.SCHEDULED})
+
+# A row's status as users see it: its own (invalid, skipped) or its recipient's, with the
+# internal write-ahead mark shown as what it means once no run is sending it.
+_ROW_STATUS = (
+    "CASE WHEN r.status IS NOT NULL THEN r.status WHEN p.status = 'sending' THEN 'unknown'"
+    " ELSE coalesce(p.status, 'pending') END"
+)
 
 
 def now_iso() -> str:
@@ -139,6 +151,7 @@ class State:
 
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
+        self.run = 0  # the current run, once begin_run has been called
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 5000")
@@ -194,12 +207,27 @@ class State:
         return cur.rowcount
 
     def begin_run(self, command: str, columns: Sequence[str]) -> int:
-        """Start a run: forget the previous read of the spreadsheet, remember its columns."""
+        """Start a run; its rows are read into a fresh snapshot (see :meth:`finish_read`)."""
         with self.transaction():
-            self.db.execute("DELETE FROM rows")
-            self.set_meta("columns", json.dumps(list(columns)))
+            self.set_meta("next_columns", json.dumps(list(columns)))
             cur = self.db.execute("INSERT INTO runs (started_at, command) VALUES (?, ?)", (now_iso(), command))
-        return int(cur.lastrowid or 0)
+        self.run = int(cur.lastrowid or 0)
+        return self.run
+
+    def finish_read(self) -> None:
+        """The whole file has been read: this run's rows become *the* snapshot."""
+        with self.transaction():
+            self.db.execute("DELETE FROM rows WHERE run != ?", (self.run,))
+            self.set_meta("snapshot_run", str(self.run))
+            self.set_meta("columns", self.meta("next_columns") or "[]")
+
+    def _snapshot(self) -> int:
+        """The run whose rows the results show: the last complete read, or before any read
+        has completed (a first run killed halfway), whatever the latest run has read so far."""
+        done = self.meta("snapshot_run")
+        if done is not None:
+            return int(done)
+        return int(self.db.execute("SELECT max(run) FROM rows").fetchone()[0] or 0)
 
     def end_run(self, run_id: int, outcome: str) -> None:
         with self.transaction():
@@ -221,7 +249,10 @@ class State:
         return None if row is None else str(row[0])
 
     def columns(self) -> list[str]:
+        """The input columns of the rows the results show."""
         raw = self.meta("columns")
+        if raw is None:
+            raw = self.meta("next_columns")
         return list(json.loads(raw)) if raw else []
 
     # --- planning ---------------------------------------------------------------------------
@@ -245,7 +276,8 @@ class State:
             part = keys[start : start + 500]
             marks = ",".join("?" * len(part))
             for key, row in self.db.execute(
-                f"SELECT key, min(row) FROM rows WHERE key IN ({marks}) AND status IS NULL GROUP BY key", part
+                f"SELECT key, min(row) FROM rows WHERE run = ? AND key IN ({marks}) AND status IS NULL GROUP BY key",
+                [self.run, *part],
             ):
                 out[key] = row
         return out
@@ -258,18 +290,19 @@ class State:
             part = unique[start : start + 500]
             marks = ",".join("?" * len(part))
             for phone, n in self.db.execute(
-                f"SELECT phone, count(*) FROM rows WHERE phone IN ({marks}) AND status IS NULL"
+                f"SELECT phone, count(*) FROM rows WHERE run = ? AND phone IN ({marks}) AND status IS NULL"
                 " AND key IS NOT NULL GROUP BY phone",
-                part,
+                [self.run, *part],
             ):
                 out[phone] = n
         return out
 
     def add_rows(self, rows: Iterable[RowRecord]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO rows (row, key, phone, status, error, message, cells) VALUES (?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO rows (run, row, key, phone, status, error, message, cells)"
+            " VALUES (?,?,?,?,?,?,?,?)",
             [
-                (r.row, r.key, r.phone, r.status, r.error, r.message, json.dumps(r.cells, ensure_ascii=False))
+                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, json.dumps(r.cells, ensure_ascii=False))
                 for r in rows
             ],
         )
@@ -325,28 +358,30 @@ class State:
     # --- reading back -----------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Rows of the last read per status (never-sent rows by their own status)."""
-        out: dict[str, int] = {}
-        for status, n in self.db.execute(
-            "SELECT coalesce(r.status, p.status, 'pending'), count(*) FROM rows r"
-            " LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key GROUP BY 1"
-        ):
-            out[status] = n
-        return out
+        """Rows of the snapshot per status (never-sent rows by their own status)."""
+        return dict(
+            self.db.execute(
+                f"SELECT {_ROW_STATUS}, count(*) FROM rows r"
+                " LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key WHERE r.run = ? GROUP BY 1",
+                (self._snapshot(),),
+            ).fetchall()
+        )
 
     def results(self) -> Iterator[tuple[Any, ...]]:
-        """Every row of the last read, in spreadsheet order, joined to its recipient's outcome.
+        """Every row of the snapshot, in spreadsheet order, joined to its recipient's outcome.
 
         Yields (cells, row, phone, status, message_id, error, http_status, attempts, message,
-        updated_at).
+        updated_at). A row still ``sending`` (its run died or could not record the answer)
+        shows as ``unknown``, which is what it is.
         """
         cur = self.db.execute(
-            "SELECT r.cells, r.row, r.phone, coalesce(r.status, p.status, 'pending'),"
+            f"SELECT r.cells, r.row, r.phone, {_ROW_STATUS},"
             " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error ELSE coalesce(p.error, '') END,"
             " p.http_status, coalesce(p.attempts, 0),"
             " CASE WHEN r.status IS NOT NULL THEN r.message ELSE coalesce(p.message, r.message) END,"
             " coalesce(p.updated_at, '')"
-            " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key ORDER BY r.row"
+            " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key WHERE r.run = ? ORDER BY r.row",
+            (self._snapshot(),),
         )
         for cells, *rest in cur:
             yield (tuple(json.loads(cells)), *rest)
