@@ -216,3 +216,24 @@ def test_journal_group_commits_marks_with_outcomes() -> None:
     commits, counts = asyncio.run(main())
     assert commits == 12  # four marks in one commit; mark + outcome in the second
     assert counts == {"sending": 4, "sent": 1}
+
+
+def test_unfinished_read_keeps_the_last_complete_snapshot() -> None:
+    from campaign.state import RowRecord
+
+    state = State(":memory:")
+    state.begin_run("send", ["Phone"])
+    with state.transaction():
+        state.add_rows(RowRecord(r, (f"+1617555000{r}",), f"+1617555000{r}", f"+1617555000{r}") for r in (2, 3, 4))
+        state.add_recipients([(f"+1617555000{r}", f"+1617555000{r}", r, "h", "m") for r in (2, 3, 4)])
+    state.finish_read()
+    state.write([Outcome("+16175550002", Status.SENT, "SM1", "", 200, 1)], [("+16175550003", "h", "m")])
+    # A second run is killed after reading one row: the snapshot is still the full first read.
+    state.begin_run("send", ["Phone"])
+    with state.transaction():
+        state.add_rows([RowRecord(2, ("+16175550002",), "+16175550002", "+16175550002")])
+    assert state.counts() == {"sent": 1, "unknown": 1, "pending": 1}  # 'sending' shows as unknown
+    assert [r[1] for r in state.results()] == [2, 3, 4]
+    state.finish_read()
+    assert state.counts() == {"sent": 1}
+    state.close()
