@@ -261,13 +261,13 @@ class _progress:
 
     def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
         now = time.monotonic()
-        done = summary.sent_now
+        done = summary.finished_now
         rate = done / max(now - self.started, 1e-6)
         if self.bar is not None:
-            self.bar.update(self.task, completed=done, total=max(summary.rows - summary.already_done, done), rate=rate)
+            self.bar.update(self.task, completed=done, total=max(summary.to_send, done), rate=rate)
         elif outcome is not None and now - self.last >= 5:
             self.last = now
-            out.print(f"sent {done:,} of {summary.rows:,} rows read ({rate:.1f}/s)")
+            out.print(f"{done:,} of {summary.to_send:,} rows sent so far ({rate:.1f}/s; {summary.rows:,} rows read)")
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:

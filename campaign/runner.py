@@ -60,6 +60,7 @@ class Summary:
     counts: Counter[str] = field(default_factory=Counter)  # rows of the file per final status
     rows: int = 0
     sent_now: int = 0  # requests accepted in this run
+    finished_now: int = 0  # rows that got an outcome in this run
     attempted_now: int = 0
     already_done: int = 0  # rows skipped because an earlier run sent them
     changed_since_sent: int = 0  # of those, rows whose message is now different
@@ -85,6 +86,12 @@ class Summary:
     interrupted: bool = False
     dry_run: bool = False
     rate: float = 0.0
+
+    @property
+    def to_send(self) -> int:
+        """Rows read so far that this run hands to the sender (the progress bar's total)."""
+        held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending
+        return self.rows - held - self.duplicates - self.suppressed - sum(self.invalid_reasons.values())
 
     @property
     def sendable(self) -> int:
@@ -394,6 +401,7 @@ async def _send(
     sending = campaign.sending
 
     def progress(outcome: Outcome) -> None:
+        summary.finished_now += 1
         if outcome.status in DONE:
             summary.sent_now += 1
         if on_progress:
