@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,31 +46,47 @@ class Job:
 class Pacer:
     """At most ``rate`` request starts in any one-second window; slows down after a 429.
 
-    aiolimiter's bucket holds ``max_rate`` tokens, so ``AsyncLimiter(rate, 1)`` lets a burst of
-    ``rate`` through after an idle spell and then ``rate`` more within the same second: twice the
-    rate in one window. A bucket of one token refilled every ``1/rate`` seconds
-    (``AsyncLimiter(1, 1/rate)``) spaces starts evenly and never bursts.
+    Two parts, because neither alone does the job:
+
+    * an aiolimiter leaky bucket, ``AsyncLimiter(burst, burst / rate)``, spreads starts at
+      ``rate`` per second. Its bucket holds ``burst`` tokens; the default ``AsyncLimiter(rate, 1)``
+      would hold a whole second's worth and let ``2 x rate`` through in one second after an idle
+      spell. A bucket of one token never bursts but loses a little time on every late wake-up
+      (measured: -13 % at 200/s on a busy loop, bench/RESULTS.md), so the bucket holds 50 ms
+      worth of tokens: late wake-ups are made up, and the burst is bounded by
+    * a log of the last ``rate`` start times: a start waits until the oldest of them is more
+      than a second (plus 1 % for arrival jitter at the server) old. That makes "never more than
+      ``rate`` in any one-second window" hold exactly, whatever the bucket does.
 
     A 429 pauses every worker (``Retry-After`` when given, else full-jitter exponential backoff)
     and halves the rate; each second without a 429 raises it by a quarter until it is back at
     the configured rate. ``rate == 0`` means no pacing at all (benchmarks, the sandbox).
     """
 
+    WINDOW = 1.01  # seconds the start log guards: one second plus jitter at the server
+    BURST = 0.05  # seconds of tokens the bucket holds
+
     def __init__(self, rate: float, *, backoff_base: float = 1.0, backoff_cap: float = 60.0) -> None:
         self.target = rate
-        self.current = rate
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.floor = min(rate, 0.2) if rate else 0.0
-        self.limiter = self._limiter(rate)
         self.pause_until = 0.0
         self.last_change = 0.0
         self.limited_in_a_row = 0
         self.rng = random.Random()
+        self.starts: deque[float] = deque()
+        self._set_rate(rate)
 
-    @staticmethod
-    def _limiter(rate: float) -> AsyncLimiter | None:
-        return AsyncLimiter(1, 1.0 / rate) if rate else None
+    def _set_rate(self, rate: float) -> None:
+        self.current = rate
+        if not rate:
+            self.limiter: AsyncLimiter | None = None
+            return
+        burst = max(1.0, rate * self.BURST)
+        self.limiter = AsyncLimiter(burst, burst / rate)
+        self.cap = max(1, int(rate + 1e-9))
+        self.starts = deque(self.starts, maxlen=self.cap)
 
     async def acquire(self) -> None:
         """Wait until this request may start."""
@@ -84,8 +100,12 @@ class Pacer:
             if limiter is None:
                 return
             await limiter.acquire()
-            if limiter is self.limiter and loop.time() >= self.pause_until:
-                return
+            if limiter is not self.limiter or loop.time() < self.pause_until:
+                continue  # the rate changed or a 429 paused us while we waited
+            while len(self.starts) == self.cap and (wait := self.starts[0] + self.WINDOW - loop.time()) > 0:
+                await asyncio.sleep(wait)
+            self.starts.append(loop.time())
+            return
 
     def backoff(self, n: int) -> float:
         """Full-jitter exponential backoff for the n-th consecutive failure (n >= 1)."""
@@ -98,8 +118,7 @@ class Pacer:
         delay = retry_after if retry_after is not None else self.backoff(self.limited_in_a_row)
         self.pause_until = max(self.pause_until, now + min(delay, self.backoff_cap))
         if self.target and now - self.last_change >= 1.0:
-            self.current = max(self.floor, self.current / 2)
-            self.limiter = self._limiter(self.current)
+            self._set_rate(max(self.floor, self.current / 2))
             self.last_change = now
 
     def succeeded(self) -> None:
@@ -108,8 +127,7 @@ class Pacer:
         if self.target and self.current < self.target:
             now = asyncio.get_running_loop().time()
             if now - self.last_change >= 1.0:
-                self.current = min(self.target, self.current * 1.25)
-                self.limiter = self._limiter(self.current)
+                self._set_rate(min(self.target, self.current * 1.25))
                 self.last_change = now
 
 
