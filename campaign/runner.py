@@ -359,7 +359,7 @@ async def run(
         if real is not None:
             stack.callback(real.close)
         if options.dry_run:
-            state = real.copy_to_memory() if real is not None else State(":memory:")
+            state = State.scratch(real)
             stack.callback(state.close)
         else:
             assert real is not None

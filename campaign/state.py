@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -152,6 +153,7 @@ class State:
     def __init__(self, path: Path | str) -> None:
         self.path = str(path)
         self.run = 0  # the current run, once begin_run has been called
+        self.scratch_path: Path | None = None  # set for throw-away copies, deleted on close
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA busy_timeout = 5000")
@@ -181,14 +183,28 @@ class State:
         """``with state.transaction(): ...`` commits on success, rolls back on error."""
         return _Transaction(self.db)
 
-    def copy_to_memory(self) -> State:
-        """An in-memory copy, for dry runs and checks that must not touch the real journal."""
-        copy = State(":memory:")
-        self.db.backup(copy.db)
+    @classmethod
+    def scratch(cls, source: State | None = None) -> State:
+        """A throw-away copy (of ``source``, or empty) for dry runs and checks.
+
+        It lives in a temporary file, not ``:memory:``: a check of a million rows keeps every
+        row in the ``rows`` table, which in memory would be hundreds of megabytes. The file is
+        unsynced (nothing in it matters after a crash) and deleted on close.
+        """
+        fd, name = tempfile.mkstemp(prefix="campaign-scratch-", suffix=".sqlite")
+        os.close(fd)
+        copy = cls(name)
+        copy.db.execute("PRAGMA synchronous = OFF")
+        copy.scratch_path = Path(name)
+        if source is not None:
+            source.db.backup(copy.db)
         return copy
 
     def close(self) -> None:
         self.db.close()
+        if self.scratch_path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{self.scratch_path}{suffix}").unlink(missing_ok=True)
 
     # --- runs -------------------------------------------------------------------------------
 
