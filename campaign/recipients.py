@@ -30,9 +30,7 @@ from pathlib import Path
 from typing import AnyStr
 from xml.parsers import expat
 
-import openpyxl
 import pandas as pd
-from openpyxl.worksheet._read_only import ReadOnlyWorksheet
 
 from campaign.errors import InputFileError
 
@@ -468,6 +466,10 @@ def _sheet_values(path: Path, wanted: str | None) -> Iterator[_Sheet]:
         if suffix in EXCEL_SUFFIXES:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # openpyxl warns about features it drops
+                # Imported here: openpyxl costs ~0.1 s of start-up that CSV campaigns never need.
+                import openpyxl
+                from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
                 book = openpyxl.load_workbook(path, read_only=True, data_only=True)
             values: Iterator[Sequence[object]] | None = None
             try:

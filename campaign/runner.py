@@ -273,7 +273,7 @@ class Planner:
             for p in candidates:
                 assert p.job is not None and p.key is not None
                 job = p.job
-                if p.text is not None:
+                if p.text is not None and self.options.dry_run:  # segments are a check-time figure
                     seg = sms_segments(p.text)
                     s.segments += seg.parts
                     s.multi_segment += seg.parts > 1
