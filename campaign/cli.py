@@ -300,7 +300,8 @@ def _print_warnings(s: runner.Summary) -> None:
 def _print_invalid(s: runner.Summary) -> None:
     for reason, n in s.invalid_reasons.most_common():
         rows = ", ".join(str(r) for r in s.invalid_examples.get(reason, []))
-        out.print(f"  invalid ({n:,}): {reason} — rows {rows}{'…' if n > 5 else ''}")
+        shown = s.invalid_first.get(reason, reason) if n == 1 else reason
+        out.print(f"  invalid ({n:,}): {shown} — row{'s' if n != 1 else ''} {rows}{'…' if n > 5 else ''}")
 
 
 def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) -> None:

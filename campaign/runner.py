@@ -70,6 +70,7 @@ class Summary:
     held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)
+    invalid_first: dict[str, str] = field(default_factory=dict)  # kind -> the first row's own error
     blanks: Counter[str] = field(default_factory=Counter)  # variable -> rows where it left a blank
     blank_examples: dict[str, list[int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -239,6 +240,7 @@ class Planner:
                 kind = _reason_kind(p.error)
                 s.invalid_reasons[kind] += 1
                 s.invalid_examples.setdefault(kind, [])
+                s.invalid_first.setdefault(kind, p.error)
                 if len(s.invalid_examples[kind]) < 5:
                     s.invalid_examples[kind].append(p.source.number)
             elif p.status is Status.SKIPPED and p.error.startswith("suppressed"):

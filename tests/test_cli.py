@@ -145,7 +145,7 @@ def test_check_and_preview(samples: Path) -> None:
     proc = run("check", "samples/sms.toml", cwd=samples)
     assert proc.returncode == 1
     assert "Sendable: 21" in proc.stdout
-    assert "rows 9" in proc.stdout  # the invalid row, by number
+    assert "invalid (1): phone: '12345' is too short for US — row 9" in proc.stdout  # the bad row, by number
     assert "SMS segments:" in proc.stdout
     report = read_results(samples / "samples" / "order-ready-sms.check.csv")
     assert {r["status"] for r in report} == {"dry-run", "invalid", "skipped"}
