@@ -24,9 +24,13 @@ import math
 import random
 import re
 import signal
+import subprocess
+import sys
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
@@ -489,3 +493,48 @@ def serve(host: str, port: int, config: SandboxConfig, *, ready: Callable[[str],
             await sandbox.close()
 
     asyncio.run(main())
+
+
+@contextmanager
+def spawn(*flags: str, env: Mapping[str, str] | None = None, timeout: float = 20.0) -> Iterator[str]:
+    """Run ``campaign sandbox`` in a child process on a free port; yield its base URL.
+
+    For tests and benchmarks that need a server outliving the sender (kill tests, separate
+    CPU for benchmarks). ``flags`` are ``campaign sandbox`` options such as
+    ``("--latency", "0.05")``. The child is stopped with SIGINT, then killed if it lingers.
+    """
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "sandbox", "--port", "0", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=None if env is None else dict(env),
+    )
+    try:
+        assert proc.stdout is not None
+        ready = threading.Event()
+        found: list[str] = []
+
+        def read() -> None:  # the first URL the child prints; keep draining so it never blocks
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                match = re.search(r"http://[\w.:\[\]]+", line)
+                if match and not found:
+                    found.append(match.group(0))
+                    ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(timeout) or not found:
+            raise RuntimeError(f"campaign sandbox {' '.join(flags)} did not start (exit code {proc.poll()})")
+        yield found[0]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

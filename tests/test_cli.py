@@ -17,6 +17,7 @@ import pytest
 
 from campaign.cli import cli
 from campaign.lock import CampaignLock
+from campaign.sandbox import spawn
 from tests.conftest import KEY, CampaignFactory, contacts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,30 +56,10 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def sandbox_process() -> Iterator[tuple[str, list[str]]]:
+def sandbox_process() -> Iterator[str]:
     """A `campaign sandbox` subprocess with 50 ms latency; yields its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "sandbox", "--port", str(port), "--latency", "0.05"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    try:
-        yield url, []
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with spawn("--latency", "0.05") as url:
+        yield url
 
 
 def read_results(path: Path) -> list[dict[str, str]]:
@@ -165,9 +146,9 @@ def test_status_and_lock(samples: Path) -> None:
 
 
 def test_sigint_exits_130_with_complete_results(
-    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: tuple[str, list[str]]
+    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str
 ) -> None:
-    url, _ = sandbox_process
+    url = sandbox_process
     path = make_campaign(contacts(200), api_url=url, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
     env = {**os.environ, "SOCIOCS_API_KEY": KEY}
     proc = subprocess.Popen(

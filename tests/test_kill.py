@@ -33,7 +33,6 @@ import json
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -50,6 +49,8 @@ from typing import Any, TextIO
 
 import pytest
 
+from campaign.sandbox import spawn
+
 KEY = "killtest12345678:abcdefghijklmnopqrstuvwxyz012345"  # shaped like a Sociocs key: 16:32
 ROWS = 800
 CONCURRENCY = 4
@@ -61,38 +62,11 @@ KILL_BUDGET = 40.0  # seconds the kill loop may take once MIN_KILLS are done
 NAME = "durable"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def sandbox() -> Iterator[str]:
     """A `campaign sandbox` subprocess that outlives every `send` of the test; yields its URL."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "sandbox", "--port", str(port), "--latency", str(LATENCY)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with spawn("--latency", str(LATENCY)) as url:
+        yield url
 
 
 def _write_campaign(folder: Path, url: str) -> Path:
