@@ -36,7 +36,6 @@ import os
 import random
 import shlex
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -53,6 +52,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from campaign.sandbox import spawn
+
 KEY = "benchkey12345678:abcdefghijklmnopqrstuvwxyz012345"  # shaped like a Sociocs key: 16:32
 NAME = "soak"
 
@@ -60,38 +61,11 @@ NAME = "soak"
 # --- shared helpers -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def sandbox(latency: float) -> Iterator[str]:
     """A `campaign sandbox` subprocess; yields its URL, stops it on exit."""
-    port = free_port()
-    args = [sys.executable, "-m", "campaign", "sandbox", "--port", str(port)]
-    if latency:
-        args += ["--latency", str(latency)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise RuntimeError("the sandbox did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with spawn(*(["--latency", str(latency)] if latency else [])) as url:
+        yield url
 
 
 def phone(i: int) -> str:

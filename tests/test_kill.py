@@ -28,30 +28,21 @@ shows a few per hundred kills). Figures of record: `bench/RESULTS-kill.md`.
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 import random
 import signal
-import sqlite3
 import subprocess
-import sys
-import textwrap
 import time
-import urllib.request
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
 
 import pytest
 
+from bench import kill_soak
 from campaign.sandbox import spawn
 
-KEY = "killtest12345678:abcdefghijklmnopqrstuvwxyz012345"  # shaped like a Sociocs key: 16:32
+KEY = kill_soak.KEY
 ROWS = 800
 CONCURRENCY = 4
 LATENCY = 0.03
@@ -59,7 +50,7 @@ SEED = 20240917
 MIN_KILLS = 10
 MAX_KILLS = 24
 KILL_BUDGET = 40.0  # seconds the kill loop may take once MIN_KILLS are done
-NAME = "durable"
+NAME = kill_soak.NAME
 
 
 @pytest.fixture
@@ -69,98 +60,17 @@ def sandbox() -> Iterator[str]:
         yield url
 
 
+# The soak benchmark's helpers (bench/kill_soak.py) serve this short version too.
+_start, _run, _get, _accepted, _journal, _results = kill_soak.start, kill_soak.run, kill_soak.get, \
+    kill_soak.accepted, kill_soak.journal, kill_soak.results
+
+
 def _write_campaign(folder: Path, url: str) -> Path:
-    with (folder / "contacts.csv").open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Phone", "Name", "first_name", "order_id"])
-        writer.writerows([f"+1617555{i:04d}", f"Person {i}", f"P{i}", f"A-{i}"] for i in range(ROWS))
-    path = folder / f"{NAME}.toml"
-    path.write_text(
-        textwrap.dedent(
-            f"""\
-            name = "{NAME}"
-            provider = "twlo"
-            channel_key = "twlo_16175550000"
-            api_url = "{url}"
-
-            [recipients]
-            file = "contacts.csv"
-            phone_column = "Phone"
-            name_column = "Name"
-            default_country = "US"
-
-            [message]
-            text = "Hi {{{{ first_name }}}}, order {{{{ order_id }}}} is ready."
-
-            [sending]
-            rate = 0
-            concurrency = {CONCURRENCY}
-            timeout = 5
-            """
-        ),
-        encoding="utf-8",
-    )
-    return path
-
-
-def _env() -> dict[str, str]:
-    drop = ("SOCIOCS_API_KEY", "SOCIOCS_API_URL", "CAMPAIGN_STATE_SYNC")
-    return {**{k: v for k, v in os.environ.items() if k not in drop}, "SOCIOCS_API_KEY": KEY}
-
-
-def _start(command: str, path: Path, log: TextIO) -> subprocess.Popen[bytes]:
-    log.write(f"\n$ campaign {command} {path.name}\n")
-    log.flush()
-    args = [sys.executable, "-m", "campaign", command, str(path)] + (["--yes"] if command == "send" else [])
-    return subprocess.Popen(args, cwd=path.parent, env=_env(), stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-
-
-def _run(command: str, path: Path, log: TextIO) -> int:
-    proc = _start(command, path, log)
-    try:
-        return proc.wait(60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-
-
-def _get(url: str) -> Any:
-    request = urllib.request.Request(url, headers={"apikey": KEY, "Accept": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
+    return kill_soak.write_campaign(folder, url, ROWS, CONCURRENCY)
 
 
 def _accepted_count(url: str) -> int:
-    return int(_get(f"{url}/_sandbox/requests")["accepted"])
-
-
-def _accepted(url: str) -> dict[str, list[str]]:
-    """`GET /messages` (yesterday and today, UTC): the accepted message ids per number."""
-    today = datetime.now(UTC).date()
-    data = _get(f"{url}/messages?start_date={today - timedelta(days=1)}&end_date={today}")
-    assert data["status"] == "success"
-    out: dict[str, list[str]] = defaultdict(list)
-    for message in data["data"]:
-        out["+" + str(message["to"]).lstrip("+")].append(str(message["message_id"]))
-    return dict(out)
-
-
-def _journal(path: Path) -> dict[str, tuple[str, str]]:
-    """The state file's `recipients` table: phone -> (status, message_id); {} before it exists."""
-    if not path.exists():
-        return {}
-    with closing(sqlite3.connect(path)) as db:
-        try:
-            rows = db.execute("SELECT phone, status, message_id FROM recipients").fetchall()
-        except sqlite3.OperationalError:  # killed before the schema was committed
-            return {}
-    return {str(phone): (str(status), str(mid)) for phone, status, mid in rows}
-
-
-def _results(path: Path) -> list[dict[str, str]]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
+    return int(kill_soak.sandbox_log(url)["accepted"])
 
 
 @dataclass(frozen=True)
