@@ -145,8 +145,9 @@ def test_status_and_lock(samples: Path) -> None:
     assert proc.returncode == 2 and "already being sent" in proc.stderr
 
 
-def test_sigint_exits_130_with_complete_results(
-    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupt_exits_130_with_complete_results(
+    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str, stop: signal.Signals
 ) -> None:
     url = sandbox_process
     path = make_campaign(contacts(200), api_url=url, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
@@ -159,7 +160,7 @@ def test_sigint_exits_130_with_complete_results(
         text=True,
     )
     time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert "Resume with: campaign send" in stderr
