@@ -237,3 +237,17 @@ def test_unfinished_read_keeps_the_last_complete_snapshot() -> None:
     state.finish_read()
     assert state.counts() == {"sent": 1}
     state.close()
+
+
+def test_whatsapp_plain_text_is_a_warning_and_media_must_be_http(tmp_path: Path) -> None:
+    from campaign.rules import check_url
+    from campaign.runner import campaign_warnings
+
+    campaign = load_campaign(write(tmp_path, BASE.format(provider="twlowa", message='text = "Hi"')))
+    (warning,) = campaign_warnings(campaign)
+    assert "last 24 hours" in warning and "template_id" in warning
+    assert campaign_warnings(load_campaign(write(tmp_path, BASE.format(provider="twlo", message='text = "Hi"')))) == []
+    check_url("https://cdn.example.com/a.jpg", "image_url")
+    for bad in ("ftp://x/a.jpg", "javascript:alert(1)", "cdn.example.com/a.jpg"):
+        with pytest.raises(RuleError, match="is not an http"):
+            check_url(bad, "image_url")
