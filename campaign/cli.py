@@ -28,7 +28,7 @@ from rich.table import Table
 
 from campaign import __version__, runner
 from campaign.config import API_KEY_ENV, Campaign, load_campaign
-from campaign.errors import CampaignError, ExitCode
+from campaign.errors import CampaignError, ExitCode, UsageError
 from campaign.state import Outcome, Status
 
 T = TypeVar("T")
@@ -447,16 +447,20 @@ def sandbox_cmd(
     """Run a local Sociocs-compatible API with fault injection (for trying and testing)."""
     from campaign.sandbox import Faults, SandboxConfig, serve
 
-    faults = Faults(
-        rate_limit=rate_limit,
-        retry_after=retry_after,
-        error_500=error_500,
-        error_503=error_503,
-        accept_then_500=accept_then_500,
-        drop_after_accept=drop_after_accept,
-        latency=latency,
-        seed=seed,
-    )
+    try:
+        faults = Faults(
+            rate_limit=rate_limit,
+            retry_after=retry_after,
+            error_500=error_500,
+            error_503=error_503,
+            accept_then_500=accept_then_500,
+            drop_after_accept=drop_after_accept,
+            latency=latency,
+            seed=seed,
+        )
+    except ValueError as error:  # fractions out of 0..1, negative latency, ...
+        _fail(UsageError(f"campaign sandbox: {error}"))
+        return
 
     def ready(url: str) -> None:
         out.print(f"Sociocs sandbox listening on {url}  (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")

@@ -206,3 +206,8 @@ def test_second_ctrl_c_exits_at_once_and_loses_nothing(
     assert {r["status"] for r in rows} <= {"sent", "unknown"} and len(rows) == 300
     unknown = [r["phone"] for r in rows if r["status"] == "unknown"]
     assert len(unknown) <= 4 and len(sent_to) >= 300 - len(unknown)
+
+
+def test_sandbox_refuses_impossible_faults(tmp_path: Path) -> None:
+    proc = run("sandbox", "--error-500", "2", cwd=tmp_path)
+    assert proc.returncode == 2 and "between 0 and 1" in proc.stderr and "Traceback" not in proc.stderr
