@@ -335,7 +335,7 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
         err.print(f"[bold red]stopped:[/] {s.stop_reason}. {_stop_hint(s.stop_reason)}")
     if s.interrupted:
         err.print(f"Interrupted. Resume with: campaign send {campaign_file}")
-    out.print(f"Results: {s.results_path}")
+    _print_results(s, campaign_file)
 
 
 def _stop_hint(reason: str) -> str:
@@ -367,7 +367,17 @@ def _print_check(s: runner.Summary) -> None:
     if s.rate:
         seconds = sendable / s.rate
         out.print(f"Time at {s.rate:g}/s: {_duration(seconds)}")
-    out.print(f"Report: {s.results_path}")
+    _print_results(s, None)
+
+
+def _print_results(s: runner.Summary, campaign_file: str | None) -> None:
+    if s.results_error is None:
+        out.print(f"{'Results' if campaign_file else 'Report'}: {s.results_path}")
+        return
+    hint = ""
+    if campaign_file:
+        hint = f" Nothing is lost: `campaign status {campaign_file} --results PATH` writes it elsewhere."
+    err.print(f"[bold red]error:[/] {s.results_error}.{hint}")
 
 
 def _duration(seconds: float) -> str:

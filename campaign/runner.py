@@ -83,6 +83,7 @@ class Summary:
     requests: int = 0
     elapsed: float = 0.0
     results_path: Path | None = None
+    results_error: str | None = None  # why the results file could not be written
     stop_reason: str | None = None
     interrupted: bool = False
     dry_run: bool = False
@@ -384,8 +385,11 @@ async def run(
             summary.counts = Counter(state.counts())
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
-            export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
-            summary.results_path = target
+            try:
+                export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
+                summary.results_path = target
+            except OSError as err:  # the state file has everything; say how to write it elsewhere
+                summary.results_error = f"cannot write {target} ({err.strerror or err})"
     return summary
 
 

@@ -211,3 +211,12 @@ def test_second_ctrl_c_exits_at_once_and_loses_nothing(
 def test_sandbox_refuses_impossible_faults(tmp_path: Path) -> None:
     proc = run("sandbox", "--error-500", "2", cwd=tmp_path)
     assert proc.returncode == 2 and "between 0 and 1" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_unwritable_results_path_is_one_sentence(samples: Path) -> None:
+    (samples / "afile").write_text("x")
+    proc = run("send", "samples/sms.toml", "--sandbox", "--yes", "--results", "afile/out.csv", cwd=samples)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr  # 1: the sample's bad row
+    assert "cannot write" in proc.stderr and "campaign status samples/sms.toml --results PATH" in proc.stderr
+    again = run("status", "samples/sms.toml", "--results", "elsewhere.csv", cwd=samples)
+    assert again.returncode == 0 and len(read_results(samples / "elsewhere.csv")) == 24
