@@ -32,8 +32,8 @@ from campaign.errors import CampaignError, ExitCode, UsageError
 from campaign.state import Outcome, Status
 
 T = TypeVar("T")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # long lines stay whole: commands in them can be copied
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
 
