@@ -61,7 +61,6 @@ class Summary:
     rows: int = 0
     sent_now: int = 0  # requests accepted in this run
     finished_now: int = 0  # rows that got an outcome in this run
-    attempted_now: int = 0
     already_done: int = 0  # rows skipped because an earlier run sent them
     changed_since_sent: int = 0  # of those, rows whose message is now different
     recovered_unknown: int = 0  # in-flight rows of a dead run turned unknown at start
@@ -94,10 +93,6 @@ class Summary:
         """Rows read so far that this run hands to the sender (the progress bar's total)."""
         held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending
         return self.rows - held - self.duplicates - self.suppressed - sum(self.invalid_reasons.values())
-
-    @property
-    def sendable(self) -> int:
-        return self.counts[Status.DRY_RUN] + self.counts[Status.PENDING]
 
     def exit_code(self) -> ExitCode:
         """PRODUCT.md's exit codes."""
