@@ -571,35 +571,26 @@ async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
                     listed.extend(await client.list_messages(day, end))
                     day = end + timedelta(days=1)
             report.days = (last - first).days + 1
-            taken = {o for o in _sent_ids(state)}
-            sent: list[Outcome] = []
+            taken = state.message_ids()
+            found: dict[str, str] = {}  # key -> the message id the API listed for it
             for u, stamp in zip(unknown, stamps, strict=True):
                 match = _match(u, stamp, listed, taken, template=campaign.message.template_id is not None)
                 if match is not None:
                     taken.add(match)
-                    sent.append(Outcome(u["key"], Status.SENT, match, "found by reconcile", 200, 0))
-            found = {o.key for o in sent}
+                    found[u["key"]] = match
             with state.transaction():
-                state.db.executemany(
-                    "UPDATE recipients SET status = ?, message_id = ?, error = ?, sent_hash = payload_hash"
-                    " WHERE key = ?",
-                    [(o.status, o.message_id, o.error, o.key) for o in sent],
-                )
+                state.mark_found(found.items())
                 state.set_status(
                     [u["key"] for u in unknown if u["key"] not in found],
                     Status.PENDING,
                     "not found at the API by reconcile; will be sent by the next run",
                 )
-            report.found = len(sent)
+            report.found = len(found)
             report.pending = report.checked - report.found
             export(state, campaign.results)
         finally:
             state.close()
     return report
-
-
-def _sent_ids(state: State) -> set[str]:
-    return {r[0] for r in state.db.execute("SELECT message_id FROM recipients WHERE message_id != ''")}
 
 
 def _digits(number: Any) -> str:

@@ -119,7 +119,6 @@ class Known:
 
     status: Status
     payload_hash: str
-    row: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,45 +272,30 @@ class State:
 
     # --- planning ---------------------------------------------------------------------------
 
+    def _where_in(self, sql: str, values: Sequence[str], *params: Any) -> Iterator[tuple[Any, ...]]:
+        """Run ``sql`` (with one ``{marks}`` placeholder for ``IN (...)``) over ``values`` in
+        slices of 500, under SQLite's limit on bound parameters; ``params`` bind before them."""
+        for start in range(0, len(values), 500):
+            part = values[start : start + 500]
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(part))), [*params, *part])
+
     def known(self, keys: Sequence[str]) -> dict[str, Known]:
         """The journal's lines for these keys (those that exist)."""
-        out: dict[str, Known] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for key, status, payload_hash, row in self.db.execute(
-                f"SELECT key, status, payload_hash, row FROM recipients WHERE key IN ({marks})", part
-            ):
-                out[key] = Known(Status(status), payload_hash, row)
-        return out
+        rows = self._where_in("SELECT key, status, payload_hash FROM recipients WHERE key IN ({marks})", keys)
+        return {key: Known(Status(status), payload_hash) for key, status, payload_hash in rows}
 
     def first_rows(self, keys: Sequence[str]) -> dict[str, int]:
         """For keys already read in this run, the first row that had them (for duplicates)."""
-        out: dict[str, int] = {}
-        for start in range(0, len(keys), 500):
-            part = keys[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for key, row in self.db.execute(
-                f"SELECT key, min(row) FROM rows WHERE run = ? AND key IN ({marks}) AND status IS NULL GROUP BY key",
-                [self.run, *part],
-            ):
-                out[key] = row
-        return out
+        sql = "SELECT key, min(row) FROM rows WHERE run = ? AND key IN ({marks}) AND status IS NULL GROUP BY key"
+        return dict(self._where_in(sql, keys, self.run))
 
     def phone_counts(self, phones: Sequence[str]) -> dict[str, int]:
         """How many sendable rows of this run already had each number (allow_duplicates)."""
-        out: dict[str, int] = {}
-        unique = sorted(set(phones))
-        for start in range(0, len(unique), 500):
-            part = unique[start : start + 500]
-            marks = ",".join("?" * len(part))
-            for phone, n in self.db.execute(
-                f"SELECT phone, count(*) FROM rows WHERE run = ? AND phone IN ({marks}) AND status IS NULL"
-                " AND key IS NOT NULL GROUP BY phone",
-                [self.run, *part],
-            ):
-                out[phone] = n
-        return out
+        sql = (
+            "SELECT phone, count(*) FROM rows WHERE run = ? AND phone IN ({marks}) AND status IS NULL"
+            " AND key IS NOT NULL GROUP BY phone"
+        )
+        return dict(self._where_in(sql, sorted(set(phones)), self.run))
 
     def add_rows(self, rows: Iterable[RowRecord]) -> None:
         self.db.executemany(
@@ -411,6 +395,19 @@ class State:
         )
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur]
+
+    def mark_found(self, found: Iterable[tuple[str, str]]) -> None:
+        """Reconcile found these (key, message_id) at the API: they are ``sent``. The HTTP
+        status of the lost answer stays as it was."""
+        self.db.executemany(
+            "UPDATE recipients SET status = 'sent', message_id = ?, error = 'found by reconcile',"
+            " sent_hash = payload_hash WHERE key = ?",
+            [(message_id, key) for key, message_id in found],
+        )
+
+    def message_ids(self) -> set[str]:
+        """Every message id the journal holds (reconcile must not give one to two rows)."""
+        return {r[0] for r in self.db.execute("SELECT message_id FROM recipients WHERE message_id != ''")}
 
     def journal_counts(self) -> dict[str, int]:
         """Recipients per status over the campaign's whole life (not only the last read)."""
