@@ -182,12 +182,8 @@ def send(
 
 
 async def _confirm(campaign: Campaign, options: runner.Options) -> None:
-    planned = await runner.run(
-        campaign,
-        dataclasses.replace(options, dry_run=True, command="plan"),
-        results_path=campaign.state.with_name(f".{campaign.name}.plan.csv"),
-    )
-    campaign.state.with_name(f".{campaign.name}.plan.csv").unlink(missing_ok=True)
+    counting = dataclasses.replace(options, dry_run=True, command="plan", write_results=False)
+    planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
     question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
     if not sys.stdin.isatty():

@@ -51,6 +51,7 @@ class Options:
     api_key: str = ""
     command: str = "send"
     backoff_base: float = 1.0
+    write_results: bool = True  # False for the count behind the confirmation question
 
 
 @dataclass
@@ -253,7 +254,7 @@ class Planner:
                 RowRecord(
                     p.source.number,
                     p.source.cells,
-                    key if p.status is None else p.key,
+                    p.key,
                     p.phone,
                     p.status,
                     p.error,
@@ -381,8 +382,9 @@ async def run(
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
             try:
-                export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
-                summary.results_path = target
+                if options.write_results:
+                    export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
+                    summary.results_path = target
             except OSError as err:  # the state file has everything; say how to write it elsewhere
                 summary.results_error = f"cannot write {target} ({err.strerror or err})"
     return summary
