@@ -98,6 +98,7 @@ class Renderer:
         known = {c for c, _ in self.ident} | {"row", "phone"} | ({"name"} if name_index is not None else set())
         self.known = known
         self.used: set[str] = set()  # variables the templates read: checked for blanks per row
+        self.uses_row = False  # does any template read row["Header"]?
         msg = campaign.message
         self.text = self._compile(msg.text, msg.text_source)
         self.media = [(f, self._req(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
@@ -138,6 +139,9 @@ class Renderer:
                 ]
             else:
                 self.saving_extra = [(c, self.extra_columns[c]) for c in saving.extra_fields]
+        # Per row, build only what the templates read: the columns they name, and the `row`
+        # mapping only if some template uses it.
+        self.ident = [(c, i) for c, i in self.ident if c in self.used]
 
     def _req(self, source: str, where: str) -> jinja2.Template:
         template = self._compile(source, where)
@@ -156,6 +160,7 @@ class Renderer:
             ) from None
         undeclared = meta.find_undeclared_variables(ast)
         self.used |= undeclared & (self.known - {"row", "phone"})
+        self.uses_row = self.uses_row or "row" in undeclared
         for variable in sorted(undeclared - self.known):
             close = difflib.get_close_matches(variable, sorted(self.known), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
@@ -170,7 +175,8 @@ class Renderer:
     def context(self, cells: tuple[str, ...], phone: str) -> dict[str, Any]:
         """The variables one row's templates see."""
         ctx: dict[str, Any] = {c: cells[i] for c, i in self.ident}
-        ctx["row"] = dict(zip(self.columns, cells, strict=True))
+        if self.uses_row:
+            ctx["row"] = dict(zip(self.columns, cells, strict=True))
         ctx["phone"] = phone
         if self.name_index is not None:
             ctx["name"] = cells[self.name_index].strip()
@@ -184,7 +190,7 @@ class Renderer:
         ctx = self.context(cells, phone)
         self._leaked.clear()
         try:
-            rendered = self._render(ctx, phone)
+            rendered = self._render(ctx, cells, phone)
         except RuleError as err:
             raise RowInvalid(str(err)) from None
         except jinja2.TemplateError as err:
@@ -201,7 +207,7 @@ class Renderer:
             self._leaked.append(value.variable)
         return value
 
-    def _render(self, ctx: dict[str, Any], phone: str) -> Rendered:
+    def _render(self, ctx: dict[str, Any], cells: tuple[str, ...], phone: str) -> Rendered:
         c = self.campaign
         body: dict[str, Any] = {"provider": c.provider, "channel_key": c.channel_key, "to": phone}
         name = ctx.get("name")
@@ -224,7 +230,7 @@ class Renderer:
             variables = self._variables(ctx)
             body["template"] = {"id": template_id, "variables": variables} if variables else {"id": template_id}
             message = _JSON.encode(variables)
-        saving = self._contact_saving(ctx)
+        saving = self._contact_saving(ctx, cells)
         if saving is not None:
             body["contact_saving"] = saving
         scheduled = False
@@ -261,7 +267,7 @@ class Renderer:
             nested[section] = values
         return nested
 
-    def _contact_saving(self, ctx: dict[str, Any]) -> dict[str, Any] | None:
+    def _contact_saving(self, ctx: dict[str, Any], cells: tuple[str, ...]) -> dict[str, Any] | None:
         if self.saving_save is None:
             return None
         save = self.saving_save
@@ -280,9 +286,8 @@ class Renderer:
                 raise RowInvalid(f"[contact_saving] list_id rendered {rendered!r}; expected a whole number") from None
         out: dict[str, Any] = {"save": save, "list_id": list_id}
         if self.saving_extra:
-            row = ctx["row"]
             out["extra_fields"] = {
-                key: (row[self.columns[src]] if isinstance(src, int) else src.render(ctx))
+                key: (cells[src] if isinstance(src, int) else src.render(ctx))
                 for key, src in self.saving_extra
             }
         return out

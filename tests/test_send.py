@@ -358,3 +358,14 @@ def test_broken_state_file_stops_without_hanging() -> None:
     sender, accepted = asyncio.run(main())
     assert sender.stop_reason and sender.stop_reason.startswith("internal error")
     assert accepted == 0  # the write-ahead mark failed, so nothing was sent
+
+
+def test_headers_that_are_not_names_are_reached_through_row(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    from tests.conftest import write_csv
+
+    write_csv(tmp_path / "contacts.csv", [("+16175550000", "Ann Lee", "Ann", "A-1")],
+              header=("Phone", "Name", "First Name", "order_id"))
+    path = make_campaign(message='text = "Hi {{ row[\\"First Name\\"] }} ({{ name }}), {{ order_id }} for {{ phone }}"')
+    summary, box = send(path)
+    assert summary.counts["sent"] == 1
+    assert box.accepted[0].body["text"] == "Hi Ann (Ann Lee), A-1 for +16175550000"
