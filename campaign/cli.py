@@ -358,7 +358,7 @@ def _print_check(s: runner.Summary) -> None:
         out.print(f"Already sent by an earlier run: {s.already_done:,}")
     if s.segments:
         out.print(
-            f"SMS segments: {s.segments:,} ({s.multi_segment:,} rows multi-segment, {s.unicode_rows:,} rows Unicode)"
+            f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
         )
     if s.rate:
         seconds = sendable / s.rate
