@@ -22,7 +22,7 @@ a finding in bench/RESULTS.md would buy; the real change belongs in ``campaign/`
     (on the pacer of 149cdef and later) the bucket drips at ``rate / 1.01`` and the log guards
     1.005 s: the bucket never runs ahead of the log, so no pause-then-burst every second.
 ``small-batches``
-    ``runner.BATCH = 16``: ``Pipeline.batches`` prepares (and ``Planner.plan`` commits) 16 rows
+    ``prepare.BATCH = 16``: ``Pipeline.batches`` prepares (and ``Planner.plan`` commits) 16 rows
     at a time instead of 256, so the loop is never held 40-90 ms by one batch.
 ``check-tempfile``
     dry runs (``campaign check``, ``send --dry-run``, the confirmation plan) keep their scratch
@@ -144,14 +144,14 @@ def _check_tempfile() -> None:
 
 def _stats() -> None:
     """Not a change: print the journal's and the planner's transaction counts at the end (stderr)."""
-    from campaign import runner, sender
+    from campaign import prepare, runner, sender
     from campaign.state import State
 
     counts = {"plan_transactions": 0, "journal_commits": 0, "marks": 0, "outcomes": 0}
     original_plan = runner.Planner.plan
     original_write = State.write
 
-    def plan(self: runner.Planner, batch: list[runner.Prepared]) -> list[sender.Job]:
+    def plan(self: runner.Planner, batch: list[prepare.Prepared]) -> list[sender.Job]:
         counts["plan_transactions"] += 1
         return original_plan(self, batch)
 
@@ -233,11 +233,11 @@ def _gate_at_send() -> None:
 
 
 def _small_batches() -> None:
-    """Prepare and plan 16 rows per slice instead of ``runner.BATCH`` (256): the event loop is
+    """Prepare and plan 16 rows per slice instead of ``prepare.BATCH`` (256): the event loop is
     never held for more than a few ms, so no request waits behind a batch being prepared."""
-    from campaign import runner
+    from campaign import prepare
 
-    runner.BATCH = 16  # type: ignore[misc]
+    prepare.BATCH = 16  # type: ignore[misc]
 
 
 def _wal_checkpoint_big() -> None:

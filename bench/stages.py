@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     common.header("bench.stages", argv)
 
-    from campaign import phones, runner
+    from campaign import phones, prepare, runner
     from campaign.config import load_campaign
     from campaign.render import encode
     from campaign.state import Outcome, State, Status
@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     toml = common.campaign_file(folder, common.csv_file(args.rows), api_url="http://127.0.0.1:9", rate=0,
                                 concurrency=50)
     campaign = load_campaign(toml)
-    pipeline = runner.Pipeline(campaign)
+    pipeline = prepare.Pipeline(campaign)
     n = args.rows
     us: dict[str, float] = {}
 
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                    for r, p in zip(source, e164, strict=True)])
     us["encode + blake2b"] = _time(lambda: [hashlib.blake2b(encode(x.body), digest_size=12).hexdigest()  # type: ignore[attr-defined]
                                             for x in rendered])
-    prepared: list[runner.Prepared] = []
+    prepared: list[prepare.Prepared] = []
     us["prepare: Pipeline.prepare (all three)"] = _time(lambda: [prepared.append(pipeline.prepare(r)) for r in source])
 
     state = State(folder / "bench.state.sqlite")
@@ -85,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     planner = runner.Planner(campaign, state, runner.Options(api_key="x"), summary)
     jobs: list[object] = []
     us["plan: Planner.plan (256-row transactions)"] = _time(
-        lambda: [jobs.extend(planner.plan(prepared[i : i + runner.BATCH])) for i in range(0, n, runner.BATCH)])
+        lambda: [jobs.extend(planner.plan(prepared[i : i + prepare.BATCH])) for i in range(0, n, prepare.BATCH)])
     assert len(jobs) == n
     marks = [(j.key, j.payload_hash, j.message) for j in jobs]  # type: ignore[attr-defined]
     commit: dict[str, float] = {}

@@ -251,8 +251,6 @@ class _progress:
                 TimeRemainingColumn(),
                 console=out,
             )
-            self.bar.start()
-            self.task = self.bar.add_task("sending", total=None, rate=0.0)
         return self.update
 
     def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
@@ -260,13 +258,18 @@ class _progress:
         done = summary.finished_now
         rate = done / max(now - self.started, 1e-6)
         if self.bar is not None:
+            if self.task is None:
+                # Started at the first update, not on entry: the bar's refresh thread would
+                # otherwise keep the run from forking its row-preparing process (campaign.prepare).
+                self.bar.start()
+                self.task = self.bar.add_task("sending", total=None, rate=0.0)
             self.bar.update(self.task, completed=done, total=max(summary.to_send, done), rate=rate)
         elif outcome is not None and now - self.last >= 5:
             self.last = now
             out.print(f"{done:,} of {summary.to_send:,} rows sent so far ({rate:.1f}/s; {summary.rows:,} rows read)")
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
+        if self.bar is not None and self.task is not None:
             self.bar.stop()
 
 

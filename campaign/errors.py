@@ -48,7 +48,13 @@ class ConfigError(CampaignError):
 
     def __init__(self, path: Path | str, message: str) -> None:
         self.path = Path(path)
+        self.message = message
         super().__init__(f"{self.path}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Rebuilt from (path, message), not from the formatted text: the error crosses from
+        # the process preparing rows to the one sending them.
+        return (type(self), (self.path, self.message))
 
 
 class InputFileError(CampaignError):
@@ -56,7 +62,13 @@ class InputFileError(CampaignError):
 
     def __init__(self, path: Path | str, message: str) -> None:
         self.path = Path(path)
+        self.message = message
         super().__init__(f"{self.path}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Rebuilt from (path, message), not from the formatted text: the error crosses from
+        # the process preparing rows to the one sending them.
+        return (type(self), (self.path, self.message))
 
 
 class LockedError(CampaignError):

@@ -46,5 +46,9 @@ class CampaignLock:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         if self.fd is not None:
-            os.close(self.fd)  # closing releases the flock
+            if fcntl is not None:
+                # Unlock explicitly: a forked child holding a copy of the descriptor would
+                # otherwise keep the lock until it exits.
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
             self.fd = None

@@ -13,31 +13,25 @@ the first request leaves after the first chunk, not after the whole file.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import AsyncExitStack, ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from campaign import phones
 from campaign.api import SociocsClient
 from campaign.config import Campaign
 from campaign.errors import CampaignError, ExitCode, UsageError
 from campaign.lock import CampaignLock
-from campaign.recipients import RecipientFile, SourceRow, open_recipients
-from campaign.render import Renderer, RowInvalid, encode
+from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.results import write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
 from campaign.state import DONE, Known, Outcome, RowRecord, State, Status
-
-BATCH = 256  # rows prepared and planned per transaction (and per event-loop slice)
-_PHONE_NAMES = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
 
 
 @dataclass
@@ -52,6 +46,7 @@ class Options:
     command: str = "send"
     backoff_base: float = 1.0
     write_results: bool = True  # False for the count behind the confirmation question
+    prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
 
 
 @dataclass
@@ -106,64 +101,6 @@ class Summary:
         return ExitCode.ROWS_NOT_SENT if bad > 0 else ExitCode.OK
 
 
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """One row after phone normalisation and rendering."""
-
-    source: SourceRow
-    phone: str
-    key: str | None
-    status: Status | None  # INVALID / SKIPPED, or None when sendable
-    error: str = ""
-    job: Job | None = None
-    text: str | None = None
-    blanks: tuple[str, ...] = ()
-
-
-class Pipeline:
-    """Everything one run needs about the input: file, columns, renderer, suppression list."""
-
-    def __init__(self, campaign: Campaign, *, now: datetime | None = None) -> None:
-        self.campaign = campaign
-        rc = campaign.recipients
-        self.file: RecipientFile = open_recipients(rc.file, sheet=rc.sheet)
-        self.phone_index = self.file.find_column(rc.phone_column, key="phone_column")
-        self.name_index = self.file.find_column(rc.name_column, key="name_column") if rc.name_column else None
-        extra: dict[str, int] = {}
-        saving = campaign.contact_saving
-        if saving is not None and not isinstance(saving.extra_fields, dict):
-            for column in saving.extra_fields:
-                extra[column] = self.file.find_column(column, key="[contact_saving] extra_fields")
-        self.renderer = Renderer(
-            campaign, self.file.columns, name_index=self.name_index, extra_field_columns=extra, now=now
-        )
-        self.suppressed = load_suppressions(campaign)
-
-    def prepare(self, row: SourceRow) -> Prepared:
-        """Phone, suppression and rendering for one row (duplicates are decided by ``plan``)."""
-        c = self.campaign
-        try:
-            phone = phones.normalise(row.cells[self.phone_index], c.recipients.default_country)
-        except phones.PhoneError as err:
-            return Prepared(row, "", None, Status.INVALID, f"phone: {err}")
-        if phone in self.suppressed:
-            return Prepared(row, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
-        try:
-            rendered = self.renderer.render(row.cells, phone)
-        except RowInvalid as err:
-            return Prepared(row, phone, None, Status.INVALID, str(err))
-        body = encode(rendered.body)
-        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        job = Job(phone, row.number, body, digest, rendered.message, rendered.scheduled)
-        text = rendered.text if c.provider == "twlo" else None
-        return Prepared(row, phone, phone, None, job=job, text=text, blanks=rendered.blanks)
-
-    def batches(self) -> Iterator[list[Prepared]]:
-        for chunk in self.file.chunks(2048):
-            for start in range(0, len(chunk), BATCH):
-                yield [self.prepare(r) for r in chunk[start : start + BATCH]]
-
-
 def campaign_warnings(campaign: Campaign) -> list[str]:
     """Things that are allowed but probably not what the user wants."""
     out = []
@@ -172,32 +109,6 @@ def campaign_warnings(campaign: Campaign) -> list[str]:
             f"plain text over WhatsApp ({campaign.provider}) only reaches people who wrote to you in the "
             "last 24 hours; for a campaign, use an approved template ([message] template_id)."
         )
-    return out
-
-
-def load_suppressions(campaign: Campaign) -> dict[str, str]:
-    """Every phone number in the ``suppress`` files, normalised, mapped to the file's name."""
-    out: dict[str, str] = {}
-    for path in campaign.recipients.suppress:
-        file = open_recipients(path, allow_empty=True)  # an empty opt-out list is normal
-        index = file.find_optional_column(campaign.recipients.phone_column)
-        if index is None:
-            index = next(
-                (i for i, c in enumerate(file.columns) if any(n in c.lower() for n in _PHONE_NAMES)),
-                0 if len(file.columns) == 1 else None,
-            )
-        if index is None:
-            raise CampaignError(
-                f"{path}: no phone column found in this suppression file (columns: "
-                f"{', '.join(file.columns)}); name it like the campaign's phone_column "
-                f"{campaign.recipients.phone_column!r}."
-            )
-        for chunk in file.chunks():
-            for row in chunk:
-                try:
-                    out[phones.normalise(row.cells[index], campaign.recipients.default_country)] = path.name
-                except phones.PhoneError:
-                    continue
     return out
 
 
@@ -351,7 +262,9 @@ async def run(
             "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "
             "--sandbox to try the campaign against the built-in local API."
         )
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
+        # Forked first, before the lock and the state file exist, so the child holds neither.
+        batches = await stack.enter_async_context(prepared_batches(pipeline, child=options.prepare_in_child))
         if not options.dry_run:
             stack.enter_context(CampaignLock(campaign.state, campaign.name))
         real = State(campaign.state) if (campaign.state.exists() or not options.dry_run) else None
@@ -369,13 +282,15 @@ async def run(
         outcome_label = "finished"
         try:
             if options.dry_run:
-                for batch in pipeline.batches():
+                async for batch in batches:
                     planner.plan(batch)
                     if on_progress:
                         on_progress(summary, None)
                 state.finish_read()
             else:
-                outcome_label = await _send(pipeline, planner, state, options, summary, on_progress, stop_event)
+                outcome_label = await _send(
+                    campaign, batches, planner, state, options, summary, on_progress, stop_event
+                )
         finally:
             state.end_run(run_id, outcome_label)
             summary.counts = Counter(state.counts())
@@ -391,7 +306,8 @@ async def run(
 
 
 async def _send(
-    pipeline: Pipeline,
+    campaign: Campaign,
+    batches: AsyncIterator[list[Prepared]],
     planner: Planner,
     state: State,
     options: Options,
@@ -400,7 +316,6 @@ async def _send(
     stop_event: asyncio.Event | None,
 ) -> str:
     """Stream batches into the sender; stop cleanly on a stop event or an API stop."""
-    campaign = pipeline.campaign
     sending = campaign.sending
 
     def progress(outcome: Outcome) -> None:
@@ -427,7 +342,7 @@ async def _send(
             watcher = asyncio.create_task(watch())
         try:
             try:
-                for batch in pipeline.batches():
+                async for batch in batches:
                     jobs = planner.plan(batch)
                     if on_progress:
                         on_progress(summary, None)

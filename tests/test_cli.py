@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -175,6 +176,41 @@ def test_interrupt_exits_130_with_complete_results(
     rows = read_results(tmp_path / "test.results.csv")
     assert {r["status"] for r in rows} == {"sent"} and len(rows) == 200
     assert len({r["message_id"] for r in rows}) == 200
+
+
+def test_ctrl_c_at_a_terminal_hits_the_whole_process_group_and_counts_once(
+    make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str
+) -> None:
+    """A terminal sends Ctrl-C to every process of the group, the row-preparing child included:
+    the child must ignore it (not count as a second Ctrl-C), and none may be left behind."""
+    path = make_campaign(contacts(8000), api_url=sandbox_process, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
+    env = {**os.environ, "SOCIOCS_API_KEY": KEY}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    time.sleep(2.0)
+    os.killpg(proc.pid, signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert stderr.count("Stopping: waiting for the requests in flight") == 1
+    assert "Resume with: campaign send" in stderr
+    rows = read_results(tmp_path / "test.results.csv")
+    assert [r["row"] for r in rows] == [str(n) for n in range(2, len(rows) + 2)]  # the rows read so far
+    statuses = Counter(r["status"] for r in rows)
+    assert set(statuses) == {"sent", "pending"} and statuses["sent"] >= 1
+    deadline = time.monotonic() + 5
+    while True:  # the child was reaped with its parent: nothing left in the group
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        assert time.monotonic() < deadline, "a process of the run outlived it"
+        time.sleep(0.05)
 
 
 def test_second_ctrl_c_exits_at_once_and_loses_nothing(
