@@ -34,6 +34,7 @@ from enum import Enum
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from campaign import __version__
 from campaign.errors import CampaignError, RunStopped
@@ -94,6 +95,7 @@ class SociocsClient:
 
     def __init__(self, api_url: str, api_key: str, *, timeout: float, connections: int) -> None:
         self.api_url = api_url.rstrip("/")
+        self._message_url = URL(f"{self.api_url}/message")  # parsed once, not per request
         self._key = api_key
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
         self._connections = connections
@@ -109,6 +111,7 @@ class SociocsClient:
             },
             timeout=self._timeout,
             connector=aiohttp.TCPConnector(limit=self._connections, limit_per_host=self._connections),
+            cookie_jar=aiohttp.DummyCookieJar(),  # the API sets none; don't file or match any per request
             raise_for_status=False,
         )
         return self
@@ -137,7 +140,7 @@ class SociocsClient:
     async def send(self, body: bytes) -> Reply:
         """POST one pre-encoded request body to /message and classify the answer."""
         try:
-            async with self.session.post(f"{self.api_url}/message", data=body) as resp:
+            async with self.session.post(self._message_url, data=body) as resp:
                 raw = await resp.read()
                 return self._classify(resp.status, raw, resp.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import signal
@@ -49,11 +50,21 @@ _PHONE_NAMES = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp"
 _FRAME = struct.Struct("!I")  # the length before each pickled message on the pipe
 
 
+def cells_json(cells: tuple[str, ...]) -> str:
+    """A row's cells as the state file stores them (``rows.cells``): a JSON array of text.
+
+    Made where the row is prepared (in the child process, for ``send`` and ``check``), so the
+    process that sends only passes the string on.
+    """
+    return json.dumps(cells, ensure_ascii=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Prepared:
     """One row after phone normalisation and rendering."""
 
-    source: SourceRow
+    row: int  # the spreadsheet's row number
+    cells: str  # the row's cells as JSON text, as the state file keeps them (see cells_json)
     phone: str
     key: str | None
     status: Status | None  # INVALID / SKIPPED, or None when sendable
@@ -85,21 +96,22 @@ class Pipeline:
     def prepare(self, row: SourceRow) -> Prepared:
         """Phone, suppression and rendering for one row (duplicates are decided by ``plan``)."""
         c = self.campaign
+        n, cells = row.number, cells_json(row.cells)
         try:
             phone = phones.normalise(row.cells[self.phone_index], c.recipients.default_country)
         except phones.PhoneError as err:
-            return Prepared(row, "", None, Status.INVALID, f"phone: {err}")
+            return Prepared(n, cells, "", None, Status.INVALID, f"phone: {err}")
         if phone in self.suppressed:
-            return Prepared(row, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
+            return Prepared(n, cells, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
         try:
             rendered = self.renderer.render(row.cells, phone)
         except RowInvalid as err:
-            return Prepared(row, phone, None, Status.INVALID, str(err))
+            return Prepared(n, cells, phone, None, Status.INVALID, str(err))
         body = encode(rendered.body)
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        job = Job(phone, row.number, body, digest, rendered.message, rendered.scheduled)
+        job = Job(phone, n, body, digest, rendered.message, rendered.scheduled)
         text = rendered.text if c.provider == "twlo" else None
-        return Prepared(row, phone, phone, None, job=job, text=text, blanks=rendered.blanks)
+        return Prepared(n, cells, phone, phone, None, job=job, text=text, blanks=rendered.blanks)
 
     def batches(self) -> Iterator[list[Prepared]]:
         for chunk in self.file.chunks(2048):
@@ -140,10 +152,10 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
     """A Prepared as plain values: pickles ~20x faster than the dataclasses themselves."""
     job = p.job
     if job is None:
-        return (p.source.number, p.source.cells, p.phone, p.key, p.status, p.error)
+        return (p.row, p.cells, p.phone, p.key, p.status, p.error)
     return (
-        p.source.number,
-        p.source.cells,
+        p.row,
+        p.cells,
         p.phone,
         p.key,
         p.status,
@@ -159,10 +171,10 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
 
 def _unflat(t: tuple[Any, ...]) -> Prepared:
     if len(t) == 6:
-        return Prepared(SourceRow(t[0], t[1]), t[2], t[3], t[4], t[5])
+        return Prepared(*t)
     number, cells, phone, key, status, error, body, digest, message, scheduled, text, blanks = t
     job = Job(key, number, body, digest, message, scheduled)
-    return Prepared(SourceRow(number, cells), phone, key, status, error, job, text, blanks)
+    return Prepared(number, cells, phone, key, status, error, job, text, blanks)
 
 
 def _write(fd: int, message: tuple[str, Any]) -> None:

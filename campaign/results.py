@@ -31,6 +31,7 @@ RESULT_COLUMNS = (
     "updated_at",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_FORMULA_START_CHARS = frozenset(_FORMULA_START)
 # A number (-12.5, 1e3) or a phone number (+1 (617) 555-0100): no letters, no operators that
 # could call a function. These stay as typed.
 _PLAIN = re.compile(r"^(?:[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+?[\d ().-]*\d[\d ().-]*)$")
@@ -42,6 +43,16 @@ def neutralise(value: Any) -> str:
     if text.startswith(_FORMULA_START) and not _PLAIN.match(text):
         return "'" + text
     return text
+
+
+def _neutralised(values: Iterable[Any]) -> list[Any]:
+    """``neutralise`` over a row, inlined: this runs for every cell of every results file.
+
+    Only text can be a formula; numbers and None go to the csv module as they are (it writes
+    None as an empty cell).
+    """
+    starts, plain = _FORMULA_START_CHARS, _PLAIN.match
+    return ["'" + v if v.__class__ is str and v and v[0] in starts and not plain(v) else v for v in values]
 
 
 def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -76,7 +87,7 @@ def write_results(
             writer = csv.writer(handle)
             writer.writerow([neutralise(c) for c in output_columns(input_columns, extra)])
             for cells, *ours in rows:
-                writer.writerow([neutralise(c) for c in (*cells, *ours)])
+                writer.writerow(_neutralised((*cells, *ours)))
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())

@@ -140,17 +140,17 @@ class Planner:
             key = p.key
             if p.status is None and key is not None and not allow_dup:
                 if key in first:
-                    p = Prepared(p.source, p.phone, key, Status.SKIPPED, f"duplicate of row {first[key]}")
+                    p = Prepared(p.row, p.cells, p.phone, key, Status.SKIPPED, f"duplicate of row {first[key]}")
                     s.duplicates += 1
                 else:
-                    first[key] = p.source.number
+                    first[key] = p.row
             if p.status is Status.INVALID:
                 kind = _reason_kind(p.error)
                 s.invalid_reasons[kind] += 1
                 s.invalid_examples.setdefault(kind, [])
                 s.invalid_first.setdefault(kind, p.error)
                 if len(s.invalid_examples[kind]) < 5:
-                    s.invalid_examples[kind].append(p.source.number)
+                    s.invalid_examples[kind].append(p.row)
             elif p.status is Status.SKIPPED and p.error.startswith("suppressed"):
                 s.suppressed += 1
             if p.status is None:
@@ -159,12 +159,12 @@ class Planner:
                     s.blanks[variable] += 1
                     examples = s.blank_examples.setdefault(variable, [])
                     if len(examples) < 5:
-                        examples.append(p.source.number)
+                        examples.append(p.row)
             message = p.job.message if p.job is not None else ""
             records.append(
                 RowRecord(
-                    p.source.number,
-                    p.source.cells,
+                    p.row,
+                    p.cells,
                     p.key,
                     p.phone,
                     p.status,
@@ -190,9 +190,9 @@ class Planner:
                     s.unicode_rows += seg.encoding == "UCS-2"
                 k: Known | None = known.get(p.key)
                 if k is None:
-                    new.append((p.key, p.phone, p.source.number, job.payload_hash, job.message))
+                    new.append((p.key, p.phone, p.row, job.payload_hash, job.message))
                 else:
-                    touch.append((p.source.number, p.key))
+                    touch.append((p.row, p.key))
                     if not self._should_send(k, job):
                         continue
                 if self.options.limit is not None and self.queued >= self.options.limit:
@@ -237,7 +237,7 @@ class Planner:
             key = f"{p.phone}#{n}"
             assert p.job is not None
             job = Job(key, p.job.row, p.job.body, p.job.payload_hash, p.job.message, p.job.scheduled)
-            out.append(Prepared(p.source, p.phone, key, None, job=job, text=p.text))
+            out.append(Prepared(p.row, p.cells, p.phone, key, None, job=job, text=p.text, blanks=p.blanks))
         return out
 
 
@@ -406,7 +406,7 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for batch in pipeline.batches():
         for p in batch:
-            item: dict[str, Any] = {"row": p.source.number, "phone": p.phone}
+            item: dict[str, Any] = {"row": p.row, "phone": p.phone}
             if p.job is not None:
                 item["request"] = json.loads(p.job.body)
                 if p.text is not None:

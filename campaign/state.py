@@ -138,7 +138,7 @@ class RowRecord:
     """One spreadsheet row as read in this run (``status`` only for never-sent rows)."""
 
     row: int
-    cells: tuple[str, ...]
+    cells: str  # JSON text (campaign.prepare.cells_json)
     key: str | None
     phone: str
     status: Status | None = None
@@ -302,7 +302,7 @@ class State:
             "INSERT OR REPLACE INTO rows (run, row, key, phone, status, error, message, cells)"
             " VALUES (?,?,?,?,?,?,?,?)",
             [
-                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, json.dumps(r.cells, ensure_ascii=False))
+                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells)
                 for r in rows
             ],
         )

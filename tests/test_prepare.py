@@ -58,7 +58,7 @@ async def _collect(pipeline: prepare.Pipeline, child: bool) -> list[int]:
     numbers: list[int] = []
     async with prepare.prepared_batches(pipeline, child=child) as batches:
         async for batch in batches:
-            numbers.extend(p.source.number for p in batch)
+            numbers.extend(p.row for p in batch)
     return numbers
 
 

@@ -10,7 +10,7 @@ import pytest
 from campaign import phones
 from campaign.config import load_campaign
 from campaign.errors import ConfigError
-from campaign.results import neutralise, output_columns
+from campaign.results import _neutralised, neutralise, output_columns
 from campaign.rules import RuleError, check_variable, sms_segments
 from campaign.sender import Job, Journal, Pacer
 from campaign.state import Outcome, State, Status
@@ -151,6 +151,8 @@ def test_twilio_variable_rules(value: str) -> None:
 )
 def test_formula_neutralisation(cell: str | None, expected: str) -> None:
     assert neutralise(cell) == expected
+    # The results file's inlined version agrees, cell for cell, as the csv module writes it.
+    assert [("" if v is None else v) for v in _neutralised([cell, -3, 7])] == [expected, -3, 7]
 
 
 def test_output_columns_never_duplicate() -> None:
@@ -224,14 +226,14 @@ def test_unfinished_read_keeps_the_last_complete_snapshot() -> None:
     state = State(":memory:")
     state.begin_run("send", ["Phone"])
     with state.transaction():
-        state.add_rows(RowRecord(r, (f"+1617555000{r}",), f"+1617555000{r}", f"+1617555000{r}") for r in (2, 3, 4))
+        state.add_rows(RowRecord(r, f'["+1617555000{r}"]', f"+1617555000{r}", f"+1617555000{r}") for r in (2, 3, 4))
         state.add_recipients([(f"+1617555000{r}", f"+1617555000{r}", r, "h", "m") for r in (2, 3, 4)])
     state.finish_read()
     state.write([Outcome("+16175550002", Status.SENT, "SM1", "", 200, 1)], [("+16175550003", "h", "m")])
     # A second run is killed after reading one row: the snapshot is still the full first read.
     state.begin_run("send", ["Phone"])
     with state.transaction():
-        state.add_rows([RowRecord(2, ("+16175550002",), "+16175550002", "+16175550002")])
+        state.add_rows([RowRecord(2, '["+16175550002"]', "+16175550002", "+16175550002")])
     assert state.counts() == {"sent": 1, "unknown": 1, "pending": 1}  # 'sending' shows as unknown
     assert [r[1] for r in state.results()] == [2, 3, 4]
     state.finish_read()
