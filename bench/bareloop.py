@@ -2,7 +2,9 @@
 
 The same rows as ``campaign send`` would post (same JSON shape, rendered with ``str.format``,
 serialised before the clock starts), ``concurrency`` workers sharing one ``ClientSession``
-with the same connection limit and headers, each reading and ``json.loads``-ing every answer.
+with the same connection limit, headers and session settings as campaign's client (no cookie
+jar, the URL parsed once: what a careful bare loop would do too, so A and B pay the same for
+HTTP), each reading and ``json.loads``-ing every answer.
 No phone parsing, no templates, no state file, no pacing, no results file.
 
 Run by ``bench.throughput`` in its own process (so it competes for the CPU exactly as
@@ -24,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 TEXT = "Hi {first_name}, your order {order_id} is ready for pick-up."
 
@@ -51,14 +54,16 @@ async def post_all(url: str, items: list[bytes], concurrency: int) -> dict[str, 
     connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=concurrency)
     ok = failed = 0
     index = 0
-    async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+    target = URL(f"{url}/message")
+    async with aiohttp.ClientSession(headers=headers, connector=connector,
+                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
 
         async def worker() -> None:
             nonlocal ok, failed, index
             while index < len(items):
                 body = items[index]
                 index += 1
-                async with session.post(f"{url}/message", data=body) as resp:
+                async with session.post(target, data=body) as resp:
                     payload = json.loads(await resp.read())
                 if resp.status == 200 and payload.get("status") == "success":
                     ok += 1

@@ -37,6 +37,12 @@ a finding in bench/RESULTS.md would buy; the real change belongs in ``campaign/`
 ``wal-checkpoint-10k``
     the state file checkpoints its WAL every 10,000 pages instead of every 1,000 (fewer,
     larger checkpoints; each one fsyncs the database file under ``synchronous = NORMAL``).
+``inline-prepare``
+    rows are prepared on the event loop, between its turns, as before commit f9ca57b, instead
+    of in the forked child process of ``campaign.prepare``.
+``no-autocheckpoint``
+    no WAL checkpoint inside any COMMIT for the whole run: the upper bound of what running
+    checkpoints off the event loop could buy.
 ``stats``
     no change: counts the planner's transactions and the journal's group commits (marks and
     outcomes per commit) and prints them to stderr at exit.
@@ -253,6 +259,21 @@ def _wal_checkpoint_big() -> None:
     State._migrate = migrate  # type: ignore[method-assign]
 
 
+def _no_autocheckpoint() -> None:
+    """``PRAGMA wal_autocheckpoint = 0``: no checkpoint inside any COMMIT (the WAL grows for the
+    whole run). Not a proposal by itself: the upper bound of what moving checkpoints off the
+    event loop could buy."""
+    from campaign.state import State
+
+    original = State._migrate
+
+    def migrate(self: State) -> None:
+        original(self)
+        self.db.execute("PRAGMA wal_autocheckpoint = 0")
+
+    State._migrate = migrate  # type: ignore[method-assign]
+
+
 def _bucket_at_window_rate() -> None:
     """(Pacer of 149cdef and later) the bucket drips at ``rate / WINDOW`` instead of ``rate``.
 
@@ -301,10 +322,19 @@ def _smooth_pacer() -> None:
     sender.Pacer._set_rate = set_rate  # type: ignore[method-assign]
 
 
+def _inline_prepare() -> None:
+    """Prepare rows on the event loop (``prepare.can_fork`` says no), to measure the child."""
+    from campaign import prepare
+
+    prepare.can_fork = lambda: False  # type: ignore[assignment]
+
+
 PATCHES: dict[str, Callable[[], None]] = {
+    "inline-prepare": _inline_prepare,
     "smooth-pacer": _smooth_pacer,
     "bucket-at-window-rate": _bucket_at_window_rate,
     "wal-checkpoint-10k": _wal_checkpoint_big,
+    "no-autocheckpoint": _no_autocheckpoint,
     "small-batches": _small_batches,
     "gate-at-send": _gate_at_send,
     "no-rows-phone-index": _no_rows_phone_index,
