@@ -12,7 +12,7 @@ run() {
     shift
     "$py" -m "bench.$name" "$@" --json "$out/$name.json" 2>&1 | tee "$out/$name.txt"
 }
-run throughput --rows 100000 --concurrency 50 --repeat 2
+run throughput --rows 100000 --concurrency 50 --repeat 2 --compare inline-prepare
 run profile --rows 100000 --concurrency 50
 run sequential --rows 2000 --latency 0.02 --concurrency 10 50
 run pacing --rates 5 50 200 --seconds 20
