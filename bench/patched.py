@@ -24,6 +24,9 @@ a finding in bench/RESULTS.md would buy; the real change belongs in ``campaign/`
 ``small-batches``
     ``prepare.BATCH = 16``: ``Pipeline.batches`` prepares (and ``Planner.plan`` commits) 16 rows
     at a time instead of 256, so the loop is never held 40-90 ms by one batch.
+``fixed-batches``
+    every batch 256 rows, as before they grew to 2,048 (``prepare.BATCH_MAX``): one planning
+    transaction per 256 rows, each writing the index pages its random phone-number keys dirtied.
 ``check-tempfile``
     dry runs (``campaign check``, ``send --dry-run``, the confirmation plan) keep their scratch
     state in a temporary SQLite file (``synchronous = OFF``, deleted on close) instead of
@@ -148,6 +151,14 @@ def _check_tempfile() -> None:
     State.close = close  # type: ignore[method-assign]
 
 
+def _fixed_batches() -> None:
+    """Every batch 256 rows (``prepare.BATCH_MAX = prepare.BATCH``), as before the batches grew
+    to 2,048: one planning transaction per 256 rows."""
+    from campaign import prepare
+
+    prepare.BATCH_MAX = prepare.BATCH  # type: ignore[misc]
+
+
 def _stats() -> None:
     """Not a change: print the journal's and the planner's transaction counts at the end (stderr)."""
     from campaign import prepare, runner, sender
@@ -171,7 +182,13 @@ def _stats() -> None:
     State.write = write  # type: ignore[method-assign,assignment]
     import atexit
 
-    atexit.register(lambda: print(f"bench-stats {counts}", file=sys.stderr))
+    def report() -> None:
+        with contextlib.suppress(OSError):  # Linux: bytes this process had the kernel write
+            io = dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())
+            counts["write_bytes"] = int(io["write_bytes"])
+        print(f"bench-stats {counts}", file=sys.stderr)
+
+    atexit.register(report)
 
 
 def _no_status_index() -> None:
@@ -243,7 +260,7 @@ def _small_batches() -> None:
     never held for more than a few ms, so no request waits behind a batch being prepared."""
     from campaign import prepare
 
-    prepare.BATCH = 16  # type: ignore[misc]
+    prepare.BATCH = prepare.BATCH_MAX = 16  # type: ignore[misc]
 
 
 def _wal_checkpoint_big() -> None:
@@ -336,6 +353,7 @@ PATCHES: dict[str, Callable[[], None]] = {
     "wal-checkpoint-10k": _wal_checkpoint_big,
     "no-autocheckpoint": _no_autocheckpoint,
     "small-batches": _small_batches,
+    "fixed-batches": _fixed_batches,
     "gate-at-send": _gate_at_send,
     "no-rows-phone-index": _no_rows_phone_index,
     "no-status-index": _no_status_index,

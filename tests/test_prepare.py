@@ -30,7 +30,7 @@ def test_the_test_process_can_fork() -> None:
 
 
 def test_child_and_inline_give_the_same_rows(make_campaign: CampaignFactory, tmp_path: Path) -> None:
-    rows = contacts(700)  # three batches
+    rows = contacts(700)  # two batches (256, then 444)
     rows[5] = ("12345", *rows[5][1:])  # invalid
     rows[300] = (rows[10][0], *rows[300][1:])  # duplicate across batches
     rows[650] = (rows[0][0], *rows[650][1:])  # duplicate across batches
@@ -113,3 +113,10 @@ def test_stopping_early_kills_and_reaps_the_child(make_campaign: CampaignFactory
 
     preparer = asyncio.run(main())
     assert preparer.pid == 0 and preparer.ended == "killed by SIGKILL"
+
+
+def test_batches_start_small_and_grow(make_campaign: CampaignFactory) -> None:
+    pipeline = _pipeline(make_campaign, 5000)
+    sizes = [len(batch) for batch in pipeline.batches()]
+    assert sizes[:3] == [prepare.BATCH, 2 * prepare.BATCH, 4 * prepare.BATCH]  # the first request leaves early
+    assert max(sizes) == prepare.BATCH_MAX and sum(sizes) == 5000
