@@ -18,6 +18,7 @@ run pacing pacing-grid --rates 5 50 200 --seconds 20 --compare pacer-grid
 run pacing limiter-alone --rates 5 50 200 1000 --seconds 0 --limiter-alone 4
 run throughput throughput-no-status-index --rows 100000 --repeat 2 --compare no-status-index
 run throughput throughput-no-rows-phone-index --rows 100000 --repeat 2 --compare no-rows-phone-index
+run throughput throughput-no-autocheckpoint --rows 100000 --repeat 2 --compare no-autocheckpoint
 # Journal and planner transaction counts of one 100k send (bench.patched stats prints them).
 folder=bench/out/runs/stats
 mkdir -p "$folder"
@@ -29,8 +30,11 @@ from bench import common
 folder = Path(sys.argv[1]).resolve()
 with common.fast_server() as server:
     toml = common.campaign_file(folder, common.csv_file(100_000), api_url=server.url, rate=0, concurrency=50)
-    argv = common.campaign_argv("send", str(toml), "--yes", patch="stats")
-    print("command:", " ".join(argv))
-    m = common.measure(argv, cwd=folder)
-    print([line for line in m.output.splitlines() if line.startswith("bench-stats")], "exit", m.returncode)
+    for patch in ("stats", "stats,fixed-batches"):
+        for leftover in folder.glob("bench.state.sqlite*"):
+            leftover.unlink()
+        argv = common.campaign_argv("send", str(toml), "--yes", patch=patch)
+        print("command:", " ".join(argv))
+        m = common.measure(argv, cwd=folder)
+        print([line for line in m.output.splitlines() if line.startswith("bench-stats")], "exit", m.returncode)
 PY
