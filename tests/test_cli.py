@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -146,20 +147,25 @@ def test_status_and_lock(samples: Path) -> None:
     assert proc.returncode == 2 and "already being sent" in proc.stderr
 
 
+def _start_send(path: Path, **popen: Any) -> subprocess.Popen[str]:
+    """`campaign send PATH --yes` as a child process with the test key, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+        env={**os.environ, "SOCIOCS_API_KEY": KEY},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_exits_130_with_complete_results(
     make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str, stop: signal.Signals
 ) -> None:
     url = sandbox_process
     path = make_campaign(contacts(200), api_url=url, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
-    env = {**os.environ, "SOCIOCS_API_KEY": KEY}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start_send(path)
     time.sleep(2.0)
     proc.send_signal(stop)
     _stdout, stderr = proc.communicate(timeout=30)
@@ -184,15 +190,7 @@ def test_ctrl_c_at_a_terminal_hits_the_whole_process_group_and_counts_once(
     """A terminal sends Ctrl-C to every process of the group, the row-preparing child included:
     the child must ignore it (not count as a second Ctrl-C), and none may be left behind."""
     path = make_campaign(contacts(8000), api_url=sandbox_process, sending="rate = 50\nconcurrency = 2\ntimeout = 5")
-    env = {**os.environ, "SOCIOCS_API_KEY": KEY}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = _start_send(path, start_new_session=True)
     time.sleep(2.0)
     os.killpg(proc.pid, signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=30)
