@@ -155,17 +155,26 @@ class State:
         self.scratch_path: Path | None = None  # set for throw-away copies, deleted on close
         try:
             self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.DatabaseError as err:
+            raise self._unusable(err) from None
+        try:
             self.db.execute("PRAGMA busy_timeout = 5000")
             if self.path != ":memory:":
                 self.db.execute("PRAGMA journal_mode = WAL")
             sync = os.environ.get("CAMPAIGN_STATE_SYNC", "NORMAL").upper()
             self.db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'FULL' else 'NORMAL'}")
             self._migrate()
-        except sqlite3.DatabaseError as err:
-            raise StateError(
-                f"{self.path}: the state file cannot be used ({err}). Move it aside to start the "
-                "campaign afresh, which would resend every row."
-            ) from None
+        except BaseException as err:
+            self.db.close()  # a state that cannot be used is closed, not left to the collector
+            if isinstance(err, sqlite3.DatabaseError):
+                raise self._unusable(err) from None
+            raise
+
+    def _unusable(self, err: sqlite3.DatabaseError) -> StateError:
+        return StateError(
+            f"{self.path}: the state file cannot be used ({err}). Move it aside to start the "
+            "campaign afresh, which would resend every row."
+        )
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -193,10 +202,14 @@ class State:
         fd, name = tempfile.mkstemp(prefix="campaign-scratch-", suffix=".sqlite")
         os.close(fd)
         copy = cls(name)
-        copy.db.execute("PRAGMA synchronous = OFF")
         copy.scratch_path = Path(name)
-        if source is not None:
-            source.db.backup(copy.db)
+        try:
+            copy.db.execute("PRAGMA synchronous = OFF")
+            if source is not None:
+                source.db.backup(copy.db)
+        except BaseException:
+            copy.close()
+            raise
         return copy
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ docs/hostile-files.md lists each file and the sentence it produces.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import sqlite3
@@ -269,7 +270,7 @@ def sent_in_state(folder: Path) -> int:
     state = folder / f"{NAME}.state.sqlite"
     if not state.exists():
         return 0
-    with sqlite3.connect(state) as db:
+    with contextlib.closing(sqlite3.connect(state)) as db:  # `with connect()` alone never closes
         return int(db.execute("SELECT count(*) FROM recipients WHERE status = 'sent'").fetchone()[0])
 
 
