@@ -165,6 +165,7 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
     job = p.job
     if job is None:
         return (p.row, p.cells, p.phone, p.key, p.status, p.error)
+    assert job.key == p.key and job.row == p.row  # what _unflat rebuilds the job from
     return (
         p.row,
         p.cells,
@@ -205,6 +206,10 @@ def _child(pipeline: Pipeline, fd: int) -> None:
     except BrokenPipeError:
         pass  # the parent stopped reading (it stopped early, or died): nothing left to do
     except CampaignError as err:
+        try:
+            pickle.dumps(err)
+        except Exception:  # an error class that cannot cross: keep its sentence, lose its class
+            err = CampaignError(str(err))
         with contextlib.suppress(BrokenPipeError):
             _write(fd, ("error", err))
     except BaseException:  # a bug: hand the traceback to the parent, which reports it
@@ -213,7 +218,8 @@ def _child(pipeline: Pipeline, fd: int) -> None:
 
 
 def can_fork() -> bool:
-    """Whether a child process may be forked here: POSIX, and no other thread running."""
+    """Whether a child process may be forked here: a POSIX system where forking is safe (not
+    macOS, whose system libraries are not fork-safe), and no other Python thread running."""
     return hasattr(os, "fork") and sys.platform != "darwin" and threading.active_count() == 1
 
 

@@ -4,10 +4,11 @@
 each takes a checked :class:`~campaign.config.Campaign` and returns a summary the CLI prints.
 Nothing here prints or exits: a test can import and run all of it.
 
-Rows stream: the file is read in chunks, each chunk is prepared (phone, render, rules),
-planned against the state file in one transaction (new, already done, retry or not,
-duplicate) and handed to the :class:`~campaign.sender.Sender` through its bounded queue, so
-the first request leaves after the first chunk, not after the whole file.
+Rows stream: the file is read in batches, each batch is prepared (phone, render, rules; in a
+child process, see :mod:`campaign.prepare`), planned against the state file in one
+transaction (new, already done, retry or not, duplicate) and handed to the
+:class:`~campaign.sender.Sender` through its bounded queue, so the first request leaves after
+the first batch, not after the whole file.
 """
 
 from __future__ import annotations
