@@ -39,9 +39,14 @@ def _positive(*values: Any) -> None:
 
 
 def test_throughput(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = _run(throughput, tmp_path, "--rows", "200", "--repeat", "1", "--concurrency", "8")
+    # A' with both of this round's changes undone, so the patches behind RESULTS.md's side-by-side
+    # figures keep working (run_a checks that every row was sent exactly as without them).
+    patches = "inline-prepare,fixed-batches"
+    data = _run(throughput, tmp_path, "--rows", "200", "--repeat", "1", "--concurrency", "8", "--compare", patches)
     (pair,) = data["pairs"]
-    assert pair["a"]["rows"] == pair["b"]["rows"] == 200
+    assert pair["a"]["rows"] == pair["b"]["rows"] == pair["patched"]["rows"] == 200
+    assert data["compare"]["patch"] == patches
+    _positive(data["compare"]["speed_vs_a"])
     _positive(data["a_rows_per_s"], data["b_rows_per_s"], data["ratio_end_to_end"], data["a_cpu_us_per_row"])
     assert isinstance(data["target_met"], bool)
     assert "A/B end to end" in capsys.readouterr().out
