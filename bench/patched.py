@@ -191,32 +191,29 @@ def _stats() -> None:
     atexit.register(report)
 
 
-def _no_status_index() -> None:
-    """Drop the ``recipients(status)`` index: every status change (pending, sending, sent) costs
-    a delete and an insert in it, for queries (``by_status``, ``recover``) run once per run."""
+def _after_migrate(sql: str) -> None:
+    """Every state file this process opens runs ``sql`` once its schema is in place."""
     from campaign.state import State
 
     original = State._migrate
 
     def migrate(self: State) -> None:
         original(self)
-        self.db.execute("DROP INDEX IF EXISTS recipients_status")
+        self.db.execute(sql)
 
     State._migrate = migrate  # type: ignore[method-assign]
+
+
+def _no_status_index() -> None:
+    """Drop the ``recipients(status)`` index: every status change (pending, sending, sent) costs
+    a delete and an insert in it, for queries (``by_status``, ``recover``) run once per run."""
+    _after_migrate("DROP INDEX IF EXISTS recipients_status")
 
 
 def _no_rows_phone_index() -> None:
     """Drop the ``rows(run, phone)`` index, which only ``State.phone_counts`` (allow_duplicates)
     reads, but every row inserted by every run updates."""
-    from campaign.state import State
-
-    original = State._migrate
-
-    def migrate(self: State) -> None:
-        original(self)
-        self.db.execute("DROP INDEX IF EXISTS rows_phone")
-
-    State._migrate = migrate  # type: ignore[method-assign]
+    _after_migrate("DROP INDEX IF EXISTS rows_phone")
 
 
 def _gate_at_send() -> None:
@@ -265,30 +262,14 @@ def _small_batches() -> None:
 
 def _wal_checkpoint_big() -> None:
     """``PRAGMA wal_autocheckpoint = 10000`` (40 MB of WAL) instead of SQLite's 1000 pages."""
-    from campaign.state import State
-
-    original = State._migrate
-
-    def migrate(self: State) -> None:
-        original(self)
-        self.db.execute("PRAGMA wal_autocheckpoint = 10000")
-
-    State._migrate = migrate  # type: ignore[method-assign]
+    _after_migrate("PRAGMA wal_autocheckpoint = 10000")
 
 
 def _no_autocheckpoint() -> None:
     """``PRAGMA wal_autocheckpoint = 0``: no checkpoint inside any COMMIT (the WAL grows for the
     whole run). Not a proposal by itself: the upper bound of what moving checkpoints off the
     event loop could buy."""
-    from campaign.state import State
-
-    original = State._migrate
-
-    def migrate(self: State) -> None:
-        original(self)
-        self.db.execute("PRAGMA wal_autocheckpoint = 0")
-
-    State._migrate = migrate  # type: ignore[method-assign]
+    _after_migrate("PRAGMA wal_autocheckpoint = 0")
 
 
 def _bucket_at_window_rate() -> None:
