@@ -43,32 +43,26 @@ class UsageError(CampaignError):
     """The command line asks for something impossible."""
 
 
-class ConfigError(CampaignError):
+class _FileError(CampaignError):
+    """An error about one file: its text starts with the file's path."""
+
+    def __init__(self, path: Path | str, message: str) -> None:
+        self.path = Path(path)
+        self.message = message
+        super().__init__(f"{self.path}: {message}")
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
+        # Rebuilt from (path, message), not from the formatted text: the error crosses from
+        # the process preparing rows to the one sending them.
+        return (type(self), (self.path, self.message))
+
+
+class ConfigError(_FileError):
     """The campaign file is missing, unparseable or has a wrong or unknown key."""
 
-    def __init__(self, path: Path | str, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{self.path}: {message}")
 
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
-        # Rebuilt from (path, message), not from the formatted text: the error crosses from
-        # the process preparing rows to the one sending them.
-        return (type(self), (self.path, self.message))
-
-
-class InputFileError(CampaignError):
+class InputFileError(_FileError):
     """A recipients or suppression file cannot be read; nothing has been sent."""
-
-    def __init__(self, path: Path | str, message: str) -> None:
-        self.path = Path(path)
-        self.message = message
-        super().__init__(f"{self.path}: {message}")
-
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:
-        # Rebuilt from (path, message), not from the formatted text: the error crosses from
-        # the process preparing rows to the one sending them.
-        return (type(self), (self.path, self.message))
 
 
 class LockedError(CampaignError):
