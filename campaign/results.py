@@ -30,29 +30,26 @@ RESULT_COLUMNS = (
     "message",
     "updated_at",
 )
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-_FORMULA_START_CHARS = frozenset(_FORMULA_START)
+_FORMULA_START_CHARS = frozenset("=+-@\t\r\n")
 # A number (-12.5, 1e3) or a phone number (+1 (617) 555-0100): no letters, no operators that
 # could call a function. These stay as typed.
 _PLAIN = re.compile(r"^(?:[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+?[\d ().-]*\d[\d ().-]*)$")
 
 
-def neutralise(value: Any) -> str:
-    """One cell as text that no spreadsheet program will run as a formula."""
-    text = "" if value is None else str(value)
-    if text.startswith(_FORMULA_START) and not _PLAIN.match(text):
-        return "'" + text
-    return text
-
-
 def _neutralised(values: Iterable[Any]) -> list[Any]:
-    """``neutralise`` over a row, inlined: this runs for every cell of every results file.
+    """A row whose text cells no spreadsheet program will run as a formula.
 
-    Only text can be a formula; numbers and None go to the csv module as they are (it writes
-    None as an empty cell).
+    The one place the rule lives; a list comprehension rather than a call per cell, since it
+    runs for every cell of every results file. Only text can be a formula; numbers and None go
+    to the csv module as they are (it writes None as an empty cell).
     """
     starts, plain = _FORMULA_START_CHARS, _PLAIN.match
     return ["'" + v if v.__class__ is str and v and v[0] in starts and not plain(v) else v for v in values]
+
+
+def neutralise(value: Any) -> str:
+    """One cell as text that no spreadsheet program will run as a formula."""
+    return str(_neutralised(["" if value is None else str(value)])[0])
 
 
 def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> list[str]:
@@ -85,7 +82,7 @@ def write_results(
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow([neutralise(c) for c in output_columns(input_columns, extra)])
+            writer.writerow(_neutralised(output_columns(input_columns, extra)))
             for cells, *ours in rows:
                 writer.writerow(_neutralised((*cells, *ours)))
                 count += 1
