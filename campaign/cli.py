@@ -240,6 +240,7 @@ class _progress:
         self.bar: Progress | None = None
         self.task: Any = None
         self.started = self.last = time.monotonic()
+        self.latest: runner.Summary | None = None  # for the bar's last update on exit
 
     def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
         if out.is_terminal:
@@ -254,22 +255,35 @@ class _progress:
         return self.update
 
     def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
+        """Called for every outcome: does real work only a few times a second."""
         now = time.monotonic()
-        done = summary.finished_now
-        rate = done / max(now - self.started, 1e-6)
         if self.bar is not None:
+            self.latest = summary
             if self.task is None:
                 # Started at the first update, not on entry: the bar's refresh thread would
                 # otherwise keep the run from forking its row-preparing process (campaign.prepare).
                 self.bar.start()
                 self.task = self.bar.add_task("sending", total=None, rate=0.0)
-            self.bar.update(self.task, completed=done, total=max(summary.to_send, done), rate=rate)
+            elif now - self.last < 0.1:  # the bar redraws 10 times a second; more is wasted
+                return
+            self.last = now
+            self._draw(summary, now)
         elif outcome is not None and now - self.last >= 5:
             self.last = now
+            done = summary.finished_now
+            rate = done / max(now - self.started, 1e-6)
             out.print(f"{done:,} of {summary.to_send:,} rows sent so far ({rate:.1f}/s; {summary.rows:,} rows read)")
+
+    def _draw(self, summary: runner.Summary, now: float) -> None:
+        assert self.bar is not None
+        done = summary.finished_now
+        rate = done / max(now - self.started, 1e-6)
+        self.bar.update(self.task, completed=done, total=max(summary.to_send, done), rate=rate)
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None and self.task is not None:
+            if self.latest is not None:
+                self._draw(self.latest, time.monotonic())  # the final counts, not the last drawn
             self.bar.stop()
 
 
