@@ -185,7 +185,7 @@ async def _confirm(campaign: Campaign, options: runner.Options) -> None:
     counting = dataclasses.replace(options, dry_run=True, command="plan", write_results=False)
     planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
-    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
+    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}{_to_countries(planned)}?"
     if not sys.stdin.isatty():
         raise CampaignError(f"{question} Refusing without a terminal to ask on; add --yes to confirm.")
     if not click.confirm(question, default=False):
@@ -373,6 +373,7 @@ def _print_check(s: runner.Summary) -> None:
         out.print(f"Suppressed: {s.suppressed:,}")
     if s.already_done:
         out.print(f"Already sent by an earlier run: {s.already_done:,}")
+    _print_destinations(s)
     if s.segments:
         out.print(
             f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
@@ -381,6 +382,25 @@ def _print_check(s: runner.Summary) -> None:
         seconds = sendable / s.rate
         out.print(f"Time at {s.rate:g}/s: {_duration(seconds)}")
     _print_results(s, None)
+
+
+def _to_countries(s: runner.Summary) -> str:
+    """" to US 1,203, CA 4, AU 1": the sendable rows per destination country, most first."""
+    if not s.countries:
+        return ""
+    return " to " + ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
+
+
+def _print_destinations(s: runner.Summary) -> None:
+    """Where the messages go (PRODUCT.md: check counts recipients per destination country)."""
+    if s.countries:
+        out.print(f"Destinations:{_to_countries(s)[3:]}", markup=False)
+    if s.landlines:
+        rows = ", ".join(str(r) for r in s.landline_examples) + ("…" if s.landlines > 5 else "")
+        out.print(
+            f"[yellow]warning:[/] {s.landlines:,} SMS rows go to landlines (rows {rows}), which usually "
+            "cannot receive texts (Twilio error 30006)."
+        )
 
 
 def _print_results(s: runner.Summary, campaign_file: str | None) -> None:

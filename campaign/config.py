@@ -52,6 +52,8 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "phone_column",
         "name_column",
         "default_country",
+        "country_column",
+        "countries",
         "suppress",
         "allow_duplicates",
     ),
@@ -80,6 +82,8 @@ class Recipients:
     sheet: str | None = None
     name_column: str | None = None
     default_country: str | None = None
+    country_column: str | None = None  # a per-row ISO country, read instead of default_country
+    countries: tuple[str, ...] = ()  # the only destination countries allowed; () allows any
     suppress: tuple[Path, ...] = ()
     allow_duplicates: bool = False
 
@@ -292,6 +296,17 @@ class _Parser:
                     f"{where}default_country {country!r} is not an ISO 3166 alpha-2 country code "
                     "(for example US, GB, IN)."
                 )
+        countries = data.get("countries", [])
+        if isinstance(countries, str):
+            countries = [countries]
+        if not isinstance(countries, list) or not all(isinstance(c, str) for c in countries):
+            raise self.fail(f'{where}countries must be a list of ISO 3166 alpha-2 country codes, like ["US", "CA"].')
+        bad = [c for c in countries if c.strip().upper() not in phonenumbers.SUPPORTED_REGIONS]
+        if bad:
+            raise self.fail(
+                f"{where}countries holds {bad[0]!r}, which is not an ISO 3166 alpha-2 country code "
+                "(for example US, GB, IN)."
+            )
         suppress = data.get("suppress", [])
         if isinstance(suppress, str):
             suppress = [suppress]
@@ -306,6 +321,8 @@ class _Parser:
             phone_column=phone_column.strip(),
             name_column=(self.string(data, "name_column", where) or "").strip() or None,
             default_country=country,
+            country_column=(self.string(data, "country_column", where) or "").strip() or None,
+            countries=tuple(dict.fromkeys(c.strip().upper() for c in countries)),
             suppress=tuple(self.local_path(s) for s in suppress),
             allow_duplicates=allow,
         )

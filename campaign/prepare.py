@@ -79,6 +79,8 @@ class Prepared:
     job: Job | None = None
     text: str | None = None
     blanks: tuple[str, ...] = ()
+    region: str = ""  # the destination country (ISO 3166 alpha-2) of a sendable row
+    landline: bool = False  # a sendable row's number is a fixed line (phones.Number.landline)
 
 
 class Pipeline:
@@ -90,6 +92,10 @@ class Pipeline:
         self.file: RecipientFile = open_recipients(rc.file, sheet=rc.sheet)
         self.phone_index = self.file.find_column(rc.phone_column, key="phone_column")
         self.name_index = self.file.find_column(rc.name_column, key="name_column") if rc.name_column else None
+        self.country_index = (
+            self.file.find_column(rc.country_column, key="country_column") if rc.country_column else None
+        )
+        self.whatsapp = campaign.provider in ("twlowa", "gswa")
         extra: dict[str, int] = {}
         saving = campaign.contact_saving
         if saving is not None and not isinstance(saving.extra_fields, dict):
@@ -104,10 +110,26 @@ class Pipeline:
         """Phone, suppression and rendering for one row (duplicates are decided by ``plan``)."""
         c = self.campaign
         n, cells = row.number, cells_json(row.cells)
+        country = c.recipients.default_country
+        if self.country_index is not None and row.cells[self.country_index].strip():
+            try:
+                country = phones.region_code(row.cells[self.country_index])
+            except phones.PhoneError as err:
+                return Prepared(
+                    n,
+                    cells,
+                    "",
+                    None,
+                    Status.INVALID,
+                    f"country: {err}; write one in column {c.recipients.country_column!r}",
+                )
         try:
-            phone = phones.normalise(row.cells[self.phone_index], c.recipients.default_country)
+            number = phones.parse(
+                row.cells[self.phone_index], country, whatsapp=self.whatsapp, countries=c.recipients.countries
+            )
         except phones.PhoneError as err:
             return Prepared(n, cells, "", None, Status.INVALID, f"phone: {err}")
+        phone = number.e164
         if phone in self.suppressed:
             return Prepared(n, cells, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
         try:
@@ -118,7 +140,18 @@ class Pipeline:
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
         job = Job(phone, n, body, digest, rendered.message, rendered.scheduled)
         text = rendered.text if c.provider == "twlo" else None
-        return Prepared(n, cells, phone, phone, None, job=job, text=text, blanks=rendered.blanks)
+        return Prepared(
+            n,
+            cells,
+            phone,
+            phone,
+            None,
+            job=job,
+            text=text,
+            blanks=rendered.blanks,
+            region=number.region,
+            landline=number.landline,
+        )
 
     def batches(self) -> Iterator[list[Prepared]]:
         """Every row, prepared, in batches of BATCH rows growing to BATCH_MAX (see BATCH)."""
@@ -179,15 +212,17 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
         job.scheduled,
         p.text,
         p.blanks,
+        p.region,
+        p.landline,
     )
 
 
 def _unflat(t: tuple[Any, ...]) -> Prepared:
     if len(t) == 6:
         return Prepared(*t)
-    number, cells, phone, key, status, error, body, digest, message, scheduled, text, blanks = t
+    number, cells, phone, key, status, error, body, digest, message, scheduled, text, blanks, region, landline = t
     job = Job(key, number, body, digest, message, scheduled)
-    return Prepared(number, cells, phone, key, status, error, job, text, blanks)
+    return Prepared(number, cells, phone, key, status, error, job, text, blanks, region, landline)
 
 
 def _write(fd: int, message: tuple[str, Any]) -> None:

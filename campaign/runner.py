@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,11 @@ class Summary:
     segments: int = 0
     multi_segment: int = 0
     unicode_rows: int = 0
+    # Rows this run sends (or, for check, could send) per destination country (ISO 3166
+    # alpha-2, phones.Number.region): a stray +61 in a US list stands out.
+    countries: Counter[str] = field(default_factory=Counter)
+    landlines: int = 0  # of those, SMS rows to a fixed line, which usually fail (Twilio error 30006)
+    landline_examples: list[int] = field(default_factory=list)  # the first 5 of those rows
     rate_limited: int = 0
     requests: int = 0
     elapsed: float = 0.0
@@ -200,6 +205,11 @@ class Planner:
                     s.limit_pending += 1
                     continue
                 self.queued += 1
+                s.countries[p.region] += 1
+                if p.landline and self.campaign.provider == "twlo":
+                    s.landlines += 1
+                    if len(s.landline_examples) < 5:
+                        s.landline_examples.append(p.row)
                 if self.options.dry_run:
                     dry.append(p.key)
                 else:
@@ -238,7 +248,7 @@ class Planner:
             key = f"{p.phone}#{n}"
             assert p.job is not None
             job = Job(key, p.job.row, p.job.body, p.job.payload_hash, p.job.message, p.job.scheduled)
-            out.append(Prepared(p.row, p.cells, p.phone, key, None, job=job, text=p.text, blanks=p.blanks))
+            out.append(replace(p, key=key, job=job))
         return out
 
 
