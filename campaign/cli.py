@@ -185,7 +185,8 @@ async def _confirm(campaign: Campaign, options: runner.Options) -> None:
     counting = dataclasses.replace(options, dry_run=True, command="plan", write_results=False)
     planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
-    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}{_to_countries(planned)}?"
+    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
+    _print_destinations(planned)
     if not sys.stdin.isatty():
         raise CampaignError(f"{question} Refusing without a terminal to ask on; add --yes to confirm.")
     if not click.confirm(question, default=False):
@@ -384,17 +385,12 @@ def _print_check(s: runner.Summary) -> None:
     _print_results(s, None)
 
 
-def _to_countries(s: runner.Summary) -> str:
-    """" to US 1,203, CA 4, AU 1": the sendable rows per destination country, most first."""
-    if not s.countries:
-        return ""
-    return " to " + ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
-
-
 def _print_destinations(s: runner.Summary) -> None:
-    """Where the messages go (PRODUCT.md: check counts recipients per destination country)."""
+    """Where the messages go, most first ("Destinations: US 1,203, CA 4, AU 1"): PRODUCT.md has
+    check and the send confirmation count recipients per destination country."""
     if s.countries:
-        out.print(f"Destinations:{_to_countries(s)[3:]}", markup=False)
+        where = ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
+        out.print(f"Destinations: {where}", markup=False)
     if s.landlines:
         rows = ", ".join(str(r) for r in s.landline_examples) + ("…" if s.landlines > 5 else "")
         out.print(

@@ -49,7 +49,7 @@ CANNOT_TEXT = {
 # What a spreadsheet writes for a number it took as a float: 6175550101.0, 6.175550101E9,
 # 6,17555E+09 (a comma as the decimal mark). Anything else is left to phonenumbers.
 _FLOAT_TAIL = re.compile(r"(\d+)[.,]0+")
-_SCIENTIFIC = re.compile(r"(\d+)(?:[.,](\d+))?[eE]\+?(\d+)")
+_SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE][+-]?\d+")
 
 HOW_TO_WRITE = "write it with + and the country code (for example +44 7911 123456)"
 ELSEWHERE = f"; if it is another country's number, {HOW_TO_WRITE}"
@@ -106,10 +106,10 @@ def _undamaged(text: str) -> str:
     exponent = value.as_tuple().exponent
     assert isinstance(exponent, int)  # a finite decimal
     if exponent > 0:
-        lost = "digit" if exponent == 1 else f"{exponent} digits"
+        lost = "digit was" if exponent == 1 else f"{exponent} digits were"
         raise PhoneError(
             f"{text!r} is a number a spreadsheet wrote in scientific notation, and its last {lost} "
-            "were lost; format the phone column as Text and type the number again"
+            "lost; format the phone column as Text and type the number again"
         )
     if value != value.to_integral_value():
         raise PhoneError(f"{text!r} is a number in scientific notation, not a phone number")
@@ -186,4 +186,4 @@ def _read(text: str, default_country: str | None) -> phonenumbers.PhoneNumber:
     why = _REASONS.get(phonenumbers.is_possible_number_with_reason(number), "is not a valid number")
     if international:
         raise PhoneError(f"{text!r} {why}")
-    raise PhoneError(f"{text!r} {why} for a {default_country} number{ELSEWHERE}")
+    raise PhoneError(f"{text!r} {why} for {default_country}{ELSEWHERE}")

@@ -128,7 +128,8 @@ def test_check_and_preview(samples: Path) -> None:
     proc = run("check", "samples/sms.toml", cwd=samples)
     assert proc.returncode == 1
     assert "Sendable: 21" in proc.stdout
-    assert "invalid (1): phone: '12345' is too short for US — row 9" in proc.stdout  # the bad row, by number
+    assert "invalid (1): phone: '12345' is too short for US; if it is another country's number, write it" in proc.stdout
+    assert "(for example +44 7911 123456) — row 9" in proc.stdout  # the bad row, by number
     assert "SMS segments:" in proc.stdout
     report = read_results(samples / "samples" / "order-ready-sms.check.csv")
     assert {r["status"] for r in report} == {"dry-run", "invalid", "skipped"}

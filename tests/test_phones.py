@@ -1,0 +1,253 @@
+"""Phone numbers read as their owner meant them (issue #9, kinds 1 and 8): unit and property tests.
+
+Kind 1: a number without + or 00 is read only in its default country; a spreadsheet's float
+damage is undone when exact and refused when digits were lost; ``countries`` limits the
+destinations. Kind 8: numbers whose type cannot take a text are refused, landlines on WhatsApp.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import phonenumbers
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from phonenumbers import PhoneNumberType
+
+from campaign import phones
+from campaign.phones import PhoneError, normalise, parse
+
+REGIONS = ["US", "CA", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "NG", "MX", "IT"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "expected"),
+    [
+        ("+1 (617) 555-0100", None, "+16175550100"),
+        ("617.555.0100", "US", "+16175550100"),
+        ("16175550100", "US", "+16175550100"),
+        ("0044 7911 123456", "US", "+447911123456"),
+        ("07911 123456", "GB", "+447911123456"),
+        ("7911123456", "GB", "+447911123456"),  # the leading 0 a spreadsheet dropped
+        ("4165550101", "US", "+14165550101"),  # Toronto: the same numbering plan as the US
+        # Spreadsheet damage, undone when no digit was lost:
+        ("6175550101.0", "US", "+16175550101"),
+        ("2015550105.0", "US", "+12015550105"),
+        ("6175550101,0", "US", "+16175550101"),  # a comma as the decimal mark
+        ("6.175550101E9", "US", "+16175550101"),
+        ("6.175550101E+09", "US", "+16175550101"),
+        ("6,175550101E+09", "US", "+16175550101"),
+        ("6.1755501010E9", "US", "+16175550101"),  # a trailing zero in the mantissa is a digit kept
+        ("7.911123456e9", "GB", "+447911123456"),
+    ],
+)
+def test_reading(raw: str, country: str | None, expected: str) -> None:
+    assert normalise(raw, country) == expected
+    assert parse(raw, country).e164 == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "reason"),
+    [
+        ("", "US", "no phone number"),
+        ("n/a", "US", "is not a phone number"),
+        ("12345", "US", "'12345' is too short for US; if it is another country's number, write it with +"),
+        ("6175550100", None, "has no country code; write it with + and the country code"),
+        # Kind 1: never re-read as +digits (these were sent to Australia, the UK, ...):
+        ("(617) 555-01040", "US", "'(617) 555-01040' is too long for US; if it is another country's number"),
+        ("447911123456", "US", "too long for US; if it is another country's number, write it with +"),
+        ("61412345678", "US", "too long for US"),
+        ("011 44 7911 123456", "US", "is not a valid US number; if it is another country's number"),
+        ("784951234567", "GB", "for GB; if it is another country's number"),  # Notify reads this as Russian
+        ("1-202-555-0104", "GB", "for GB; if it is another country's number"),
+        # Digits lost to scientific notation:
+        ("1.61755501E10", "US", "scientific notation, and its last 2 digits were lost; format the phone column"),
+        ("6.18E+09", "US", "its last 7 digits were lost"),
+        ("6.17555010E9", "US", "its last digit was lost"),
+        ("6.175550101E-3", "US", "in scientific notation, not a phone number"),
+    ],
+)
+def test_refusals(raw: str, country: str | None, reason: str) -> None:
+    with pytest.raises(PhoneError) as caught:
+        parse(raw, country)
+    assert reason in str(caught.value)
+    with pytest.raises(PhoneError):
+        normalise(raw, country)
+
+
+def test_countries_limit_destinations() -> None:
+    assert parse("4165550101", "US", countries=("US", "CA")).region == "CA"
+    with pytest.raises(PhoneError, match=r"'4165550101' is a number in CA, and \[recipients\] countries allows only"):
+        parse("4165550101", "US", countries=("US",))
+    with pytest.raises(PhoneError, match=r"'\+61 412 345 678' is a number in AU, and .*allows only US, CA"):
+        parse("+61 412 345 678", "US", countries=("US", "CA"))
+    assert parse("+61 412 345 678", "US").region == "AU"
+
+
+def test_region_code() -> None:
+    assert phones.region_code(" gb ") == "GB"
+    with pytest.raises(PhoneError, match="'Narnia' is not an ISO 3166 alpha-2 country code"):
+        phones.region_code("Narnia")
+
+
+# --- kind 8: numbers that cannot receive the message ------------------------------------------
+# Ported from GOV.UK Notify's tests (alphagov/notifications-utils,
+# tests/recipient_validation/test_phone_number.py), read with default_country GB.
+
+VALID_UK_MOBILES = [  # Notify: valid_uk_mobile_phone_numbers
+    "7723456789",
+    "07723456789",
+    "07723 456789",
+    "07723-456-789",
+    "00447723456789",
+    "00 44 7723456789",
+    "+447723456789",
+    "+44 7723 456 789",
+    "+44 (0)7723 456 789",
+    "\u200b\t\t+44 (0)7723 456 789\ufeff \r\n",
+]
+
+VALID_INTERNATIONAL = [  # Notify: valid_international_phone_numbers, those written with + or 00
+    ("+7 (8) (495) 123-45-67", "+74951234567"),
+    ("007 (8) (495) 123-45-67", "+74951234567"),
+    ("+12025550104", "+12025550104"),
+    ("0012025550104", "+12025550104"),
+    ("+682 50 123", "+68250123"),
+    ("+33122334455", "+33122334455"),
+    ("0033122334455", "+33122334455"),
+    ("+43 676 111 222 333 4", "+436761112223334"),
+]
+
+INVALID_UK = [  # Notify: invalid_uk_landlines and invalid_uk_mobile_phone_numbers
+    "0400 123 4567",
+    "0600 123 4567",
+    "0300 46 46",
+    "0800 11 12",
+    "0845 46 31",
+    "772345678910",
+    "0772345678910",
+    "0044772345678910",
+    "+44 (0)7723 456 789 10",
+    "0772345678",
+    "004477234567",
+    "00447723456",
+    "+44 (0)7723 456 78",
+    "07890x32109",
+    "07723 ☟☜⬇⬆☞☝",
+    "+44 07ab cde fgh",
+    "ALPHANUM3R1C",
+    "+682 1234",
+    "+12345 12345 12345 6",
+]
+
+CANNOT_TEXT = [  # the issue's cases, Notify's premium cases, and the other types by name
+    ("090-1234-5678", "premium-rate"),  # a Japanese mobile read in the UK: premium, not +4490…
+    ("0845 46 46", "premium-rate"),  # shared cost by name; phonenumbers files 0845 as premium
+    ("0900 123 4567", "premium-rate"),
+    ("0870 123 4567", "premium-rate"),
+    ("030 1234 5678", "universal access (UAN)"),  # Notify accepts 030 as a landline: it cannot text
+    ("0550 123 4567", "universal access (UAN)"),
+    ("076 0012 3456", "pager"),
+]
+
+UK_LANDLINES = ["0117 496 0860", "0044 117 496 0860", "44 117 496 0860", "+44 117 496 0860", "020 7946 0991"]
+
+
+@pytest.mark.parametrize("raw", VALID_UK_MOBILES)
+def test_uk_mobiles(raw: str) -> None:
+    number = parse(raw, "GB", whatsapp=True)
+    assert (number.e164, number.region, number.type) == ("+447723456789", "GB", PhoneNumberType.MOBILE)
+
+
+@pytest.mark.parametrize(("raw", "expected"), VALID_INTERNATIONAL)
+def test_international_with_plus_or_00(raw: str, expected: str) -> None:
+    assert parse(raw, "GB").e164 == expected
+
+
+@pytest.mark.parametrize("raw", INVALID_UK)
+def test_invalid_uk(raw: str) -> None:
+    with pytest.raises(PhoneError):
+        parse(raw, "GB")
+
+
+@pytest.mark.parametrize(("raw", "kind"), CANNOT_TEXT)
+def test_types_that_cannot_take_a_text(raw: str, kind: str) -> None:
+    with pytest.raises(PhoneError) as caught:
+        parse(raw, "GB")
+    assert f"'{raw}' is a {kind} number (GB), which cannot receive messages" in str(caught.value)
+    assert "if it is another country's number, write it with + and the country code" in str(caught.value)
+    assert normalise(raw, "GB").startswith("+44")  # still a number: a suppression list may hold it
+
+
+def test_the_japanese_mobile_written_with_its_country_code() -> None:
+    assert parse("+81 90-1234-5678", "GB", whatsapp=True).e164 == "+819012345678"
+
+
+@pytest.mark.parametrize("raw", UK_LANDLINES)
+def test_landlines_refused_on_whatsapp_only(raw: str) -> None:
+    number = parse(raw, "GB")
+    assert number.e164 == "+441174960860" or number.e164 == "+442079460991"
+    assert number.landline
+    with pytest.raises(PhoneError, match="is a landline \\(GB\\), which WhatsApp cannot reach"):
+        parse(raw, "GB", whatsapp=True)
+
+
+def test_us_numbers_are_fixed_line_or_mobile_and_fine_on_whatsapp() -> None:
+    number = parse("(617) 555-0101", "US", whatsapp=True)
+    assert number.type == PhoneNumberType.FIXED_LINE_OR_MOBILE and not number.landline
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+
+def _national(text: str) -> bool:
+    """Written without + or 00 (after the surrounding spaces a cell may have)."""
+    return not text.strip().startswith(("+", "00"))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="0123456789", min_size=1, max_size=17).filter(_national),
+    st.sampled_from(REGIONS),
+)
+def test_any_digit_string_stays_in_the_default_country(digits: str, country: str) -> None:
+    try:
+        e164 = normalise(digits, country)
+    except PhoneError:
+        return
+    number = phonenumbers.parse(e164)
+    assert number.country_code == phonenumbers.country_code_for_region(country)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet="0123456789 -().,eE", min_size=1, max_size=20).filter(_national),
+    st.sampled_from(REGIONS),
+)
+def test_any_text_without_a_plus_stays_in_the_default_country(text: str, country: str) -> None:
+    try:
+        number = parse(text, country)
+    except PhoneError:
+        return
+    assert phonenumbers.parse(number.e164).country_code == phonenumbers.country_code_for_region(country)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=2_000_000_000, max_value=9_999_999_999), st.integers(min_value=1, max_value=3))
+def test_exact_float_renderings_read_back(n: int, zeros: int) -> None:
+    try:
+        expected = normalise(str(n), "US")
+    except PhoneError:
+        return
+    assert normalise(f"{n}.{'0' * zeros}", "US") == expected
+    assert normalise(format(Decimal(n), "E"), "US") == expected  # 6.175550101E+9, every digit kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=10_000_000_000, max_value=99_999_999_999), st.integers(min_value=2, max_value=9))
+def test_lossy_scientific_notation_is_always_refused(n: int, kept: int) -> None:
+    mantissa = str(n)[:kept]
+    text = f"{mantissa[0]}.{mantissa[1:]}E{len(str(n)) - 1}"  # what a spreadsheet shows: digits dropped
+    with pytest.raises(PhoneError, match="were lost"):
+        normalise(text, "US")
