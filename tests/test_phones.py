@@ -7,7 +7,9 @@ destinations. Kind 8: numbers whose type cannot take a text are refused, landlin
 
 from __future__ import annotations
 
+from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 
 import phonenumbers
 import pytest
@@ -17,6 +19,9 @@ from phonenumbers import PhoneNumberType
 
 from campaign import phones
 from campaign.phones import PhoneError, normalise, parse
+from tests.conftest import CampaignFactory
+from tests.test_cli import run
+from tests.test_send import results, send
 
 REGIONS = ["US", "CA", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "NG", "MX", "IT"]
 
@@ -251,3 +256,132 @@ def test_lossy_scientific_notation_is_always_refused(n: int, kept: int) -> None:
     text = f"{mantissa[0]}.{mantissa[1:]}E{len(str(n)) - 1}"  # what a spreadsheet shows: digits dropped
     with pytest.raises(PhoneError, match="were lost"):
         normalise(text, "US")
+
+
+# --- end to end: real CSV bytes, the runner over the sandbox's real HTTP ------------------------
+
+
+def _csv(tmp_path: Path, lines: list[str]) -> None:
+    (tmp_path / "contacts.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("utf-8"))
+
+
+def test_kind1_numbers_stay_in_their_country_end_to_end(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    _csv(
+        tmp_path,
+        [
+            "Phone,Name,first_name,order_id",
+            "6175550101.0,Ann,Ann,A-1",  # row 2: a float's .0, no digit lost
+            "6.175550102E9,Bob,Bob,A-2",  # row 3: scientific notation, every digit kept
+            "1.61755501E10,Cy,Cy,A-3",  # row 4: digits lost (was sent to +16175550100)
+            "(617) 555-01040,Di,Di,A-4",  # row 5: one digit too many (was sent to Australia)
+            "2015550105.0,Ed,Ed,A-5",  # row 6 (was sent to Egypt, +20…)
+            "+61 412 345 678,Flo,Flo,A-6",  # row 7: a stray Australian number
+            "4165550101,Gus,Gus,A-7",  # row 8: Toronto, in the US numbering plan
+            "447911123456,Hal,Hal,A-8",  # row 9: not a US number; never re-read as +44
+        ],
+    )
+    path = make_campaign(recipients='countries = ["US", "CA"]')
+    summary, box = send(path)
+
+    sent = ["+12015550105", "+14165550101", "+16175550101", "+16175550102"]
+    assert sorted(m.body["to"] for m in box.accepted) == sent
+    assert len([r for r in box.requests if r.method == "POST"]) == 4  # nothing else reached the API
+    assert summary.countries == Counter({"US": 3, "CA": 1})
+    out = {r["row"]: r for r in results(tmp_path / "test.results.csv")}
+    assert {row: r["status"] for row, r in out.items()} == {
+        "2": "sent",
+        "3": "sent",
+        "4": "invalid",
+        "5": "invalid",
+        "6": "sent",
+        "7": "invalid",
+        "8": "sent",
+        "9": "invalid",
+    }
+    assert out["2"]["phone"] == "+16175550101" and out["6"]["phone"] == "+12015550105"
+    assert "its last 2 digits were lost; format the phone column as Text" in out["4"]["error"]
+    assert "too long for US; if it is another country's number, write it with + and the country" in out["5"]["error"]
+    assert "is a number in AU, and [recipients] countries allows only US, CA" in out["7"]["error"]
+    assert "too long for US; if it is another country's number" in out["9"]["error"]
+
+
+def test_kind1_country_column_end_to_end(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    _csv(
+        tmp_path,
+        [
+            "Phone,Name,first_name,order_id,Country",
+            "07911 123456,Ann,Ann,A-1,gb",  # row 2: read in the UK
+            "6175550101,Bob,Bob,A-2,",  # row 3: no country: default_country US
+            "6175550102,Cy,Cy,A-3,GB",  # row 4: not a UK number, never re-read as US or +61
+            "6175550103,Di,Di,A-4,Narnia",  # row 5
+        ],
+    )
+    path = make_campaign(recipients='country_column = "Country"')
+    _, box = send(path)
+    assert sorted(m.body["to"] for m in box.accepted) == ["+16175550101", "+447911123456"]
+    out = {r["row"]: r for r in results(tmp_path / "test.results.csv")}
+    assert [out[n]["status"] for n in "2345"] == ["sent", "sent", "invalid", "invalid"]
+    assert "for GB; if it is another country's number" in out["4"]["error"]
+    assert out["5"]["error"] == (
+        "country: 'Narnia' is not an ISO 3166 alpha-2 country code (for example US, GB, IN); "
+        "write one in column 'Country'"
+    )
+
+
+GB_ROWS = [
+    "Phone,Name,first_name,order_id",
+    "090-1234-5678,Aki,Aki,A-1",  # row 2: a Japanese mobile, read in the UK: premium rate
+    "0845 46 46,Bea,Bea,A-2",  # row 3: shared cost
+    "0900 123 4567,Cal,Cal,A-3",  # row 4: premium rate
+    "07723 456789,Dee,Dee,A-4",  # row 5: a UK mobile
+    "0117 496 0860,Eve,Eve,A-5",  # row 6: a UK landline
+]
+
+
+def test_kind8_numbers_that_cannot_text_end_to_end(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    _csv(tmp_path, GB_ROWS)
+    path = make_campaign(recipients="", name="test")
+    path.write_text(path.read_text().replace('default_country = "US"', 'default_country = "GB"'))
+    summary, box = send(path)
+    assert sorted(m.body["to"] for m in box.accepted) == ["+441174960860", "+447723456789"]
+    assert summary.landlines == 1 and summary.landline_examples == [6]  # sent, but counted
+    out = {r["row"]: r for r in results(tmp_path / "test.results.csv")}
+    assert [out[n]["status"] for n in "23456"] == ["invalid", "invalid", "invalid", "sent", "sent"]
+    for row in "234":
+        assert "premium-rate number (GB), which cannot receive messages" in out[row]["error"]
+
+
+def test_kind8_whatsapp_refuses_landlines_end_to_end(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    _csv(tmp_path, GB_ROWS)
+    path = make_campaign(
+        provider="twlowa",
+        message='template_id = "HX0123456789abcdef0123456789abcdef"\n[message.variables]\n"1" = "{{ first_name }}"',
+    )
+    path.write_text(path.read_text().replace('default_country = "US"', 'default_country = "GB"'))
+    summary, box = send(path)
+    assert [m.body["to"] for m in box.accepted] == ["+447723456789"]
+    assert summary.landlines == 0
+    out = {r["row"]: r for r in results(tmp_path / "test.results.csv")}
+    assert out["6"]["status"] == "invalid"
+    assert "'0117 496 0860' is a landline (GB), which WhatsApp cannot reach" in out["6"]["error"]
+
+
+def test_check_and_confirmation_count_destinations(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    _csv(
+        tmp_path,
+        [
+            "Phone,Name,first_name,order_id",
+            "6175550101,Ann,Ann,A-1",
+            "6175550102,Bob,Bob,A-2",
+            "+61 412 345 678,Cy,Cy,A-3",
+            "+44 117 496 0860,Di,Di,A-4",
+        ],
+    )
+    path = make_campaign()
+    proc = run("check", str(path), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Destinations: US 2, AU 1, GB 1" in proc.stdout
+    assert "1 SMS rows go to landlines (rows 5), which usually cannot receive texts (Twilio error 30006)" in proc.stdout
+    proc = run("send", str(path), "--sandbox", cwd=tmp_path)  # no terminal: asks, is refused
+    assert proc.returncode == 2 and "Send 4 messages" in proc.stderr
+    assert "Destinations: US 2, AU 1, GB 1" in proc.stdout
