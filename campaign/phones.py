@@ -47,8 +47,10 @@ CANNOT_TEXT = {
 }
 
 # What a spreadsheet writes for a number it took as a float: 6175550101.0, 6.175550101E9,
-# 6,17555E+09 (a comma as the decimal mark). Anything else is left to phonenumbers.
+# 6,17555E+09 (a comma as the decimal mark), 6,175,550,101 (a number format with thousands
+# separators). Anything else is left to phonenumbers.
 _FLOAT_TAIL = re.compile(r"(\d+)[.,]0+")
+_THOUSANDS = re.compile(r"(\d{1,3}(?:,\d{3})+)(?:\.0+)?")
 _SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE][+-]?\d+")
 
 HOW_TO_WRITE = "write it with + and the country code (for example +44 7911 123456)"
@@ -90,13 +92,15 @@ def region_code(value: str) -> str:
 def _undamaged(text: str) -> str:
     """``text`` with a spreadsheet's float rendering undone, when that is exact.
 
-    ``6175550101.0`` -> ``6175550101``; ``6.175550101E9`` -> ``6175550101``. Raises
+    ``6175550101.0``, ``6.175550101E9`` and ``6,175,550,101`` are ``6175550101``. Raises
     :class:`PhoneError` when scientific notation dropped digits (``1.61755501E10``: the
     mantissa holds 9 digits of an 11-digit number) or the value is not a whole number.
     Decimal keeps every digit of the mantissa, where a float would round.
     """
     if m := _FLOAT_TAIL.fullmatch(text):
         return m.group(1)
+    if m := _THOUSANDS.fullmatch(text):
+        return m.group(1).replace(",", "")
     if not _SCIENTIFIC.fullmatch(text):
         return text
     try:

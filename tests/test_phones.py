@@ -45,6 +45,8 @@ REGIONS = ["US", "CA", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "NG", "MX", "IT
         ("6,175550101E+09", "US", "+16175550101"),
         ("6.1755501010E9", "US", "+16175550101"),  # a trailing zero in the mantissa is a digit kept
         ("7.911123456e9", "GB", "+447911123456"),
+        ("6,175,550,101", "US", "+16175550101"),  # a number format with thousands separators
+        ("16,175,550,101.00", "US", "+16175550101"),
     ],
 )
 def test_reading(raw: str, country: str | None, expected: str) -> None:
