@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import phonenumbers
-from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType, ValidationResult
+from phonenumbers import (
+    CountryCodeSource,
+    NumberParseException,
+    PhoneNumberFormat,
+    PhoneNumberType,
+    ValidationResult,
+)
 
 _REASONS = {
     ValidationResult.INVALID_COUNTRY_CODE: "has an unknown country code",
@@ -50,6 +56,7 @@ CANNOT_TEXT = {
 # 6,17555E+09 (a comma as the decimal mark), 6,175,550,101 (a number format with thousands
 # separators). Anything else is left to phonenumbers.
 _FLOAT_TAIL = re.compile(r"(\d+)[.,]0+")
+_LEADING_00 = re.compile(r"[^\d+]*\+?00")  # "00 44 …", "(0044) …", "+0044 …"; not "0 044"
 _THOUSANDS = re.compile(r"(\d{1,3}(?:,\d{3})+)(?:\.0+)?")
 _SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE][+-]?\d+")
 
@@ -135,12 +142,11 @@ def parse(
     that says how to write the number instead.
     """
     text = raw.strip()
-    number = _read(text, default_country)
+    number, international = _read(text, default_country)
     region = phonenumbers.region_code_for_number(number) or "001"
     kind = phonenumbers.number_type(number)
-    national = not text.startswith(("+", "00"))
     if kind in CANNOT_TEXT:
-        hint = ELSEWHERE if national else ""
+        hint = "" if international else ELSEWHERE
         raise PhoneError(f"{text!r} is a {CANNOT_TEXT[kind]} number ({region}), which cannot receive messages{hint}")
     if whatsapp and kind == PhoneNumberType.FIXED_LINE:
         raise PhoneError(f"{text!r} is a landline ({region}), which WhatsApp cannot reach")
@@ -158,35 +164,39 @@ def normalise(raw: str, default_country: str | None) -> str:
     this is the identity of a recipient (used for suppression lists too, where an opted-out
     premium-rate number is still that number).
     """
-    return phonenumbers.format_number(_read(raw.strip(), default_country), PhoneNumberFormat.E164)
+    return phonenumbers.format_number(_read(raw.strip(), default_country)[0], PhoneNumberFormat.E164)
 
 
-def _read(text: str, default_country: str | None) -> phonenumbers.PhoneNumber:
-    """The valid phonenumbers object for ``text`` (already stripped), read as the module says."""
+def _read(text: str, default_country: str | None) -> tuple[phonenumbers.PhoneNumber, bool]:
+    """The valid phonenumbers object for ``text`` (already stripped), read as the module says,
+    and whether it was written as an international number (with ``+`` or ``00``)."""
     if not text:
         raise PhoneError("no phone number")
     if not any(c.isdigit() for c in text):
         raise PhoneError(f"{text!r} is not a phone number")
     digits = _undamaged(text)
-    international = digits.startswith(("+", "00"))
-    if digits.startswith("00"):
-        digits = "+" + digits[2:]
-    if not international and default_country is None:
-        raise PhoneError(
-            f"{text!r} has no country code; {HOW_TO_WRITE}, or set [recipients] default_country"
-        )
+    if m := _LEADING_00.match(digits):  # 00 is the international prefix of most countries (ITU-T E.164)
+        digits = "+" + digits[m.end() :]
     try:
-        number = phonenumbers.parse(digits, None if international else default_country)
-    except NumberParseException:
-        raise PhoneError(f"{text!r} is not a phone number") from None
+        number = phonenumbers.parse(digits, default_country, keep_raw_input=True)
+    except NumberParseException as err:
+        if err.error_type != NumberParseException.INVALID_COUNTRY_CODE:
+            raise PhoneError(f"{text!r} is not a phone number") from None
+        if default_country is None and "+" not in digits:
+            raise PhoneError(
+                f"{text!r} has no country code; {HOW_TO_WRITE}, or set [recipients] default_country"
+            ) from None
+        raise PhoneError(f"{text!r} has an unknown country code") from None
+    # phonenumbers itself finds the + behind leading junk (a quote, a bracket, "tel:"), and also
+    # strips a national number's leading country code or the region's own international prefix
+    # (011 in the US): only a + (or 00, made a + above) may take the number out of the country.
+    international = number.country_code_source == CountryCodeSource.FROM_NUMBER_WITH_PLUS_SIGN
     if not international:
-        # phonenumbers strips a leading country code or an international dialling prefix
-        # (011 in the US) by itself: only the default country's own calling code may stay.
-        assert default_country is not None
+        assert default_country is not None  # without one, a number without + does not parse
         if number.country_code != phonenumbers.country_code_for_region(default_country):
             raise PhoneError(f"{text!r} is not a valid {default_country} number{ELSEWHERE}")
     if phonenumbers.is_valid_number(number):
-        return number
+        return number, international
     why = _REASONS.get(phonenumbers.is_possible_number_with_reason(number), "is not a valid number")
     if international:
         raise PhoneError(f"{text!r} {why}")

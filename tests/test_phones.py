@@ -36,6 +36,10 @@ REGIONS = ["US", "CA", "GB", "DE", "FR", "IN", "AU", "JP", "BR", "NG", "MX", "IT
         ("07911 123456", "GB", "+447911123456"),
         ("7911123456", "GB", "+447911123456"),  # the leading 0 a spreadsheet dropped
         ("4165550101", "US", "+14165550101"),  # Toronto: the same numbering plan as the US
+        ("\u200b+44 7723 456789", "US", "+447723456789"),  # a + behind junk is still a +
+        ("'+447723456789", "US", "+447723456789"),
+        ("(0044) 7723 456789", "US", "+447723456789"),
+        ("+0012025550104", "GB", "+12025550104"),  # Notify's "+00" case
         # Spreadsheet damage, undone when no digit was lost:
         ("6175550101.0", "US", "+16175550101"),
         ("2015550105.0", "US", "+12015550105"),
@@ -61,6 +65,7 @@ def test_reading(raw: str, country: str | None, expected: str) -> None:
         ("n/a", "US", "is not a phone number"),
         ("12345", "US", "'12345' is too short for US; if it is another country's number, write it with +"),
         ("6175550100", None, "has no country code; write it with + and the country code"),
+        ("+999 123 456", None, "'+999 123 456' has an unknown country code"),
         # Kind 1: never re-read as +digits (these were sent to Australia, the UK, ...):
         ("(617) 555-01040", "US", "'(617) 555-01040' is too long for US; if it is another country's number"),
         ("447911123456", "US", "too long for US; if it is another country's number, write it with +"),
