@@ -115,6 +115,12 @@ def campaign_warnings(campaign: Campaign) -> list[str]:
             f"plain text over WhatsApp ({campaign.provider}) only reaches people who wrote to you in the "
             "last 24 hours; for a campaign, use an approved template ([message] template_id)."
         )
+    rc = campaign.recipients
+    if rc.countries and rc.default_country and rc.default_country not in rc.countries:
+        out.append(
+            f"default_country {rc.default_country} is not in [recipients] countries ({', '.join(rc.countries)}), "
+            "so every number written without + and a country code will be invalid."
+        )
     return out
 
 

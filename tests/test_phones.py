@@ -17,7 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import PhoneNumberType
 
-from campaign import phones
+from campaign import phones, runner
+from campaign.config import load_campaign
+from campaign.errors import ConfigError
 from campaign.phones import PhoneError, normalise, parse
 from tests.conftest import CampaignFactory
 from tests.test_cli import run
@@ -101,6 +103,24 @@ def test_region_code() -> None:
     assert phones.region_code(" gb ") == "GB"
     with pytest.raises(PhoneError, match="'Narnia' is not an ISO 3166 alpha-2 country code"):
         phones.region_code("Narnia")
+
+
+def test_countries_and_country_column_in_the_campaign_file(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(recipients='countries = ["us", "CA", "US"]\ncountry_column = " Country "')
+    rc = load_campaign(path).recipients
+    assert (rc.countries, rc.country_column) == (("US", "CA"), "Country")
+    assert runner.campaign_warnings(load_campaign(path)) == []
+    path = make_campaign(recipients='countries = ["CA"]')
+    assert runner.campaign_warnings(load_campaign(path)) == [
+        "default_country US is not in [recipients] countries (CA), so every number written without + and a "
+        "country code will be invalid."
+    ]
+    path = make_campaign(recipients='countries = ["US", "Canada"]')
+    with pytest.raises(ConfigError, match="countries holds 'Canada', which is not an ISO 3166 alpha-2 country code"):
+        load_campaign(path)
+    path = make_campaign(recipients="countries = 1")
+    with pytest.raises(ConfigError, match="countries must be a list of ISO 3166 alpha-2 country codes"):
+        load_campaign(path)
 
 
 # --- kind 8: numbers that cannot receive the message ------------------------------------------
