@@ -59,6 +59,8 @@ _FLOAT_TAIL = re.compile(r"(\d+)[.,]0+")
 _LEADING_00 = re.compile(r"[^\d+]*\+?00")  # "00 44 …", "(0044) …", "+0044 …"; not "0 044"
 _THOUSANDS = re.compile(r"(\d{1,3}(?:,\d{3})+)(?:\.0+)?")
 _SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE][+-]?\d+")
+# RFC 3966 parameters phonenumbers reads after a ";" (tel:+1-617-555-0101;ext=5).
+_TEL_PARAMETER = re.compile(r"\s*(?:ext|isub|phone-context)=", re.IGNORECASE)
 
 HOW_TO_WRITE = "write it with + and the country code (for example +44 7911 123456)"
 ELSEWHERE = f"; if it is another country's number, {HOW_TO_WRITE}"
@@ -127,6 +129,18 @@ def _undamaged(text: str) -> str:
     return str(int(value))
 
 
+def _one_number(text: str) -> None:
+    """Refuse a cell holding several numbers split by ``;`` (``6175550101;6175550102``).
+
+    phonenumbers reads ``;`` as the start of RFC 3966 parameters and silently keeps only the
+    first number, so the second person would never hear from the campaign. Other separators
+    (``,``, ``/``, spaces, ``or``) already fail to parse as one number.
+    """
+    extra = [part for part in text.split(";")[1:] if any(c.isdigit() for c in part) and not _TEL_PARAMETER.match(part)]
+    if extra:
+        raise PhoneError(f"{text!r} holds more than one phone number; give each number its own row")
+
+
 def parse(
     raw: str,
     default_country: str | None,
@@ -174,6 +188,7 @@ def _read(text: str, default_country: str | None) -> tuple[phonenumbers.PhoneNum
         raise PhoneError("no phone number")
     if not any(c.isdigit() for c in text):
         raise PhoneError(f"{text!r} is not a phone number")
+    _one_number(text)
     digits = _undamaged(text)
     if m := _LEADING_00.match(digits):  # 00 is the international prefix of most countries (ITU-T E.164)
         digits = "+" + digits[m.end() :]
