@@ -25,6 +25,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from campaign import __version__, runner
 from campaign.config import API_KEY_ENV, Campaign, load_campaign
@@ -45,7 +46,8 @@ class _Ctx:
 def _fail(error: BaseException) -> None:
     """Print an error the way users should see it and exit with its code."""
     if isinstance(error, CampaignError):
-        err.print(f"[bold red]error:[/] {error}", markup=True, soft_wrap=True)
+        # The sentence holds user text ("[message] text", a cell, a header): never markup.
+        err.print(Text.assemble(("error:", "bold red"), " ", str(error)), soft_wrap=True)
         sys.exit(int(error.exit_code))
     if isinstance(error, KeyboardInterrupt):
         sys.exit(int(ExitCode.INTERRUPTED))

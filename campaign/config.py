@@ -78,7 +78,7 @@ class Recipients:
     """Where the contacts are and how to read them."""
 
     file: Path
-    phone_column: str
+    phone_column: str  # "phone" when the campaign file does not set it (see phone_column_given)
     sheet: str | None = None
     name_column: str | None = None
     default_country: str | None = None
@@ -86,6 +86,7 @@ class Recipients:
     countries: tuple[str, ...] = ()  # the only destination countries allowed; () allows any
     suppress: tuple[Path, ...] = ()
     allow_duplicates: bool = False
+    phone_column_given: bool = True  # False: phone_column was not set, so the column headed "phone"
 
 
 @dataclass(frozen=True)
@@ -287,7 +288,9 @@ class _Parser:
     def recipients(self, data: dict[str, Any]) -> Recipients:
         where = "[recipients] "
         file = cast(str, self.string(data, "file", where, required=True))
-        phone_column = cast(str, self.string(data, "phone_column", where, required=True))
+        # Without phone_column, the column headed "phone" is the phone column (PRODUCT.md).
+        given = self.string(data, "phone_column", where)
+        phone_column = given or "phone"
         country = self.string(data, "default_country", where)
         if country is not None:
             country = country.strip().upper()
@@ -325,6 +328,7 @@ class _Parser:
             countries=tuple(dict.fromkeys(c.strip().upper() for c in countries)),
             suppress=tuple(self.local_path(s) for s in suppress),
             allow_duplicates=allow,
+            phone_column_given=given is not None,
         )
 
     def message(self, data: dict[str, Any], provider: Provider) -> Message:

@@ -39,8 +39,8 @@ from typing import Any
 
 from campaign import phones
 from campaign.config import Campaign
-from campaign.errors import CampaignError, RunStopped
-from campaign.recipients import RecipientFile, SourceRow, open_recipients
+from campaign.errors import CampaignError, InputFileError, RunStopped
+from campaign.recipients import RecipientFile, SourceRow, open_recipients, visible
 from campaign.render import Renderer, RowInvalid, encode
 from campaign.sender import Job
 from campaign.state import Status
@@ -90,8 +90,8 @@ class Pipeline:
         self.campaign = campaign
         rc = campaign.recipients
         self.file: RecipientFile = open_recipients(rc.file, sheet=rc.sheet)
-        self.phone_index = self.file.find_column(rc.phone_column, key="phone_column")
-        self.name_index = self.file.find_column(rc.name_column, key="name_column") if rc.name_column else None
+        self.phone_index = self._phone_column()
+        self.name_index = self._name_column()
         self.country_index = (
             self.file.find_column(rc.country_column, key="country_column") if rc.country_column else None
         )
@@ -105,6 +105,31 @@ class Pipeline:
             campaign, self.file.columns, name_index=self.name_index, extra_field_columns=extra, now=now
         )
         self.suppressed = load_suppressions(campaign)
+
+    def _phone_column(self) -> int:
+        """The column ``phone_column`` names, else the one headed ``phone`` (PRODUCT.md)."""
+        rc = self.campaign.recipients
+        if rc.phone_column_given:
+            return self.file.find_column(rc.phone_column, key="phone_column")
+        index = self.file.find_optional_column("phone", key="the phone column")
+        if index is None:
+            columns = ", ".join(f'"{visible(c)}"' for c in self.file.columns)
+            raise InputFileError(
+                self.file.path,
+                f'has no column "phone" and the campaign file sets no phone_column; set [recipients] '
+                f"phone_column to the header of the column holding the phone numbers (its columns are {columns})",
+            )
+        return index
+
+    def _name_column(self) -> int | None:
+        """The column ``name_column`` names, else the one headed ``name`` (PRODUCT.md), else None.
+
+        Headers are matched ignoring case, spaces and invisible characters (``header_key``).
+        """
+        rc = self.campaign.recipients
+        if rc.name_column:
+            return self.file.find_column(rc.name_column, key="name_column")
+        return self.file.find_optional_column("name", key="the name column")
 
     def prepare(self, row: SourceRow) -> Prepared:
         """Phone, suppression and rendering for one row (duplicates are decided by ``plan``)."""

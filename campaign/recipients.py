@@ -19,6 +19,7 @@ import difflib
 import importlib.util
 import math
 import re
+import unicodedata
 import warnings
 import zipfile
 import zlib
@@ -92,16 +93,17 @@ class RecipientFile:
     def find_column(self, name: str, *, key: str = "phone_column") -> int:
         """Index of the column ``name`` (the campaign file's ``key``); InputFileError if absent.
 
-        An exact match wins; otherwise a unique match ignoring case and surrounding spaces.
+        An exact match wins; otherwise a unique match by :func:`header_key` (ignoring case,
+        surrounding and repeated spaces, and invisible characters such as a BOM).
         """
         index = self.find_optional_column(name, key=key)
         if index is None:
             wanted = name.strip()
-            message = f'has no column "{wanted}" (set by {key} in the campaign file)'
+            message = f'has no column "{visible(wanted)}" (set by {key} in the campaign file)'
             message += f"; its columns are {_quoted(self.columns)}"
-            folded = {column.casefold(): column for column in self.columns}
-            close = difflib.get_close_matches(wanted.casefold(), list(folded), n=1)
-            hint = f'. Did you mean "{folded[close[0]]}"?' if close else ""
+            folded = {header_key(column): column for column in self.columns}
+            close = difflib.get_close_matches(header_key(wanted), list(folded), n=1)
+            hint = f'. Did you mean "{visible(folded[close[0]])}"?' if close else ""
             raise InputFileError(self.path, message + hint)
         return index
 
@@ -110,12 +112,13 @@ class RecipientFile:
         wanted = name.strip()
         if wanted in self.columns:
             return self.columns.index(wanted)
-        hits = [i for i, c in enumerate(self.columns) if c.casefold() == wanted.casefold()]
+        hits = [i for i, c in enumerate(self.columns) if header_key(c) == header_key(wanted)]
         if len(hits) > 1:
             names = _quoted(self.columns[i] for i in hits)
             raise InputFileError(
                 self.path,
-                f'{key} "{wanted}" matches several columns ({names}); write the column name exactly as in the header',
+                f'{key} "{visible(wanted)}" matches several columns ({names}); '
+                "write the column name exactly as in the header",
             )
         return hits[0] if hits else None
 
@@ -621,10 +624,28 @@ def _filled(cells: Iterable[str]) -> bool:
     return bool("".join(cells).strip())
 
 
+def header_key(name: str) -> str:
+    """A header as people read it, for matching names given in the campaign file.
+
+    Compatibility-normalised (NFKC: a full-width or ligature letter is the plain one), without
+    invisible format characters (a stray BOM, a zero-width space: Unicode category Cf), with
+    runs of spaces as one and case folded. Two headers with one key look the same on screen,
+    so an error can never say a column is missing while listing it.
+    """
+    text = "".join(ch for ch in unicodedata.normalize("NFKC", name) if unicodedata.category(ch) != "Cf")
+    return " ".join(text.split()).casefold()
+
+
+def visible(name: str) -> str:
+    """A header or value as an error message shows it: a character that prints as nothing
+    (zero-width space, BOM, no-break space, control character) is written ``<U+200B>``."""
+    return "".join(ch if ch.isprintable() else f"<U+{ord(ch):04X}>" for ch in name)
+
+
 def _quoted(names: Iterable[str], limit: int = 30) -> str:
     names = list(names)
-    shown = ", ".join(f'"{name}"' for name in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+    text = ", ".join(f'"{visible(name)}"' for name in names[:limit])
+    return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def _header(path: Path, raw: Sequence[str], positions: Sequence[int]) -> tuple[str, ...]:

@@ -10,20 +10,22 @@ templates themselves, so a cell holding ``{{ 7*7 }}`` is sent as those character
 from __future__ import annotations
 
 import difflib
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import jinja2
-from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
 from campaign import rules
 from campaign.config import GSWA_SECTIONS, MEDIA_FIELDS, Campaign
 from campaign.errors import ConfigError
+from campaign.recipients import header_key, visible
 from campaign.rules import RuleError
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
@@ -100,38 +102,56 @@ class Renderer:
         self.used: set[str] = set()  # variables the templates read: checked for blanks per row
         self.uses_row = False  # does any template read row["Header"]?
         msg = campaign.message
-        self.text = self._compile(msg.text, msg.text_source)
-        self.media = [(f, self._req(getattr(msg, f), f"[message] {f}")) for f in MEDIA_FIELDS if getattr(msg, f)]
-        self.template_id = self._compile(msg.template_id, "[message] template_id")
-        self.schedule = self._compile(msg.schedule, "[message] schedule")
-        self.user_id = self._compile(msg.user_id, "[message] user_id")
         self.tz = ZoneInfo(msg.timezone) if msg.timezone else None
+        # Each template comes with the rule its rendered value must meet. A template that does
+        # not depend on the row is checked here, once: a mistake in it is the campaign file's,
+        # not one invalid row per recipient (PRODUCT.md).
+        self.text = self._compile(msg.text, msg.text_source, rules.check_text)
+        self.media = [
+            (f, self._req(getattr(msg, f), f"[message] {f}", functools.partial(_check_url, field=f)))
+            for f in MEDIA_FIELDS
+            if getattr(msg, f)
+        ]
+        self.template_id = self._compile(
+            msg.template_id,
+            "[message] template_id",
+            lambda v: rules.check_template_id(v.strip(), campaign.provider),
+        )
+        self.schedule = self._compile(msg.schedule, "[message] schedule", self._check_schedule)
+        self.user_id = self._compile(msg.user_id, "[message] user_id")
         self.flat_vars: list[tuple[str, jinja2.Template]] = []
         self.sections: list[tuple[str, list[tuple[str, jinja2.Template]]]] = []
         self.media_url: jinja2.Template | None = None
         if campaign.provider == "twlowa":
-            self.flat_vars = [(k, self._req(v, f"[message.variables] {k}")) for k, v in msg.variables.items()]
+            self.flat_vars = [
+                (k, self._req(v, f"[message.variables] {k}", functools.partial(_check_variable, key=k)))
+                for k, v in msg.variables.items()
+            ]
         elif campaign.provider == "gswa":
             for section in GSWA_SECTIONS:
                 table = msg.variables.get(section)
                 if table:
-                    self.sections.append(
-                        (section, [(k, self._req(v, f"[message.variables.{section}] {k}")) for k, v in table.items()])
-                    )
+                    self.sections.append((section, [(k, self._gswa_variable(section, k, v)) for k, v in table.items()]))
             if "MEDIA_URL" in msg.variables:
-                self.media_url = self._req(msg.variables["MEDIA_URL"], "[message.variables] MEDIA_URL")
+                self.media_url = self._req(
+                    msg.variables["MEDIA_URL"],
+                    "[message.variables] MEDIA_URL",
+                    functools.partial(_check_url, field="MEDIA_URL"),
+                )
         saving = campaign.contact_saving
         self.saving_save: jinja2.Template | bool | None = None
         self.saving_list: jinja2.Template | int | None = None
         self.saving_extra: list[tuple[str, jinja2.Template | int]] = []
         if saving is not None:
             self.saving_save = (
-                saving.save if isinstance(saving.save, bool) else self._req(saving.save, "[contact_saving] save")
+                saving.save
+                if isinstance(saving.save, bool)
+                else self._req(saving.save, "[contact_saving] save", _save_word)
             )
             self.saving_list = (
                 saving.list_id
                 if isinstance(saving.list_id, int)
-                else self._req(saving.list_id, "[contact_saving] list_id")
+                else self._req(saving.list_id, "[contact_saving] list_id", _list_id)
             )
             if isinstance(saving.extra_fields, Mapping):
                 self.saving_extra = [
@@ -143,13 +163,27 @@ class Renderer:
         # mapping only if some template uses it.
         self.ident = [(c, i) for c, i in self.ident if c in self.used]
 
-    def _req(self, source: str, where: str) -> jinja2.Template:
-        template = self._compile(source, where)
+    def _check_schedule(self, rendered: str) -> None:
+        if rendered.strip():  # empty means "send now"
+            self._schedule(rendered.strip())
+
+    def _gswa_variable(self, section: str, key: str, source: str) -> jinja2.Template:
+        def check(value: str) -> None:
+            rules.check_variable(f"{section} {key}", value, body=section == "Body")
+
+        return self._req(source, f"[message.variables.{section}] {key}", check)
+
+    def _req(self, source: str, where: str, check: Callable[[str], object] | None = None) -> jinja2.Template:
+        template = self._compile(source, where, check)
         assert template is not None
         return template
 
-    def _compile(self, source: str | None, where: str) -> jinja2.Template | None:
-        """Compile one template; a syntax error or an unknown variable stops the run here."""
+    def _compile(
+        self, source: str | None, where: str, check: Callable[[str], object] | None = None
+    ) -> jinja2.Template | None:
+        """Compile one template; a syntax error, an unknown variable or, for a template that
+        does not depend on the row, a broken rule (``check`` on its one value) stops the run
+        here with a ConfigError naming ``where``."""
         if source is None:
             return None
         try:
@@ -162,15 +196,59 @@ class Renderer:
         self.used |= undeclared & (self.known - {"row", "phone"})
         self.uses_row = self.uses_row or "row" in undeclared
         for variable in sorted(undeclared - self.known):
-            close = difflib.get_close_matches(variable, sorted(self.known), n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(self.campaign.path, f"{where} uses {{{{ {variable} }}}}, but {self._missing(variable)}")
+        if "row" in undeclared and _prints_row(ast):
             raise ConfigError(
                 self.campaign.path,
-                f"{where} uses {{{{ {variable} }}}}, but {self.campaign.recipients.file.name} has no column "
-                f"{variable!r}.{hint} Columns: {', '.join(self.columns)}. A header that is not a "
-                f'plain name is written row["Header Name"].',
+                f"{where} prints {{{{ row }}}}, which is every column of the row; write "
+                f'row["Header Name"] for one column (a column headed row is row["row"]).',
             )
-        return self.env.from_string(source)
+        template = self.env.from_string(source)
+        if check is not None and not undeclared:
+            self._check_constant(template, where, check)
+        return template
+
+    def _check_constant(self, template: jinja2.Template, where: str, check: Callable[[str], object]) -> None:
+        """Render a template that reads no variable once and apply its rule: a ConfigError."""
+        try:
+            check(template.render())
+        except (RuleError, RowInvalid) as err:
+            raise ConfigError(self.campaign.path, f"{where} is the same for every row, and {err}.") from None
+        except jinja2.TemplateError as err:
+            raise ConfigError(self.campaign.path, f"{where}: template error: {err}.") from None
+        finally:
+            self._leaked.clear()
+
+    def _missing(self, variable: str) -> str:
+        """Why ``{{ variable }}`` is not a column, said so that it cannot contradict itself.
+
+        Columns are listed as the file has them, with invisible characters shown (``<U+200B>``);
+        a header that matches but for case, spaces or invisible characters is named with the
+        exact way to write it.
+        """
+        file = self.campaign.recipients.file.name
+        columns = ", ".join(visible(c) for c in self.columns)
+        key = header_key(variable)
+        variables = sorted(k for k in self.known - {"row"} if header_key(k) == key)
+        if variables:  # {{ Name }} for {{ name }}: variable names are case-sensitive
+            return (
+                f"there is no variable {variable!r}; write {{{{ {variables[0]} }}}} "
+                "(variable names are case-sensitive)."
+            )
+        spaced = header_key(variable.replace("_", " "))  # {{ first_name }} for "First Name"
+        same = [c for c in self.columns if header_key(c) in (key, spaced)]
+        if same:
+            column = same[0]
+            how = f"{{{{ row[{json.dumps(column, ensure_ascii=False)}] }}}}"
+            if not column.isprintable():
+                how = f"{{{{ row[{json.dumps(column)}] }}}}, or retype the header without the invisible character"
+            return f'{file} has the column "{visible(column)}", not {variable!r}; write {how}.'
+        close = difflib.get_close_matches(variable, sorted(self.known), n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return (
+            f"{file} has no column {variable!r}.{hint} Columns: {columns}. A header that is not a "
+            f'plain name is written row["Header Name"].'
+        )
 
     def context(self, cells: tuple[str, ...], phone: str) -> dict[str, Any]:
         """The variables one row's templates see."""
@@ -272,18 +350,11 @@ class Renderer:
             return None
         save = self.saving_save
         if not isinstance(save, bool):
-            word = save.render(ctx).strip().lower()
-            if word not in _TRUE | _FALSE:
-                raise RowInvalid(f"[contact_saving] save rendered {word!r}; expected true or false")
-            save = word in _TRUE
+            save = _save_word(save.render(ctx))
         list_id = self.saving_list
         if not isinstance(list_id, int):
             assert list_id is not None
-            rendered = list_id.render(ctx).strip()
-            try:
-                list_id = int(rendered or "0")
-            except ValueError:
-                raise RowInvalid(f"[contact_saving] list_id rendered {rendered!r}; expected a whole number") from None
+            list_id = _list_id(list_id.render(ctx))
         out: dict[str, Any] = {"save": save, "list_id": list_id}
         if self.saving_extra:
             out["extra_fields"] = {
@@ -310,6 +381,42 @@ class Renderer:
         if moment <= now:
             raise RowInvalid(f"schedule {when!r} is in the past; set a future time or remove schedule to send now")
         return moment.isoformat()
+
+
+def _check_url(rendered: str, field: str) -> None:
+    rules.check_url(rendered.strip(), field)
+
+
+def _check_variable(rendered: str, key: str) -> None:
+    rules.check_variable(key, rendered)
+
+
+def _save_word(rendered: str) -> bool:
+    """``[contact_saving] save`` as rendered: a yes/no word, else RowInvalid."""
+    word = rendered.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise RowInvalid(f"[contact_saving] save rendered {word!r}; expected true or false")
+    return word in _TRUE
+
+
+def _list_id(rendered: str) -> int:
+    """``[contact_saving] list_id`` as rendered: a whole number (empty is 0), else RowInvalid."""
+    text = rendered.strip()
+    try:
+        return int(text or "0")
+    except ValueError:
+        raise RowInvalid(f"[contact_saving] list_id rendered {text!r}; expected a whole number") from None
+
+
+def _prints_row(ast: nodes.Template) -> bool:
+    """Whether the template prints the ``row`` mapping itself (``{{ row }}``, ``{{ row | upper }}``)."""
+    for output in ast.find_all(nodes.Output):
+        for node in output.nodes:
+            while isinstance(node, nodes.Filter) and node.node is not None:
+                node = node.node
+            if isinstance(node, nodes.Name) and node.name == "row":
+                return True
+    return False
 
 
 def encode(body: dict[str, Any]) -> bytes:
