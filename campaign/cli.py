@@ -118,13 +118,13 @@ def preview(campaign_file: str, count: int) -> None:
     """Show the first N requests exactly as they would be sent (the API key is never shown)."""
     items = _guard(_Ctx.debug, lambda: runner.preview(_load(campaign_file), count))
     for item in items:
-        out.print(f"[bold]row {item['row']}[/]  {item['phone'] or ''}")
+        out.print(Text.assemble((f"row {item['row']}", "bold"), f"  {item['phone'] or ''}"))
         if "request" in item:
             out.print_json(json.dumps(item["request"], ensure_ascii=False))
             if "segments" in item:
                 out.print(f"  SMS segments: {item['segments']}")
-        else:
-            out.print(f"  [yellow]{item['status']}[/]: {item['error']}")
+        else:  # skipped (duplicate, suppressed) or invalid, as send would record it; never sent
+            out.print(Text.assemble("  ", (item["status"], "yellow"), f": {item['error']}"))
 
 
 @cli.command()

@@ -149,13 +149,10 @@ class Planner:
         keys = [p.key for p in batch if p.key is not None and p.status is None]
         first = {} if allow_dup else self.state.first_rows(keys)
         for p in batch:
-            key = p.key
-            if p.status is None and key is not None and not allow_dup:
-                if key in first:
-                    p = Prepared(p.row, p.cells, p.phone, key, Status.SKIPPED, f"duplicate of row {first[key]}")
+            if not allow_dup:
+                sendable, p = p, skip_duplicate(p, first)
+                if p is not sendable:
                     s.duplicates += 1
-                else:
-                    first[key] = p.row
             if p.status is Status.INVALID:
                 kind = _reason_kind(p.error)
                 s.invalid_reasons[kind] += 1
@@ -256,6 +253,18 @@ class Planner:
             job = Job(key, p.job.row, p.job.body, p.job.payload_hash, p.job.message, p.job.scheduled)
             out.append(replace(p, key=key, job=job))
         return out
+
+
+def skip_duplicate(p: Prepared, first: dict[str, int]) -> Prepared:
+    """A sendable row whose recipient already has a row in ``first`` (recipient → row number)
+    becomes ``skipped``, "duplicate of row N"; otherwise it becomes that recipient's first row.
+    The one rule for ``send``, ``check`` and ``preview`` (without ``allow_duplicates``)."""
+    if p.status is not None or p.key is None:
+        return p
+    if p.key in first:
+        return Prepared(p.row, p.cells, p.phone, p.key, Status.SKIPPED, f"duplicate of row {first[p.key]}")
+    first[p.key] = p.row
+    return p
 
 
 async def run(
@@ -421,16 +430,19 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
 
     pipeline = Pipeline(campaign)
     out: list[dict[str, Any]] = []
+    first: dict[str, int] = {}  # recipient → its first row, as send decides duplicates
     for batch in pipeline.batches():
         for p in batch:
+            if not campaign.recipients.allow_duplicates:
+                p = skip_duplicate(p, first)
             item: dict[str, Any] = {"row": p.row, "phone": p.phone}
-            if p.job is not None:
+            if p.status is None and p.job is not None:
                 item["request"] = json.loads(p.job.body)
                 if p.text is not None:
                     seg = sms_segments(p.text)
                     item["segments"] = f"{seg.parts} ({seg.encoding}, {seg.units} characters)"
             else:
-                item["status"] = str(p.status)
+                item["status"] = p.status.value if p.status is not None else "invalid"
                 item["error"] = p.error
             out.append(item)
             if len(out) >= n:
