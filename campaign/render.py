@@ -5,6 +5,13 @@ run in a :class:`~jinja2.sandbox.SandboxedEnvironment` with :class:`~jinja2.Stri
 a campaign template cannot reach Python internals, and a variable that is not there is an error
 for that row, never a silent blank. Cell contents are data passed *into* templates, never
 templates themselves, so a cell holding ``{{ 7*7 }}`` is sent as those characters.
+
+Variables (PRODUCT.md, "The campaign file"): each column whose header is an identifier, under
+that header; ``row``, always the mapping of every column (a column headed ``row`` is
+``row["row"]``); ``phone``, the normalised number; ``name``, the ``name_column`` cell or, without
+one, the column headed ``name`` (the caller finds it). A template that reads no variable is the
+same for every row: its value is checked against the provider's rules once, when the campaign
+loads, so a mistake in it is a ConfigError naming the key, not one invalid row per recipient.
 """
 
 from __future__ import annotations
@@ -95,7 +102,7 @@ class Renderer:
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=self._finalize
         )
         # Columns whose header is an identifier are variables under that name; `phone`, `name`
-        # and `row` are always ours.
+        # and `row` are always ours (a column headed `name` is ours through name_index).
         self.ident = [(c, i) for i, c in enumerate(columns) if c.isidentifier() and c not in _BUILTIN_NAMES]
         known = {c for c, _ in self.ident} | {"row", "phone"} | ({"name"} if name_index is not None else set())
         self.known = known
