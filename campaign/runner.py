@@ -14,6 +14,7 @@ the first batch, not after the whole file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 from collections import Counter
@@ -425,29 +426,65 @@ async def check(campaign: Campaign, *, report: Path | None = None) -> Summary:
 
 
 def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
-    """The first ``n`` rows as they would be sent (or why they would not)."""
+    """The first ``n`` rows as ``send`` would treat them: the request it would send, or why
+    it would not (``status`` and ``error``: invalid, skipped as a duplicate or suppressed, or
+    already done in an earlier run according to the campaign's state file, if there is one).
+    Reads the state file, never writes a row to it."""
     import json
 
     pipeline = Pipeline(campaign)
+    allow_dup = campaign.recipients.allow_duplicates
     out: list[dict[str, Any]] = []
     first: dict[str, int] = {}  # recipient → its first row, as send decides duplicates
-    for batch in pipeline.batches():
-        for p in batch:
-            if not campaign.recipients.allow_duplicates:
-                p = skip_duplicate(p, first)
-            item: dict[str, Any] = {"row": p.row, "phone": p.phone}
-            if p.status is None and p.job is not None:
-                item["request"] = json.loads(p.job.body)
-                if p.text is not None:
-                    seg = sms_segments(p.text)
-                    item["segments"] = f"{seg.parts} ({seg.encoding}, {seg.units} characters)"
-            else:
-                item["status"] = p.status.value if p.status is not None else "invalid"
-                item["error"] = p.error
-            out.append(item)
-            if len(out) >= n:
-                return out
+    seen: Counter[str] = Counter()  # allow_duplicates: a recipient is (phone, n-th occurrence)
+    with contextlib.ExitStack() as stack:
+        state = stack.enter_context(contextlib.closing(State(campaign.state))) if campaign.state.exists() else None
+        for batch in pipeline.batches():
+            for p in batch:
+                p = _preview_row(p, first, seen, allow_dup)
+                item: dict[str, Any] = {"row": p.row, "phone": p.phone}
+                held = _held_by_state(state, p.key) if p.status is None else None
+                if p.status is None and held is None and p.job is not None:
+                    item["request"] = json.loads(p.job.body)
+                    if p.text is not None:
+                        seg = sms_segments(p.text)
+                        item["segments"] = f"{seg.parts} ({seg.encoding}, {seg.units} characters)"
+                elif held is not None:
+                    item["status"], item["error"] = held
+                else:
+                    item["status"] = p.status.value if p.status is not None else "invalid"
+                    item["error"] = p.error
+                out.append(item)
+                if len(out) >= n:
+                    return out
     return out
+
+
+def _preview_row(p: Prepared, first: dict[str, int], seen: Counter[str], allow_dup: bool) -> Prepared:
+    """The row with the recipient key and duplicate decision ``Planner.plan`` would give it."""
+    if not allow_dup:
+        return skip_duplicate(p, first)
+    if p.status is not None or p.key is None:
+        return p
+    seen[p.phone] += 1
+    return Prepared(p.row, p.cells, p.phone, f"{p.phone}#{seen[p.phone]}", None, job=p.job, text=p.text)
+
+
+def _held_by_state(state: State | None, key: str | None) -> tuple[str, str] | None:
+    """Why ``send`` (without --retry-failed / --resend-unknown) would not send this recipient
+    again, from the state file: (its status, the sentence); None when it would."""
+    if state is None or key is None:
+        return None
+    known = state.known([key]).get(key)
+    if known is None:
+        return None
+    if known.status in DONE:
+        return known.status.value, "already sent by an earlier run; send does not send it again"
+    if known.status is Status.FAILED:
+        return known.status.value, "failed in an earlier run; send sends it again only with --retry-failed"
+    if known.status in (Status.UNKNOWN, Status.SENDING):
+        return "unknown", "its outcome is unknown; send sends it again only with --resend-unknown"
+    return None
 
 
 @dataclass

@@ -22,6 +22,8 @@ import pytest
 from campaign.config import load_campaign
 from campaign.errors import ConfigError, InputFileError
 from campaign.prepare import Pipeline
+from campaign.sandbox import spawn
+from tests.conftest import KEY
 
 ANN, BO = "+16175550101", "+16175550102"
 
@@ -338,3 +340,27 @@ def test_preview_prints_user_text_verbatim(tmp_path: Path) -> None:
     proc = cli("preview", "c.toml", cwd=tmp_path)
     assert proc.returncode == 0
     assert "invalid: schedule '[bold]soon[/bold]' is not an ISO 8601 date-time" in proc.stdout
+
+
+def test_preview_shows_rows_an_earlier_run_sent_as_send_will_skip_them(tmp_path: Path) -> None:
+    """After a send, a rerun sends only the new row; preview says so instead of showing the
+    requests again."""
+    with spawn() as url:
+        path = campaign_file(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"', recipients=PHONE)
+        path.write_text(f'api_url = "{url}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if k != "SOCIOCS_API_URL"} | {"SOCIOCS_API_KEY": KEY}
+        sent = subprocess.run(
+            [sys.executable, "-m", "campaign", "send", "c.toml", "--yes"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+    (tmp_path / "contacts.csv").write_text(f"phone,name\n{ANN},Ann\n{BO},Bo\n", encoding="utf-8")
+    proc = cli("preview", "c.toml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"row 2  {ANN}\n  sent: already sent by an earlier run; send does not send it again" in proc.stdout
+    assert proc.stdout.count('"text"') == 1 and '"text": "Hi Bo"' in proc.stdout
