@@ -134,6 +134,11 @@ class Renderer:
                 (k, self._req(v, f"[message.variables] {k}", functools.partial(_check_variable, key=k)))
                 for k, v in msg.variables.items()
             ]
+            if len(self.flat_vars) > rules.MAX_VARIABLES:  # the same for every row: a campaign-file error
+                raise ConfigError(
+                    campaign.path,
+                    f"[message.variables] has {len(self.flat_vars)} variables; the limit is {rules.MAX_VARIABLES}.",
+                )
         elif campaign.provider == "gswa":
             for section in GSWA_SECTIONS:
                 table = msg.variables.get(section)

@@ -364,3 +364,15 @@ def test_preview_shows_rows_an_earlier_run_sent_as_send_will_skip_them(tmp_path:
     assert proc.returncode == 0, proc.stderr
     assert f"row 2  {ANN}\n  sent: already sent by an earlier run; send does not send it again" in proc.stdout
     assert proc.stdout.count('"text"') == 1 and '"text": "Hi Bo"' in proc.stdout
+
+
+def test_too_many_whatsapp_variables_is_a_campaign_file_error(tmp_path: Path) -> None:
+    variables = "\n".join(f'"{i}" = "{{{{ name }}}}"' for i in range(1, 102))
+    path = campaign_file(
+        tmp_path,
+        f"phone,name\n{ANN},Ann\n",
+        f'template_id = "{TEMPLATE}"\n[message.variables]\n{variables}',
+        provider="twlowa",
+        recipients=PHONE,
+    )
+    assert "[message.variables] has 101 variables; the limit is 100." in load_error(path)
