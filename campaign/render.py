@@ -54,6 +54,7 @@ def _blank(variable: str) -> _Blank:
     return value
 
 _BUILTIN_NAMES = frozenset({"row", "phone", "name"})
+_JINJA_CONSTANTS = frozenset({"true", "false", "none", "True", "False", "None"})  # names Jinja reads as constants
 _TRUE = {"true", "yes", "1", "y", "on"}
 _FALSE = {"false", "no", "0", "n", "off", ""}
 
@@ -204,6 +205,7 @@ class Renderer:
             raise ConfigError(
                 self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}."
             ) from None
+        self._refuse_constant_names(source, where)
         undeclared = meta.find_undeclared_variables(ast)
         self.used |= undeclared & (self.known - {"row", "phone"})
         self.uses_row = self.uses_row or "row" in undeclared
@@ -219,6 +221,24 @@ class Renderer:
         if check is not None and not undeclared:
             self._check_constant(template, where, check)
         return template
+
+    def _refuse_constant_names(self, source: str, where: str) -> None:
+        """A column headed ``none``, ``true`` or ``false`` (any of Jinja's spellings) is not
+        ``{{ none }}``: Jinja reads that name as its constant and would print "None" for every
+        row. Refused with the way to write the column."""
+        shadowed = _JINJA_CONSTANTS.intersection(self.columns)
+        if not shadowed:
+            return
+        previous = ""
+        for _, kind, value in self.env.lex(source):
+            if kind == "name" and value in shadowed and previous != "dot":
+                raise ConfigError(
+                    self.campaign.path,
+                    f"{where} uses {{{{ {value} }}}}, which Jinja reads as its constant {value}, "
+                    f'not the column "{value}"; write {{{{ row["{value}"] }}}}.',
+                )
+            if kind != "whitespace":
+                previous = kind
 
     def _check_constant(self, template: jinja2.Template, where: str, check: Callable[[str], object]) -> None:
         """Render a template that reads no variable once and apply its rule: a ConfigError."""

@@ -376,3 +376,19 @@ def test_too_many_whatsapp_variables_is_a_campaign_file_error(tmp_path: Path) ->
         recipients=PHONE,
     )
     assert "[message.variables] has 101 variables; the limit is 100." in load_error(path)
+
+
+@pytest.mark.parametrize("header", ["none", "True"])
+def test_a_column_named_like_a_jinja_constant_is_refused_not_printed_as_the_constant(
+    tmp_path: Path, header: str
+) -> None:
+    """Before: `{{ none }}` printed "None" for every row although the file has a column `none`."""
+    only_phone = 'phone_column = "phone"'
+    text = f'text = "Hi {{{{ {header} }}}}"'
+    path = campaign_file(tmp_path, f"phone,{header}\n{ANN},x\n", text, recipients=only_phone)
+    assert f'uses {{{{ {header} }}}}, which Jinja reads as its constant {header}, not the column "{header}"' in (
+        load_error(path)
+    )
+    text = f"text = \"Hi {{{{ row['{header}'] }}}}\""
+    path = campaign_file(tmp_path, f"phone,{header}\n{ANN},x\n", text, recipients=only_phone)
+    assert [b["text"] for b in bodies(path)] == ["Hi x"]
