@@ -14,7 +14,7 @@ answer                             verdict         why
 404                                FATAL           wrong ``api_url``
 429                                RATE_LIMITED    not processed; wait (Retry-After) and retry
 502 / 503 / 504                    RETRY           a gateway refused it before the API
-connect failed or timed out        RETRY           the request never left this machine
+connect failed or timed out        UNREACHABLE     the request never left this machine
 500, other 5xx                     UNKNOWN         the API may have sent it, then failed
 read timeout, dropped connection   UNKNOWN         it was written; the answer was lost
 unparseable 200                    UNKNOWN         it may have been accepted
@@ -27,6 +27,7 @@ headers, and any text that came back from the server is scrubbed of the key just
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -48,6 +49,7 @@ class Verdict(Enum):
     RETRY = "retry"  # certainly not processed and worth trying again
     RATE_LIMITED = "rate-limited"  # 429: not processed; slow down, then try again
     UNKNOWN = "unknown"  # may have been processed: never resent automatically
+    UNREACHABLE = "unreachable"  # no connection could be made: certainly not processed
     FATAL = "fatal"  # not processed, and no further request can succeed
 
 
@@ -144,9 +146,15 @@ class SociocsClient:
                 raw = await resp.read()
                 return self._classify(resp.status, raw, resp.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError:
-            return Reply(Verdict.RETRY, None, error="timed out connecting to the API")
+            # sock_connect timed out: the connection was never made, so no byte was written.
+            return Reply(Verdict.UNREACHABLE, None, error="timed out connecting")
         except aiohttp.ClientConnectorError as err:
-            return Reply(Verdict.RETRY, None, error=self.scrub(f"cannot connect to the API ({err.os_error})"))
+            # Raised only while connecting (refused, no route, DNS): nothing was written. A
+            # pooled connection that breaks after the request was written is a
+            # ServerDisconnectedError or ClientOSError below instead: unknown, never this.
+            code = err.os_error.errno
+            reason = os.strerror(code).lower() if code else type(err.os_error).__name__
+            return Reply(Verdict.UNREACHABLE, None, error=self.scrub(reason))
         except (TimeoutError, aiohttp.SocketTimeoutError):
             return Reply(Verdict.UNKNOWN, None, error="no answer within the timeout; the message may have been sent")
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as err:

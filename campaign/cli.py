@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from campaign import __version__, runner
-from campaign.config import API_KEY_ENV, Campaign, load_campaign
+from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
 from campaign.errors import CampaignError, ExitCode, UsageError
 from campaign.state import Outcome, Status
 
@@ -171,12 +171,13 @@ def send(
         async with _maybe_sandbox(sandbox) as target:
             nonlocal campaign
             if target is not None:
-                campaign = dataclasses.replace(campaign, api_url=target[0])
+                campaign = for_sandbox(campaign, target[0])  # its own state and results files
                 options.api_key = target[1]
+                options.sandbox = True
                 out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
             if not dry_run and not yes:
                 await _confirm(campaign, options)
-            return await _run_with_progress(campaign, options, results_path)
+            return await _run_with_progress(campaign, options, results_path, campaign_file)
 
     summary = _guard(_Ctx.debug, lambda: asyncio.run(main()))
     _print_summary(campaign, summary, campaign_file)
@@ -211,7 +212,9 @@ async def _maybe_sandbox(enabled: bool) -> Any:
         await box.close()
 
 
-async def _run_with_progress(campaign: Campaign, options: runner.Options, results: Path | None) -> runner.Summary:
+async def _run_with_progress(
+    campaign: Campaign, options: runner.Options, results: Path | None, campaign_file: str
+) -> runner.Summary:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
@@ -223,7 +226,14 @@ async def _run_with_progress(campaign: Campaign, options: runner.Options, result
             err.print("\nStopping: waiting for the requests in flight (Ctrl-C again to quit at once)…")
             stop.set()
         else:
-            os._exit(int(ExitCode.INTERRUPTED))  # what is committed stays committed
+            # What is committed stays committed: the state file is consistent, and the rows
+            # in flight are `unknown` to the next run. Say how to get the results file.
+            where = results or campaign.results
+            err.print(
+                f"\nQuit at once. Write the results file with: campaign status {campaign_file} --results {where}",
+                markup=False,
+            )
+            os._exit(int(ExitCode.INTERRUPTED))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
@@ -333,6 +343,17 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
             f"[yellow]warning:[/] the message changed since {s.changed_since_sent:,} of them were sent; "
             "they got the old text."
         )
+    if s.reconciled is not None:
+        r = s.reconciled
+        out.print(
+            f"--resend-unknown reconciled {r.checked:,} unknown rows first: {r.found:,} found sent, "
+            f"{r.pending:,} not listed (sent now), {r.ambiguous + r.uncovered:,} still unknown."
+        )
+    if s.held_ambiguous:
+        out.print(
+            f"{s.held_ambiguous:,} unknown rows were not resent: the API lists more than one message that could "
+            f"be theirs (see `campaign status {campaign_file}`)."
+        )
     if s.held_failed:
         out.print(f"{s.held_failed:,} failed rows were not retried; add --retry-failed to send them again.")
     if s.rate_limited:
@@ -361,6 +382,8 @@ def _stop_hint(reason: str) -> str:
         return f"Check {API_KEY_ENV}."
     if "404" in reason:
         return "Check api_url in the campaign file or SOCIOCS_API_URL."
+    if reason.startswith("cannot reach the API"):
+        return "Check api_url (or SOCIOCS_API_URL) and the network; a plain rerun sends the pending rows."
     return "Rerun later to continue; nothing sent is sent again."
 
 
@@ -456,6 +479,12 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
         f"Checked {report.checked:,} unknown rows: {report.found:,} were sent (now `sent`), "
         f"{report.pending:,} were not (now `pending`; the next `campaign send` sends them)."
     )
+    if report.ambiguous or report.uncovered:
+        out.print(
+            f"{report.ambiguous + report.uncovered:,} stay unknown ({report.ambiguous:,} match more than one listed "
+            f"message, {report.uncovered:,} fall outside what the API listed); `campaign status {campaign_file}` "
+            "says why for each."
+        )
 
 
 @cli.command(name="sandbox")

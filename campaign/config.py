@@ -14,7 +14,7 @@ import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -147,6 +147,24 @@ class Campaign:
     def folder(self) -> Path:
         """The folder of the campaign file, against which its paths are resolved."""
         return self.path.parent
+
+
+def for_sandbox(campaign: Campaign, api_url: str) -> Campaign:
+    """The campaign as ``--sandbox`` runs it: sent to ``api_url``, with its own files.
+
+    A trial must never count as a real send (issue 10, item 1), so the state and results files
+    get ``.sandbox`` after the campaign's name (``<name>.sandbox.state.sqlite``,
+    ``<name>.sandbox.results.csv``; PRODUCT.md, the sandbox), or before the suffix of a path
+    that does not start with the name (``[output] results = "out.csv"``: ``out.sandbox.csv``).
+    """
+
+    def sandboxed(path: Path) -> Path:
+        prefix = f"{campaign.name}."
+        if path.name.startswith(prefix):
+            return path.with_name(f"{prefix}sandbox.{path.name[len(prefix):]}")
+        return path.with_name(f"{path.stem}.sandbox{path.suffix}")
+
+    return replace(campaign, api_url=api_url, state=sandboxed(campaign.state), results=sandboxed(campaign.results))
 
 
 def load_campaign(path: Path | str, environ: Mapping[str, str] | None = None) -> Campaign:

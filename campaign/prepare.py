@@ -55,6 +55,7 @@ BATCH = 256
 BATCH_MAX = 2048
 _PHONE_NAMES = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
 _FRAME = struct.Struct("!I")  # the length before each pickled message on the pipe
+_CONTENT = ("text", "image_url", "video_url", "file_url", "template")  # what reconcile compares
 
 
 def cells_json(cells: tuple[str, ...]) -> str:
@@ -163,7 +164,10 @@ class Pipeline:
             return Prepared(n, cells, phone, None, Status.INVALID, str(err))
         body = encode(rendered.body)
         digest = hashlib.blake2b(body, digest_size=12).hexdigest()
-        job = Job(phone, n, body, digest, rendered.message, rendered.scheduled)
+        content = json.dumps(
+            {k: rendered.body[k] for k in _CONTENT if k in rendered.body}, ensure_ascii=False, separators=(",", ":")
+        )
+        job = Job(phone, n, body, digest, rendered.message, rendered.scheduled, content)
         text = rendered.text if c.provider == "twlo" else None
         return Prepared(
             n,
@@ -235,6 +239,7 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
         job.payload_hash,
         job.message,
         job.scheduled,
+        job.content,
         p.text,
         p.blanks,
         p.region,
@@ -245,8 +250,9 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
 def _unflat(t: tuple[Any, ...]) -> Prepared:
     if len(t) == 6:
         return Prepared(*t)
-    number, cells, phone, key, status, error, body, digest, message, scheduled, text, blanks, region, landline = t
-    job = Job(key, number, body, digest, message, scheduled)
+    (number, cells, phone, key, status, error, body, digest, message, scheduled, content, text, blanks, region,
+     landline) = t
+    job = Job(key, number, body, digest, message, scheduled, content)
     return Prepared(number, cells, phone, key, status, error, job, text, blanks, region, landline)
 
 

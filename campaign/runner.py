@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import re
 import time
 from collections import Counter
@@ -27,13 +28,13 @@ from typing import Any
 
 from campaign.api import SociocsClient
 from campaign.config import Campaign
-from campaign.errors import CampaignError, ExitCode, UsageError
+from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError
 from campaign.lock import CampaignLock
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.results import write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
-from campaign.state import DONE, Known, Outcome, RowRecord, State, Status
+from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Options:
     backoff_base: float = 1.0
     write_results: bool = True  # False for the count behind the confirmation question
     prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
+    sandbox: bool = False  # sent to the built-in sandbox (recorded as such in the state file)
 
 
 @dataclass
@@ -63,6 +65,9 @@ class Summary:
     changed_since_sent: int = 0  # of those, rows whose message is now different
     recovered_unknown: int = 0  # in-flight rows of a dead run turned unknown at start
     limit_pending: int = 0  # rows left pending by --limit
+    not_reached: int = 0  # rows read after the run stopped: recorded pending, not sent
+    held_ambiguous: int = 0  # unknown rows reconcile could not tell apart: not resent
+    reconciled: ReconcileReport | None = None  # the reconcile --resend-unknown ran first
     held_failed: int = 0  # failed rows not retried (no --retry-failed)
     held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
     invalid_reasons: Counter[str] = field(default_factory=Counter)
@@ -94,7 +99,8 @@ class Summary:
     @property
     def to_send(self) -> int:
         """Rows read so far that this run hands to the sender (the progress bar's total)."""
-        held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending
+        held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending + self.not_reached
+        held += self.held_ambiguous
         return self.rows - held - self.duplicates - self.suppressed - sum(self.invalid_reasons.values())
 
     def exit_code(self) -> ExitCode:
@@ -106,6 +112,11 @@ class Summary:
         bad = sum(self.counts[s] for s in (Status.FAILED, Status.INVALID, Status.UNKNOWN, Status.PENDING))
         bad -= self.limit_pending
         return ExitCode.ROWS_NOT_SENT if bad > 0 else ExitCode.OK
+
+
+def identity(campaign: Campaign, options: Options) -> Identity:
+    """The API and channel a run sends through, as its state file records them."""
+    return Identity(SANDBOX_API if options.sandbox else campaign.api_url, campaign.provider, campaign.channel_key)
 
 
 def campaign_warnings(campaign: Campaign) -> list[str]:
@@ -139,6 +150,7 @@ class Planner:
         self.options = options
         self.summary = summary
         self.queued = 0
+        self.stopped = False  # the run stopped: rows are still recorded (pending), not sent
 
     def plan(self, batch: list[Prepared]) -> list[Job]:
         allow_dup = self.campaign.recipients.allow_duplicates
@@ -150,6 +162,8 @@ class Planner:
         keys = [p.key for p in batch if p.key is not None and p.status is None]
         first = {} if allow_dup else self.state.first_rows(keys)
         for p in batch:
+            own_hash = p.job.payload_hash if p.job is not None else ""
+            message = p.job.message if p.job is not None else ""
             if not allow_dup:
                 sendable, p = p, skip_duplicate(p, first)
                 if p is not sendable:
@@ -170,18 +184,7 @@ class Planner:
                     examples = s.blank_examples.setdefault(variable, [])
                     if len(examples) < 5:
                         examples.append(p.row)
-            message = p.job.message if p.job is not None else ""
-            records.append(
-                RowRecord(
-                    p.row,
-                    p.cells,
-                    p.key,
-                    p.phone,
-                    p.status,
-                    p.error,
-                    message,
-                )
-            )
+            records.append(RowRecord(p.row, p.cells, p.key, p.phone, p.status, p.error, message, own_hash))
         s.rows += len(batch)
         jobs: list[Job] = []
         with self.state.transaction():
@@ -205,6 +208,9 @@ class Planner:
                     touch.append((p.row, p.key))
                     if not self._should_send(k, job):
                         continue
+                if self.stopped:
+                    s.not_reached += 1
+                    continue
                 if self.options.limit is not None and self.queued >= self.options.limit:
                     s.limit_pending += 1
                     continue
@@ -227,15 +233,18 @@ class Planner:
     def _should_send(self, known: Known, job: Job) -> bool:
         s = self.summary
         if known.status in DONE:
-            s.already_done += 1
-            if known.payload_hash != job.payload_hash:
-                s.changed_since_sent += 1
+            s.already_done += 1  # whether its message changed is known once the file is read
             return False
         if known.status is Status.FAILED and not self.options.retry_failed:
             s.held_failed += 1
             return False
         if known.status in (Status.UNKNOWN, Status.SENDING) and not self.options.resend_unknown:
             s.held_unknown += 1
+            return False
+        if known.status is Status.UNKNOWN and known.reconciled == "ambiguous":
+            # The API lists more than one message that could be this row's: resending could
+            # send it twice, --resend-unknown or not (issue 10, item 2).
+            s.held_ambiguous += 1
             return False
         return True
 
@@ -251,7 +260,7 @@ class Planner:
             counts[p.phone] = n
             key = f"{p.phone}#{n}"
             assert p.job is not None
-            job = Job(key, p.job.row, p.job.body, p.job.payload_hash, p.job.message, p.job.scheduled)
+            job = replace(p.job, key=key)
             out.append(replace(p, key=key, job=job))
         return out
 
@@ -303,6 +312,13 @@ async def run(
         else:
             assert real is not None
             state = real
+        if real is not None:
+            # Before anything is read or sent: is this state file this campaign's, on this API?
+            real.claim(
+                campaign.path,
+                None if options.command == "check" else identity(campaign, options),
+                record=not options.dry_run,
+            )
         summary.recovered_unknown = state.recover()
         run_id = state.begin_run(options.command, pipeline.file.columns)
         planner = Planner(campaign, state, options, summary)
@@ -314,12 +330,14 @@ async def run(
                     if on_progress:
                         on_progress(summary, None)
                 state.finish_read()
+                state.attribute()
             else:
                 outcome_label = await _send(
                     campaign, batches, planner, state, options, summary, on_progress, stop_event
                 )
         finally:
             state.end_run(run_id, outcome_label)
+            summary.changed_since_sent = state.changed_since_sent()
             summary.counts = Counter(state.counts())
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
@@ -356,6 +374,16 @@ async def _send(
         client = await stack.enter_async_context(
             SociocsClient(campaign.api_url, options.api_key, timeout=sending.timeout, connections=sending.concurrency)
         )
+        if options.resend_unknown and state.by_status(Status.UNKNOWN):
+            # Never resend what the API lists: reconcile first, with this run's client; if the
+            # listing cannot be had, refuse rather than resend blindly (issue 10, item 2).
+            try:
+                summary.reconciled = await reconcile_state(campaign, state, client)
+            except CampaignError as err:
+                raise RunStopped(
+                    f"--resend-unknown reconciles the unknown rows first, and that failed: {err}. "
+                    "Nothing was sent; rerun when the API answers."
+                ) from None
         sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress)
         await sender.start()
         watcher = None
@@ -370,17 +398,17 @@ async def _send(
         try:
             try:
                 async for batch in batches:
+                    # Once the run stops, the rest of the file is still read and recorded
+                    # (pending), so the results file has every row whatever stopped the run.
+                    planner.stopped = sender.stopping
                     jobs = planner.plan(batch)
                     if on_progress:
                         on_progress(summary, None)
                     for job in jobs:
                         if not await sender.put(job):
                             break
-                    if sender.stopping:
-                        break
                     await asyncio.sleep(0)  # let workers and the journal run between batches
-                else:
-                    state.finish_read()  # the whole file was read: this run's rows are the snapshot
+                state.finish_read()  # the whole file was read: this run's rows are the snapshot
             except CampaignError as err:
                 # The file broke halfway (the checks at open catch what they can). Queued rows
                 # are dropped; requests in flight finish. If none had gone out this is an input
@@ -391,6 +419,8 @@ async def _send(
             await sender.close()
             if watcher is not None:
                 watcher.cancel()
+        if input_error is None:
+            state.attribute()  # after the last outcome: a send of this run is attributed too
         summary.rate_limited = sender.rate_limited
         summary.requests = sender.requests
         if input_error is not None and sender.requests == 0:
@@ -430,8 +460,6 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
     it would not (``status`` and ``error``: invalid, skipped as a duplicate or suppressed, or
     already done in an earlier run according to the campaign's state file, if there is one).
     Reads the state file, never writes a row to it."""
-    import json
-
     pipeline = Pipeline(campaign)
     allow_dup = campaign.recipients.allow_duplicates
     out: list[dict[str, Any]] = []
@@ -485,11 +513,12 @@ def _held_by_state(state: State | None, key: str | None) -> tuple[str, str] | No
     if known.status in (Status.UNKNOWN, Status.SENDING):
         return "unknown", "its outcome is unknown; send sends it again only with --resend-unknown"
     return None
+_IN_FLIGHT = "a run was sending it when it stopped (or is sending it now); it may have been delivered"
 
 
 @dataclass
 class StatusReport:
-    """``campaign status``: the journal's counts, the last run and the unknown rows."""
+    """``campaign status``: the journal's counts, the last run and the unknown rows (with why)."""
 
     counts: dict[str, int]
     journal: dict[str, int]
@@ -502,11 +531,10 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
     state = State(campaign.state)
     try:
+        state.claim(campaign.path, None, record=False)
+        in_flight = [{**u, "error": _IN_FLIGHT} for u in state.by_status(Status.SENDING)]
         report = StatusReport(
-            state.counts(),
-            state.journal_counts(),
-            state.last_run(),
-            state.by_status(Status.UNKNOWN) + state.by_status(Status.SENDING),
+            state.counts(), state.journal_counts(), state.last_run(), state.by_status(Status.UNKNOWN) + in_flight
         )
         if results_path is not None:
             export(state, results_path)
@@ -517,62 +545,123 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
 
 @dataclass
 class ReconcileReport:
-    checked: int = 0
-    found: int = 0
-    pending: int = 0
+    """What reconcile concluded, row by row, from ``GET /messages``."""
+
+    checked: int = 0  # unknown rows looked at
+    found: int = 0  # exactly one listed message is theirs: now sent
+    pending: int = 0  # the listing covers their time span and nothing in it is theirs
+    ambiguous: int = 0  # more than one listed message could be theirs: still unknown
+    uncovered: int = 0  # the listing does not cover their time span: still unknown
     days: int = 0
 
 
-async def reconcile(campaign: Campaign, api_key: str) -> ReconcileReport:
-    """Resolve ``unknown`` rows from ``GET /messages``: found → sent, the rest → pending.
+# How far the API's clock (created_at) may be from this machine's (first attempt, last answer).
+CLOCK_SKEW = timedelta(minutes=2)
 
-    A row matches an outbound message to the same number (``+`` ignored) whose text equals the
-    row's text (template messages have no text: the number alone must match), created no
-    earlier than ten minutes before the row's last attempt. Each listed message resolves one row.
-    """
+
+async def reconcile(campaign: Campaign, api_key: str, *, sandbox: bool = False) -> ReconcileReport:
+    """``campaign reconcile``: resolve ``unknown`` rows from ``GET /messages`` (see
+    :func:`reconcile_state`), under the campaign's lock, then rewrite the results file."""
     if not campaign.state.exists():
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    report = ReconcileReport()
     with CampaignLock(campaign.state, campaign.name):
         state = State(campaign.state)
         try:
-            state.recover()
-            unknown = state.by_status(Status.UNKNOWN)
-            report.checked = len(unknown)
-            if not unknown:
-                return report
-            stamps = [datetime.fromisoformat(u["updated_at"]) for u in unknown]
-            first = min(stamps).date() - timedelta(days=1)
-            last = max(max(stamps).date() + timedelta(days=1), datetime.now(UTC).date())
-            listed: list[dict[str, Any]] = []
+            state.claim(campaign.path, identity(campaign, Options(sandbox=sandbox)), record=False)
             async with SociocsClient(
                 campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
             ) as client:
-                day: date = first
-                while day <= last:
-                    end = min(last, day + timedelta(days=30))
-                    listed.extend(await client.list_messages(day, end))
-                    day = end + timedelta(days=1)
-            report.days = (last - first).days + 1
-            taken = state.message_ids()
-            found: dict[str, str] = {}  # key -> the message id the API listed for it
-            for u, stamp in zip(unknown, stamps, strict=True):
-                match = _match(u, stamp, listed, taken, template=campaign.message.template_id is not None)
-                if match is not None:
-                    taken.add(match)
-                    found[u["key"]] = match
-            with state.transaction():
-                state.mark_found(found.items())
-                state.set_status(
-                    [u["key"] for u in unknown if u["key"] not in found],
-                    Status.PENDING,
-                    "not found at the API by reconcile; will be sent by the next run",
-                )
-            report.found = len(found)
-            report.pending = report.checked - report.found
+                report = await reconcile_state(campaign, state, client)
             export(state, campaign.results)
         finally:
             state.close()
+    return report
+
+
+async def reconcile_state(campaign: Campaign, state: State, client: SociocsClient) -> ReconcileReport:
+    """Resolve the ``unknown`` rows of ``state`` from the API's listing; never guess.
+
+    A listed message is a row's candidate when it is outbound, on the campaign's channel
+    (``channel_key``/``provider`` where the listing has them), to the row's number, with the
+    row's content (its text; or its template id and variables where the listing has them, and
+    no text), created between the row's first attempt and its last answer (give or take
+    :data:`CLOCK_SKEW`), and not already another row's message id. A row with exactly one
+    candidate, which is no other row's candidate, is ``sent`` with that id. A row with none is
+    ``pending`` (the next run sends it), but only when every day of its time span was listed
+    (with a day either side: the listing's dates are in the API's time zone, which is not
+    documented); otherwise, and when there are several candidates (or one without a
+    ``created_at``), it stays ``unknown`` with the reason. Source: sociocs-api.md, GET /messages
+    (ranges of at most 31 days) and section 10 (check via GET /messages before re-sending).
+    """
+    report = ReconcileReport()
+    state.recover()
+    unknown = state.by_status(Status.UNKNOWN)
+    report.checked = len(unknown)
+    if not unknown:
+        return report
+    now = datetime.now(UTC)
+    spans: list[tuple[datetime, datetime]] = []
+    for u in unknown:
+        answered = _when(u["updated_at"]) or now
+        spans.append(((_when(u["first_attempt_at"]) or answered) - CLOCK_SKEW, answered + CLOCK_SKEW))
+    first = min(a for a, _ in spans).date() - timedelta(days=1)
+    last = max(max(b for _, b in spans).date() + timedelta(days=1), datetime.now(UTC).date())
+    listed: list[dict[str, Any]] = []
+    covered: set[date] = set()
+    failure: CampaignError | None = None
+    day: date = first
+    while day <= last:
+        until = min(last, day + timedelta(days=30))
+        try:
+            listed.extend(await client.list_messages(day, until))
+            covered.update(day + timedelta(days=i) for i in range((until - day).days + 1))
+        except RunStopped:
+            raise
+        except CampaignError as err:  # that range is not covered; its rows stay unknown
+            failure = failure or err
+        day = until + timedelta(days=1)
+    if not covered and failure is not None:
+        raise failure
+    report.days = (last - first).days + 1
+    taken = state.message_ids()
+    candidates = [_candidates(campaign, u, span, listed, taken) for u, span in zip(unknown, spans, strict=True)]
+    claims = Counter(mid for found in candidates for mid, _ in found)
+    found: dict[str, str] = {}
+    pending: list[str] = []
+    unresolved: list[tuple[str, str, str]] = []
+    for u, (start, end), mine in zip(unknown, spans, candidates, strict=True):
+        days = {start.date() + timedelta(days=i) for i in range(-1, (end.date() - start.date()).days + 2)}
+        if len(mine) == 1 and mine[0][1] and mine[0][0] and claims[mine[0][0]] == 1:
+            found[u["key"]] = mine[0][0]
+        elif mine:
+            ids = ", ".join(mid or "(no id)" for mid, _ in mine[:3])
+            unresolved.append(
+                (
+                    u["key"],
+                    "ambiguous",
+                    f"reconcile: the API lists {len(mine)} message(s) that could be this row's ({ids}) and cannot "
+                    "tell them apart; still unknown, not resent",
+                )
+            )
+        elif days <= covered:
+            pending.append(u["key"])
+        else:
+            unresolved.append(
+                (
+                    u["key"],
+                    "uncovered",
+                    f"reconcile: the API's listing did not cover {start.date()} to {end.date()} ({failure}); "
+                    "still unknown",
+                )
+            )
+    with state.transaction():
+        state.mark_found(found.items())
+        state.set_status(pending, Status.PENDING, "not listed by the API (reconcile); the next run sends it")
+        state.mark_unresolved(unresolved)
+    report.found = len(found)
+    report.pending = len(pending)
+    report.ambiguous = sum(1 for _, verdict, _ in unresolved if verdict == "ambiguous")
+    report.uncovered = len(unresolved) - report.ambiguous
     return report
 
 
@@ -580,26 +669,74 @@ def _digits(number: Any) -> str:
     return "".join(c for c in str(number or "") if c.isdigit())
 
 
-def _match(
-    unknown: dict[str, Any], stamp: datetime, listed: list[dict[str, Any]], taken: set[str], *, template: bool
-) -> str | None:
-    to = _digits(unknown["phone"])
-    earliest = stamp - timedelta(minutes=10)
+def _when(value: Any) -> datetime | None:
+    """An aware datetime from ISO 8601 text (``Z`` allowed); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _our_content(campaign: Campaign, unknown: dict[str, Any]) -> dict[str, Any]:
+    """The content fields the row was sent with (a state file from before schema 2 kept only
+    the message: its text, or its template variables as JSON)."""
+    if unknown["content"]:
+        return dict(json.loads(unknown["content"]))
+    if campaign.message.template_id is None:
+        return {"text": unknown["message"]} if unknown["message"] else {}
+    template: dict[str, Any] = {}
+    if "{" not in campaign.message.template_id:
+        template["id"] = campaign.message.template_id
+    if unknown["message"]:
+        template["variables"] = json.loads(unknown["message"])
+    return {"template": template}
+
+
+def _same_content(listed: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """Text must agree (a template message has none); media, template id and variables must
+    agree where the listing has them."""
+    if (listed.get("text") or None) != (ours.get("text") or None):
+        return False
+    for media in ("image_url", "video_url", "file_url"):
+        if listed.get(media) is not None and listed.get(media) != ours.get(media):
+            return False
+    raw = listed.get("template")
+    template: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    template_id = listed.get("template_id") or template.get("id")
+    variables = listed.get("template_variables") or template.get("variables")
+    mine = ours.get("template") or {}
+    if template_id is not None and template_id != mine.get("id"):
+        return False
+    return variables is None or variables == (mine.get("variables") or {})
+
+
+def _candidates(
+    campaign: Campaign,
+    unknown: dict[str, Any],
+    span: tuple[datetime, datetime],
+    listed: list[dict[str, Any]],
+    taken: set[str],
+) -> list[tuple[str, bool]]:
+    """The listed messages that could be this row's: (message_id, whether its time is known)."""
+    to, ours = _digits(unknown["phone"]), _our_content(campaign, unknown)
+    out = []
     for message in listed:
         message_id = str(message.get("message_id") or "")
-        if not message_id or message_id in taken:
+        if message_id and message_id in taken:
             continue
         if message.get("direction") not in (None, "outbound") or _digits(message.get("to")) != to:
             continue
-        if not template and (message.get("text") or "") != unknown["message"]:
+        if message.get("channel_key") not in (None, campaign.channel_key):
             continue
-        created = message.get("created_at")
-        if created:
-            try:
-                when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
-                if when.tzinfo is not None and when < earliest:
-                    continue
-            except ValueError:
-                pass
-        return message_id
-    return None
+        if message.get("provider") not in (None, campaign.provider):
+            continue
+        if not _same_content(message, ours):
+            continue
+        created = _when(message.get("created_at"))
+        if created is not None and not span[0] <= created <= span[1]:
+            continue
+        out.append((message_id, created is not None))
+    return out

@@ -448,6 +448,9 @@ class Sandbox:
                 "to": m.to,
                 "text": m.body.get("text"),
                 "template_id": m.body["template"]["id"] if "template" in m.body else None,
+                # What reconcile compares for template messages (sociocs-api.md GET /messages:
+                # fields beyond the working assumption are tolerated, and used where present).
+                "template_variables": m.body["template"].get("variables") if "template" in m.body else None,
                 "created_at": m.created_at.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
             }
             for m in self.accepted

@@ -10,6 +10,7 @@ The order inside a worker is what makes a crash lose nothing and send nothing tw
 2. ``journal.mark(job)``: the row is committed as ``sending`` (group commit, shared with every
    worker that got here in the same loop tick, and carrying the outcomes of their previous rows);
 3. POST, retrying only what certainly was not processed (429, 502/503/504, failed connect);
+   a connection that cannot be made at all stops the run with the row ``pending``;
 4. ``journal.record(outcome)``: written with the next group commit, at most 100 ms later.
 
 So at any moment at most ``concurrency`` rows are ``sending`` in the file, and a kill leaves at
@@ -41,6 +42,7 @@ class Job:
     payload_hash: str
     message: str
     scheduled: bool
+    content: str = ""  # the content fields as JSON (text, media, template): what reconcile compares
 
 
 class Pacer:
@@ -143,14 +145,14 @@ class Journal:
         self.state = state
         self.interval = interval
         self.outcomes: list[Outcome] = []
-        self.marks: list[tuple[str, str, str]] = []
+        self.marks: list[tuple[str, str, str, str]] = []
         self._commit: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.commits = 0
         self.error: Exception | None = None  # the first failed commit; the journal is broken
 
     async def mark(self, job: Job) -> None:
-        self.marks.append((job.key, job.payload_hash, job.message))
+        self.marks.append((job.key, job.payload_hash, job.message, job.content))
         if self._commit is None:
             loop = asyncio.get_running_loop()
             self._commit = loop.create_future()
@@ -216,6 +218,7 @@ class Sender:
         self.workers: list[asyncio.Task[None]] = []
         self.counts: Counter[str] = Counter()
         self.requests = 0
+        self.maybe_sent = 0  # answers that say, or may mean, the API took the message
         self.rate_limited = 0
         self.consecutive_errors = 0
         self.stop_reason: str | None = None  # set when the API made further sending pointless
@@ -296,6 +299,8 @@ class Sender:
             self.requests += 1
             reply = await self.client.send(job.body)
             verdict = reply.verdict
+            if verdict in (Verdict.ACCEPTED, Verdict.UNKNOWN):
+                self.maybe_sent += 1
             new = attempts - recorded  # requests not yet counted in the state file
             if verdict is Verdict.ACCEPTED:
                 self.pacer.succeeded()
@@ -310,6 +315,14 @@ class Sender:
             if verdict is Verdict.FATAL:
                 self.stop(reply.error)
                 return self._outcome(job, Status.PENDING, reply, new)
+            if verdict is Verdict.UNREACHABLE:
+                # Nothing reached the API (no connection was made), so the row is certainly
+                # not sent: it stays pending. After the retries the API is down: stop, so
+                # that every row stays pending for a plain rerun (issue 10, item 3).
+                retries += 1
+                if retries >= self.sending.max_attempts:
+                    self.stop(self._unreachable(reply))
+                    return self._outcome(job, Status.PENDING, reply, new, prefix="not sent: ")
             if verdict is Verdict.UNKNOWN:
                 self._count_error(reply)
                 return self._outcome(job, Status.UNKNOWN, reply, new)
@@ -321,6 +334,8 @@ class Sender:
                 if loop.time() - self.last_progress > self.rate_limit_patience:
                     self.stop(f"the API kept answering 429 (rate limit) for {self.rate_limit_patience:.0f} s")
                 wait = 0.0
+            elif verdict is Verdict.UNREACHABLE:
+                wait = self.pacer.backoff(retries)
             else:  # Verdict.RETRY
                 retries += 1
                 if retries >= self.sending.max_attempts:
@@ -340,6 +355,11 @@ class Sender:
             if self.stopping:
                 return Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
             await self.journal.mark(job)
+
+    def _unreachable(self, reply: Reply) -> str:
+        """The stop sentence for an API no connection can be made to."""
+        tail = "nothing was sent" if self.maybe_sent == 0 else "the rows not sent stay pending"
+        return f"cannot reach the API at {self.client.api_url} ({reply.error}); {tail}"
 
     def _count_error(self, reply: Reply) -> None:
         self.consecutive_errors += 1

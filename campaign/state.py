@@ -39,7 +39,7 @@ from typing import Any
 
 from campaign.errors import StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -81,6 +81,18 @@ _MIGRATIONS: dict[int, str] = {
         outcome TEXT
     );
     """,
+    # 2: what reconcile and re-sorted sheets need (issue 10). Each recipient keeps the content
+    # it was sent with (text, media, template id and variables, as JSON), when it was first
+    # attempted, and what the last reconcile concluded; each row of a read keeps the hash of
+    # its own request, so a send is attributed to the row whose message it was. The API and
+    # channel a state file was sent through, and the campaign file it belongs to, live in
+    # ``meta`` (keys ``api_url``, ``provider``, ``channel_key``, ``campaign_file``).
+    2: """
+    ALTER TABLE recipients ADD COLUMN content TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recipients ADD COLUMN first_attempt_at TEXT;
+    ALTER TABLE recipients ADD COLUMN reconciled TEXT NOT NULL DEFAULT '';
+    ALTER TABLE rows ADD COLUMN payload_hash TEXT NOT NULL DEFAULT '';
+    """,
 }
 
 
@@ -114,11 +126,29 @@ def now_iso() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Where a campaign's messages went: the API (its URL, or ``sandbox`` for the built-in one,
+    whose port changes every run) and the channel (provider and ``channel_key``)."""
+
+    api: str
+    provider: str
+    channel_key: str
+
+    def describe(self) -> str:
+        api = "the built-in sandbox (--sandbox)" if self.api == SANDBOX_API else self.api
+        return f"{api}, {self.provider} channel {self.channel_key}"
+
+
+SANDBOX_API = "sandbox"
+
+
+@dataclass(frozen=True, slots=True)
 class Known:
     """What the journal already knows of one recipient, for planning a run."""
 
     status: Status
     payload_hash: str
+    reconciled: str = ""  # the last reconcile's verdict on an unknown line ('' = none since)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +174,7 @@ class RowRecord:
     status: Status | None = None
     error: str = ""
     message: str = ""
+    payload_hash: str = ""  # the hash of this row's own request (duplicates too)
 
 
 class State:
@@ -225,7 +256,7 @@ class State:
         with self.transaction():
             cur = self.db.execute(
                 # updated_at stays the time of the request: reconcile searches around it.
-                "UPDATE recipients SET status = ?, error = ? WHERE status = ?",
+                "UPDATE recipients SET status = ?, error = ?, reconciled = '' WHERE status = ?",
                 (
                     Status.UNKNOWN,
                     "the run stopped while this request was in flight; it may have been delivered",
@@ -248,6 +279,53 @@ class State:
             self.db.execute("DELETE FROM rows WHERE run != ?", (self.run,))
             self.set_meta("snapshot_run", str(self.run))
             self.set_meta("columns", self.meta("next_columns") or "[]")
+
+    def attribute(self) -> None:
+        """After a whole read: give each earlier send to the row whose request it was.
+
+        The first row with a number is the one planned; in a re-sorted sheet that may be
+        another row with the same number than the one that was sent (issue 10, item 5). When a
+        duplicate row's own request is the one that was sent, it becomes the recipient's row
+        and the others are its duplicates, so the results say what happened to each row.
+        """
+        snapshot = self.run
+        swaps = self.db.execute(
+            "SELECT r.key, p.sent_hash FROM rows r JOIN recipients p ON p.key = r.key"
+            " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
+            " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash",
+            (snapshot,),
+        ).fetchall()
+        if not swaps:
+            return
+        with self.transaction():
+            for key, sent_hash in swaps:
+                owner = self.db.execute(
+                    "SELECT min(row) FROM rows WHERE run = ? AND key = ? AND status = 'skipped'"
+                    " AND payload_hash = ? AND error LIKE 'duplicate of row %'",
+                    (snapshot, key, sent_hash),
+                ).fetchone()[0]
+                if owner is None:
+                    continue  # no row has the sent message any more: it changed (see changed_since_sent)
+                self.db.execute(
+                    "UPDATE rows SET status = 'skipped', error = ? WHERE run = ? AND key = ? AND row != ?"
+                    " AND (status IS NULL OR error LIKE 'duplicate of row %')",
+                    (f"duplicate of row {owner}", snapshot, key, owner),
+                )
+                self.db.execute(
+                    "UPDATE rows SET status = NULL, error = '' WHERE run = ? AND row = ?", (snapshot, owner)
+                )
+                self.db.execute("UPDATE recipients SET row = ? WHERE key = ?", (owner, key))
+
+    def changed_since_sent(self) -> int:
+        """Rows of this read whose recipient was sent a message other than the row's own now."""
+        return int(
+            self.db.execute(
+                "SELECT count(*) FROM rows r JOIN recipients p ON p.key = r.key"
+                " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
+                " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash",
+                (self.run,),
+            ).fetchone()[0]
+        )
 
     def _snapshot(self) -> int:
         """The run whose rows the results show: the last complete read, or before any read
@@ -283,6 +361,67 @@ class State:
             raw = self.meta("next_columns")
         return list(json.loads(raw)) if raw else []
 
+    # --- whose state this is ------------------------------------------------------------------
+
+    def claim(self, campaign_file: Path, identity: Identity | None, *, record: bool) -> None:
+        """Refuse a campaign file or an API/channel that this state file does not belong to.
+
+        A state file belongs to one campaign file: the one recorded, as a path relative to the
+        state file's folder, by the first run that sent. "The same campaign file" is that path
+        resolving to this very file (``os.path.samefile``), so moving the whole folder keeps
+        working; a recorded file that no longer exists was renamed or moved, and the current
+        file takes over. A second file that exists beside it (a copy that kept ``name``) is
+        refused. Likewise the state remembers the API and channel it was sent through, and a
+        run through another one is refused: its "already sent" would be about another
+        account's messages (issue 10). ``record`` writes what is missing (a real send).
+        Raises StateError (exit 2) naming both sides; nothing has been sent at that point.
+        """
+        if self.path == ":memory:" or self.scratch_path is not None:
+            return
+        folder = Path(self.path).resolve().parent
+        recorded = self.meta("campaign_file")
+        if recorded is not None:
+            owner = folder / recorded
+            try:
+                same = os.path.samefile(owner, campaign_file)
+            except OSError:
+                same = not owner.exists()  # renamed or moved away: the current file takes over
+            if not same:
+                raise StateError(
+                    f"{campaign_file} would continue the campaign of {owner}: both use the state file "
+                    f"{self.path}. Give this campaign file its own name (name = \"...\") or [output] state "
+                    "so that it starts afresh; nothing was sent."
+                )
+        if identity is not None:
+            old = [self.meta(k) for k in ("api_url", "provider", "channel_key")]
+            if all(v is not None for v in old):
+                before = Identity(*(str(v) for v in old))
+                if before != identity:
+                    raise StateError(
+                        f"{self.path}: this campaign was sent through {before.describe()}; this run would "
+                        f"send through {identity.describe()}. A state file records one API and channel, "
+                        "so its rows' statuses say nothing about the other one: give the campaign its "
+                        "own name or [output] state for it, or set api_url, provider and channel_key back. "
+                        "Nothing was sent."
+                    )
+        if not record:
+            return
+        with self.transaction():
+            try:
+                relative = os.path.relpath(campaign_file, folder)
+            except ValueError:  # another drive (Windows): only an absolute path can name it
+                relative = str(campaign_file)
+            self.set_meta("campaign_file", Path(relative).as_posix())
+            if identity is not None:
+                self.set_meta("api_url", identity.api)
+                self.set_meta("provider", identity.provider)
+                self.set_meta("channel_key", identity.channel_key)
+
+    def identity(self) -> Identity | None:
+        """The API and channel this state file was sent through, if recorded."""
+        old = [self.meta(k) for k in ("api_url", "provider", "channel_key")]
+        return Identity(*(str(v) for v in old)) if all(v is not None for v in old) else None
+
     # --- planning ---------------------------------------------------------------------------
 
     def _where_in(self, sql: str, values: Sequence[str], *params: Any) -> Iterator[tuple[Any, ...]]:
@@ -294,8 +433,10 @@ class State:
 
     def known(self, keys: Sequence[str]) -> dict[str, Known]:
         """The journal's lines for these keys (those that exist)."""
-        rows = self._where_in("SELECT key, status, payload_hash FROM recipients WHERE key IN ({marks})", keys)
-        return {key: Known(Status(status), payload_hash) for key, status, payload_hash in rows}
+        rows = self._where_in(
+            "SELECT key, status, payload_hash, reconciled FROM recipients WHERE key IN ({marks})", keys
+        )
+        return {key: Known(Status(status), payload_hash, reconciled) for key, status, payload_hash, reconciled in rows}
 
     def first_rows(self, keys: Sequence[str]) -> dict[str, int]:
         """For keys already read in this run, the first row that had them (for duplicates)."""
@@ -312,10 +453,10 @@ class State:
 
     def add_rows(self, rows: Iterable[RowRecord]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO rows (run, row, key, phone, status, error, message, cells)"
-            " VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT OR REPLACE INTO rows (run, row, key, phone, status, error, message, cells, payload_hash)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
             [
-                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells)
+                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells, r.payload_hash)
                 for r in rows
             ],
         )
@@ -342,11 +483,12 @@ class State:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str]]) -> None:
+    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str, str]]) -> None:
         """One group commit: outcomes of finished requests, then write-ahead marks of new ones.
 
-        ``marks`` are (key, payload_hash, message): the row goes ``sending`` with the exact
-        request about to be written.
+        ``marks`` are (key, payload_hash, message, content): the row goes ``sending`` with the
+        exact request about to be written; its first attempt's time is kept for reconcile. A
+        new ``unknown`` outcome clears the last reconcile's verdict: it predates this attempt.
         """
         stamp = now_iso()
         with self.transaction():
@@ -354,18 +496,20 @@ class State:
                 self.db.executemany(
                     "UPDATE recipients SET status = ?, message_id = ?, error = ?, http_status = ?,"
                     " attempts = attempts + ?, updated_at = ?,"
-                    " sent_hash = CASE WHEN ? IN ('sent', 'scheduled') THEN payload_hash ELSE sent_hash END"
+                    " sent_hash = CASE WHEN ? IN ('sent', 'scheduled') THEN payload_hash ELSE sent_hash END,"
+                    " reconciled = CASE WHEN ? = 'unknown' THEN '' ELSE reconciled END"
                     " WHERE key = ?",
                     [
-                        (o.status, o.message_id, o.error, o.http_status, o.attempts, stamp, o.status, o.key)
+                        (o.status, o.message_id, o.error, o.http_status, o.attempts, stamp, o.status, o.status, o.key)
                         for o in outcomes
                     ],
                 )
             if marks:
                 self.db.executemany(
-                    "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, updated_at = ?"
+                    "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, content = ?,"
+                    " updated_at = ?, first_attempt_at = coalesce(first_attempt_at, ?), reconciled = ''"
                     " WHERE key = ?",
-                    [(h, m, stamp, k) for k, h, m in marks],
+                    [(h, m, c, stamp, stamp, k) for k, h, m, c in marks],
                 )
 
     # --- reading back -----------------------------------------------------------------------
@@ -402,7 +546,8 @@ class State:
     def by_status(self, status: Status) -> list[dict[str, Any]]:
         """Recipients with this status, with their row, phone, message and last update."""
         cur = self.db.execute(
-            "SELECT key, row, phone, message, error, updated_at, payload_hash FROM recipients"
+            "SELECT key, row, phone, message, error, updated_at, payload_hash, content,"
+            " coalesce(first_attempt_at, created_at) AS first_attempt_at, reconciled, message_id FROM recipients"
             " WHERE status = ? ORDER BY row",
             (status,),
         )
@@ -414,8 +559,17 @@ class State:
         status of the lost answer stays as it was."""
         self.db.executemany(
             "UPDATE recipients SET status = 'sent', message_id = ?, error = 'found by reconcile',"
-            " sent_hash = payload_hash WHERE key = ?",
+            " sent_hash = payload_hash, reconciled = 'found' WHERE key = ?",
             [(message_id, key) for key, message_id in found],
+        )
+
+    def mark_unresolved(self, items: Iterable[tuple[str, str, str]]) -> None:
+        """Reconcile could not decide these (key, verdict, error): they stay ``unknown``, with
+        the verdict (``ambiguous``: the API lists more than one message that could be the
+        row's; ``uncovered``: its listing does not cover the row's time span) and why."""
+        self.db.executemany(
+            "UPDATE recipients SET reconciled = ?, error = ? WHERE key = ? AND status = 'unknown'",
+            [(verdict, error, key) for key, verdict, error in items],
         )
 
     def message_ids(self) -> set[str]:

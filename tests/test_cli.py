@@ -80,7 +80,9 @@ def test_readme_demo_with_python_m(samples: Path, sample: str) -> None:
         "whatsapp-twilio.toml": "order-ready-twlowa",
         "whatsapp-gupshup.toml": "order-ready-gswa",
     }[sample]
-    rows = read_results(samples / "samples" / f"{name}.results.csv")
+    rows = read_results(samples / "samples" / f"{name}.sandbox.results.csv")  # a trial keeps its own files
+    assert not (samples / "samples" / f"{name}.results.csv").exists()
+    assert not (samples / "samples" / f"{name}.state.sqlite").exists()
     assert len(rows) == 24
     statuses = {r["status"] for r in rows}
     assert statuses <= {"sent", "invalid", "skipped"} and "sent" in statuses

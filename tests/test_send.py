@@ -31,7 +31,7 @@ def send(
         url = await sandbox.start()
         try:
             campaign = dataclasses.replace(load_campaign(path), api_url=url)
-            opts = runner.Options(api_key=KEY, backoff_base=0.01, **options)
+            opts = runner.Options(**{"api_key": KEY, "backoff_base": 0.01, "sandbox": True, **options})
             return await runner.run(campaign, opts), sandbox
         finally:
             await sandbox.close()
