@@ -177,10 +177,11 @@ def send(
                 out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
             if not dry_run and not yes:
                 await _confirm(campaign, options)
-            return await _run_with_progress(campaign, options, results_path, campaign_file)
+            shown = f"{campaign_file} --sandbox" if sandbox else campaign_file
+            return await _run_with_progress(campaign, options, results_path, shown)
 
     summary = _guard(_Ctx.debug, lambda: asyncio.run(main()))
-    _print_summary(campaign, summary, campaign_file)
+    _print_summary(campaign, summary, f"{campaign_file} --sandbox" if sandbox else campaign_file)
     sys.exit(int(summary.exit_code()))
 
 
@@ -444,11 +445,17 @@ def _duration(seconds: float) -> str:
 @cli.command()
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
 @click.option("--results", type=click.Path(dir_okay=False), help="Also (re)write the results CSV here from the state.")
-def status(campaign_file: str, results: str | None) -> None:
+@click.option("--sandbox", is_flag=True, help="The state of the campaign's --sandbox runs (they keep their own).")
+def status(campaign_file: str, results: str | None, sandbox: bool) -> None:
     """Counts per status from the campaign's state file, the last run, and the unknown rows."""
-    report = _guard(
-        _Ctx.debug, lambda: runner.status(_load(campaign_file), results_path=Path(results) if results else None)
-    )
+
+    def go() -> runner.StatusReport:
+        campaign = _load(campaign_file)
+        if sandbox:
+            campaign = for_sandbox(campaign, campaign.api_url)
+        return runner.status(campaign, results_path=Path(results) if results else None)
+
+    report = _guard(_Ctx.debug, go)
     out.print(_counts_table(report.counts, "rows of the last run"))
     if report.last_run:
         r = report.last_run

@@ -143,9 +143,11 @@ def test_check_and_preview(samples: Path) -> None:
 def test_status_and_lock(samples: Path) -> None:
     run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples)
     proc = run("status", "samples/sms.toml", "--results", "again.csv", cwd=samples)
+    assert proc.returncode == 2 and "has not been sent yet" in proc.stderr  # a trial is not a real send
+    proc = run("status", "samples/sms.toml", "--sandbox", "--results", "again.csv", cwd=samples)
     assert proc.returncode == 0 and "sent" in proc.stdout
     assert len(read_results(samples / "again.csv")) == 24
-    with CampaignLock(samples / "samples" / "order-ready-sms.state.sqlite", "order-ready-sms"):
+    with CampaignLock(samples / "samples" / "order-ready-sms.sandbox.state.sqlite", "order-ready-sms"):
         proc = run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples)
     assert proc.returncode == 2 and "already being sent" in proc.stderr
 
@@ -254,6 +256,6 @@ def test_unwritable_results_path_is_one_sentence(samples: Path) -> None:
     (samples / "afile").write_text("x")
     proc = run("send", "samples/sms.toml", "--sandbox", "--yes", "--results", "afile/out.csv", cwd=samples)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr  # 1: the sample's bad row
-    assert "cannot write" in proc.stderr and "campaign status samples/sms.toml --results PATH" in proc.stderr
+    assert "cannot write" in proc.stderr and "campaign status samples/sms.toml --sandbox --results PATH" in proc.stderr
     again = run("status", "samples/sms.toml", "--results", "elsewhere.csv", cwd=samples)
     assert again.returncode == 0 and len(read_results(samples / "elsewhere.csv")) == 24

@@ -645,11 +645,13 @@ def test_get_messages_filters_by_utc_date() -> None:
             "to": "+10000000002",
             "text": TWLO["text"],
             "template_id": None,
+            "template_variables": None,
             "created_at": "2026-01-01T00:00:00.000Z",
         }
         [today] = await listed()
         assert today["message_id"] == answer["data"]["message_id"]
         assert (today["text"], today["template_id"]) == (None, TWLOWA["template"]["id"])
+        assert today["template_variables"] == TWLOWA["template"]["variables"]
         created = datetime.fromisoformat(today["created_at"])
         assert created.utcoffset() == timedelta() and created.date() == datetime.now(UTC).date()
         week_ago = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()

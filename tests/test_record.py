@@ -1,0 +1,363 @@
+"""Issue 10, items 1-5: the record never lies. Real files, real SQLite, the sandbox over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import dataclasses
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from campaign import runner
+from campaign.config import Campaign, load_campaign
+from campaign.errors import CampaignError, ExitCode, StateError
+from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
+from campaign.state import SCHEMA_VERSION, State, Status
+from tests.conftest import KEY, CampaignFactory, contacts, write_csv
+
+TEMPLATE_A = "HX" + "a" * 32
+TEMPLATE_B = "HX" + "b" * 32
+WHATSAPP = '[message.variables]\n"1" = "{{ first_name }}"\n"2" = "{{ order_id }}"'
+
+
+def results(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def options(**extra: Any) -> runner.Options:
+    return runner.Options(**{"api_key": KEY, "backoff_base": 0.01, **extra})
+
+
+async def run_on(box: Sandbox, campaign: Campaign, opts: runner.Options) -> runner.Summary:
+    """One `campaign send` against a sandbox that keeps its URL (and what it accepted)."""
+    return await runner.run(dataclasses.replace(campaign, api_url=box.url), opts)
+
+
+def listed(box: Sandbox) -> Counter[tuple[str, str]]:
+    """What the sandbox accepted, as (number, template id) counts."""
+    return Counter((m.to, m.body.get("template", {}).get("id", m.body.get("text"))) for m in box.accepted)
+
+
+# --- item 1: whose state it is ---------------------------------------------------------------
+
+
+def test_sandbox_trial_keeps_its_own_files_and_a_real_send_sends_everything(tmp_path: Path) -> None:
+    """`--sandbox` then a "real" API (a `campaign sandbox` process via SOCIOCS_API_URL)."""
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "samples", tmp_path / "samples", ignore=shutil.ignore_patterns("*.sqlite*", "*.csv.*", ".*"))
+    shutil.copytree(root / "templates", tmp_path / "templates")
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
+
+    def send(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "campaign", "send", "samples/sms.toml", "--yes", *args],
+            cwd=tmp_path, env={**env, **more}, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        )
+
+    trial = send("--sandbox")
+    assert trial.returncode == 1, trial.stderr  # the sample's bad row
+    folder = tmp_path / "samples"
+    assert (folder / "order-ready-sms.sandbox.state.sqlite").exists()
+    assert len(results(folder / "order-ready-sms.sandbox.results.csv")) == 24
+    assert not (folder / "order-ready-sms.state.sqlite").exists()
+    with spawn() as url:
+        real = send(SOCIOCS_API_URL=url, SOCIOCS_API_KEY=KEY)
+        assert real.returncode == 1, real.stderr
+        assert "already sent" not in real.stdout
+        rows = results(folder / "order-ready-sms.results.csv")
+        assert Counter(r["status"] for r in rows)["sent"] == 21
+        again = send("--sandbox")  # the trial's state knows only the sandbox
+        assert again.returncode == 1 and "already sent by an earlier run" in again.stdout
+
+
+def test_a_state_file_refuses_another_api_or_channel(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(3))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as first, Sandbox(SandboxConfig(api_key=KEY)) as second:
+            campaign = load_campaign(path)
+            assert (await run_on(first, campaign, options())).counts["sent"] == 3
+            with pytest.raises(StateError) as refused:
+                await run_on(second, campaign, options())
+            text = str(refused.value)
+            assert first.url in text and second.url in text and "Nothing was sent" in text
+            assert refused.value.exit_code is ExitCode.INPUT
+            other = dataclasses.replace(campaign, channel_key="twlo_16175559999")
+            with pytest.raises(StateError, match="channel twlo_16175559999"):
+                await run_on(first, other, options())
+            with pytest.raises(StateError, match="built-in sandbox"):
+                await run_on(first, campaign, options(sandbox=True))
+            assert len(second.accepted) == 0 and len(first.accepted) == 3
+
+    asyncio.run(main())
+
+
+def test_a_copy_of_the_campaign_file_that_kept_its_name_is_refused(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(3))
+    copy = tmp_path / "test-january.toml"
+    shutil.copy(path, copy)
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            assert (await run_on(box, load_campaign(path), options())).counts["sent"] == 3
+            with pytest.raises(StateError) as refused:
+                await run_on(box, load_campaign(copy), options())
+            assert str(copy) in str(refused.value) and str(path) in str(refused.value)
+            assert "own name" in str(refused.value)
+            with pytest.raises(StateError):
+                runner.status(load_campaign(copy))
+            # The same folder moved elsewhere is the same campaign: nothing is sent again.
+            moved = tmp_path.parent / f"{tmp_path.name}-moved"
+            shutil.copytree(tmp_path, moved, ignore=shutil.ignore_patterns("test-january.toml"))
+            again = await run_on(box, load_campaign(moved / "test.toml"), options())
+            assert again.already_done == 3 and len(box.accepted) == 3
+            # Renamed (the old file is gone): the new name takes the campaign over.
+            path.rename(tmp_path / "test-renamed.toml")
+            copy.unlink()
+            renamed = await run_on(box, load_campaign(tmp_path / "test-renamed.toml"), options())
+            assert renamed.already_done == 3 and len(box.accepted) == 3
+
+    asyncio.run(main())
+
+
+def test_a_state_file_of_the_previous_schema_opens_and_upgrades(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """tests/data/state-v1.sqlite: made by schema 1 (`campaign send test.toml --limit 2` of
+    contacts(3), with a dropped connection): row 2 unknown, row 3 sent, row 4 pending."""
+    path = make_campaign(contacts(3))
+    shutil.copy(Path(__file__).parent / "data" / "state-v1.sqlite", tmp_path / "test.state.sqlite")
+    state = State(tmp_path / "test.state.sqlite")
+    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert state.counts() == {"sent": 1, "unknown": 1, "pending": 1}
+    [unknown] = state.by_status(Status.UNKNOWN)
+    assert unknown["first_attempt_at"] and unknown["content"] == ""  # falls back to when it was created
+    state.close()
+
+    async def main() -> tuple[runner.ReconcileReport, runner.Summary, list[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = dataclasses.replace(load_campaign(path), api_url=box.url)
+            report = await runner.reconcile(campaign, KEY)
+            summary = await runner.run(campaign, options())
+            return report, summary, [m.to for m in box.accepted]
+
+    report, summary, sent_to = asyncio.run(main())
+    assert (report.checked, report.pending) == (1, 1)  # this sandbox never saw it: listed nowhere
+    assert sorted(sent_to) == ["+16175550000", "+16175550002"]  # row 3 (sent) is not sent again
+    assert summary.counts == Counter({"sent": 3}) and summary.changed_since_sent == 0
+
+
+# --- item 2: reconcile never guesses -----------------------------------------------------------
+
+
+def test_reconcile_of_two_campaigns_to_the_same_numbers_never_takes_the_others_messages(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    people = contacts(20)
+    first = make_campaign(people, provider="twlowa", name="first", message=f'template_id = "{TEMPLATE_A}"\n{WHATSAPP}')
+    second = make_campaign(provider="twlowa", name="second", message=f'template_id = "{TEMPLATE_B}"\n{WHATSAPP}')
+    faults = Faults(accept_then_500=0.3, drop_after_accept=0.2, error_500=0.2, seed=7)
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            await run_on(box, load_campaign(first), options())
+            await run_on(box, load_campaign(second), options())
+            state = State(tmp_path / "second.state.sqlite")
+            unknown = {u["phone"] for u in state.by_status(Status.UNKNOWN)}
+            state.close()
+            assert len(unknown) >= 6
+            ours = {m.message_id: m.to for m in box.accepted if m.body["template"]["id"] == TEMPLATE_B}
+            # Someone else sends the second campaign's exact message to one number that the
+            # API took but did not answer: two candidates, so that row must stay unknown.
+            accepted_unknown = sorted(unknown & set(ours.values()))
+            twin = next(m for m in box.accepted if m.to == accepted_unknown[0] and m.body["template"]["id"] == TEMPLATE_B)
+            box.config.faults = Faults()
+            async with aiohttp.ClientSession(headers={"apikey": KEY}) as session:
+                async with session.post(f"{box.url}/message", json=twin.body) as response:
+                    assert response.status == 200
+
+            report = await runner.reconcile(dataclasses.replace(load_campaign(second), api_url=box.url), KEY)
+            assert report.checked == len(unknown) and report.ambiguous == 1
+            state = State(tmp_path / "second.state.sqlite")
+            rows = {r["phone"]: r for r in state.by_status(Status.SENT)}
+            for phone, row in rows.items():
+                if row["error"] == "found by reconcile":
+                    assert ours.get(row["message_id"]) == phone  # its own message, never the first's
+            found = {p for p, r in rows.items() if r["error"] == "found by reconcile"}
+            assert found == set(accepted_unknown[1:])
+            [left] = state.by_status(Status.UNKNOWN)
+            assert left["phone"] == accepted_unknown[0] and "could be this row's" in left["error"]
+            pending = {u["phone"] for u in state.by_status(Status.PENDING)}
+            assert pending == unknown - set(ours.values())  # the API never took them
+            state.close()
+
+            # --resend-unknown never resends what the API lists: only the pending rows go.
+            again = await run_on(box, load_campaign(second), options(resend_unknown=True))
+            assert again.held_ambiguous == 1 and again.sent_now == len(pending)
+            counts = listed(box)
+            for phone, *_ in people:
+                assert counts[(phone, TEMPLATE_A)] <= 1  # the first campaign, faults on, not rerun
+                assert counts[(phone, TEMPLATE_B)] == (2 if phone == accepted_unknown[0] else 1)
+
+    asyncio.run(main())
+
+
+def test_resend_unknown_reconciles_first(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(12))
+
+    async def main() -> None:
+        faults = Faults(drop_after_accept=0.5, seed=3)
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            first = await run_on(box, load_campaign(path), options())
+            assert first.counts["unknown"] > 0
+            box.config.faults = Faults()
+            again = await run_on(box, load_campaign(path), options(resend_unknown=True))
+            assert again.reconciled is not None and again.reconciled.found == first.counts["unknown"]
+            assert again.sent_now == 0 and again.counts == Counter({"sent": 12})
+            assert len(box.accepted) == 12  # every number exactly once
+
+    asyncio.run(main())
+
+
+# --- item 3: a refused connection sent nothing ---------------------------------------------------
+
+
+def test_refused_connection_leaves_rows_pending_and_a_plain_rerun_sends_them(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(20))
+
+    async def main() -> None:
+        box = Sandbox(SandboxConfig(api_key=KEY))
+        url = await box.start()
+        port = int(url.rsplit(":", 1)[1])
+        await box.close()  # nothing listens there now: connection refused
+        campaign = dataclasses.replace(load_campaign(path), api_url=url)
+        down = await runner.run(campaign, options())
+        assert down.stop_reason == f"cannot reach the API at {url} (connection refused); nothing was sent"
+        assert down.exit_code() is ExitCode.STOPPED
+        assert down.counts == Counter({"pending": 20})
+        await box.start(port=port)
+        try:
+            up = await runner.run(campaign, options())
+        finally:
+            await box.close()
+        assert up.counts == Counter({"sent": 20}) and len(box.accepted) == 20
+
+    asyncio.run(main())
+
+
+def test_refused_connection_is_one_sentence_exit_3(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(3), api_url="http://127.0.0.1:9")  # nothing listens on port 9
+    env = {**os.environ, "SOCIOCS_API_KEY": KEY}
+    env.pop("SOCIOCS_API_URL", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot reach the API at http://127.0.0.1:9 (connection refused); nothing was sent" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert {r["status"] for r in results(tmp_path / "test.results.csv")} == {"pending"}
+
+
+# --- item 4: every row in the results, whatever stopped the run ----------------------------------
+
+
+def test_a_401_stop_still_writes_every_row(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(700), sending="rate = 0\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> runner.Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            return await runner.run(dataclasses.replace(load_campaign(path), api_url=box.url), options(api_key="x:y"))
+
+    summary = asyncio.run(main())
+    assert summary.exit_code() is ExitCode.STOPPED
+    rows = results(tmp_path / "test.results.csv")
+    assert len(rows) == 700 and {r["status"] for r in rows} == {"pending"}
+    assert [int(r["row"]) for r in rows] == list(range(2, 702))
+
+
+def test_status_gives_each_unknown_rows_reason(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(8))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(drop_after_accept=0.5, seed=2))) as box:
+            await run_on(box, load_campaign(path), options())
+
+    asyncio.run(main())
+    db = sqlite3.connect(tmp_path / "test.state.sqlite")  # a run killed mid-request leaves this
+    with db:
+        db.execute("UPDATE recipients SET status = 'sending' WHERE key = '+16175550007'")
+    db.close()
+    report = runner.status(load_campaign(path))
+    assert len(report.unknown) >= 2
+    for u in report.unknown:
+        assert "may have been" in u["error"], u
+
+
+# --- item 5: each row says what happened to it -------------------------------------------------
+
+
+def test_resorted_sheet_with_a_duplicate_number_keeps_the_send_on_its_row(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([ann, bob])
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(tmp_path / "contacts.csv", [bob, ann])  # re-sorted by name, descending
+            again = await run_on(box, load_campaign(path), options())
+            assert again.changed_since_sent == 0 and again.sent_now == 0
+            assert len(box.accepted) == 1
+
+    asyncio.run(main())
+    by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+    assert by_name["Ann"]["row"] == "3" and by_name["Ann"]["status"] == "sent"
+    assert by_name["Ann"]["message"] == "Hi Ann, order A-1 is ready."
+    assert (by_name["Bob"]["status"], by_name["Bob"]["error"]) == ("skipped", "duplicate of row 3")
+    assert by_name["Bob"]["message_id"] == ""
+
+
+def test_a_changed_message_is_still_reported(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(2))
+
+    async def main() -> runner.Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(tmp_path / "contacts.csv", [contacts(2)[0], (*contacts(2)[1][:3], "Z-9", *contacts(2)[1][4:])])
+            return await run_on(box, load_campaign(path), options())
+
+    assert asyncio.run(main()).changed_since_sent == 1
+
+
+def test_reconcile_refuses_another_api(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(2))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box, Sandbox(SandboxConfig(api_key=KEY)) as other:
+            await run_on(box, load_campaign(path), options())
+            with pytest.raises(CampaignError, match="was sent through"):
+                await runner.reconcile(dataclasses.replace(load_campaign(path), api_url=other.url), KEY)
+
+    asyncio.run(main())
+
+
+def test_reconcile_reads_template_content_from_the_listing() -> None:
+    ours = {"template": {"id": TEMPLATE_B, "variables": {"1": "Ann"}}}
+    assert runner._same_content({"text": None, "template_id": TEMPLATE_B, "template_variables": {"1": "Ann"}}, ours)
+    assert not runner._same_content({"text": None, "template_id": TEMPLATE_A}, ours)
+    assert not runner._same_content({"text": None, "template": {"id": TEMPLATE_B, "variables": {"1": "Bo"}}}, ours)
+    assert not runner._same_content({"text": "Hi Ann"}, ours)
+    assert runner._same_content({"text": None}, ours)  # a listing without template fields: number and time decide
+    assert json.loads(json.dumps(ours)) == ours
