@@ -369,3 +369,26 @@ def test_reconcile_reads_template_content_from_the_listing() -> None:
     assert not runner._same_content({"text": "Hi Ann"}, ours)
     assert runner._same_content({"text": None}, ours)  # a listing without template fields: number and time decide
     assert json.loads(json.dumps(ours)) == ours
+
+
+def test_resorted_sheet_with_allow_duplicates_keeps_each_send_on_its_row(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([ann, bob], recipients="allow_duplicates = true")
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            sent = {m.body["name"]: m.message_id for m in box.accepted}
+            write_csv(tmp_path / "contacts.csv", [bob, ann])
+            again = await run_on(box, load_campaign(path), options())
+            assert again.changed_since_sent == 0 and again.sent_now == 0 and len(box.accepted) == 2
+            by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+            for name, row in (("Bob", "2"), ("Ann", "3")):
+                assert by_name[name]["row"] == row and by_name[name]["status"] == "sent"
+                assert by_name[name]["message_id"] == sent[name]
+                assert by_name[name]["message"].startswith(f"Hi {name},")
+
+    asyncio.run(main())
