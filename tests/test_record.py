@@ -392,3 +392,41 @@ def test_resorted_sheet_with_allow_duplicates_keeps_each_send_on_its_row(
                 assert by_name[name]["message"].startswith(f"Hi {name},")
 
     asyncio.run(main())
+
+
+def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    with spawn("--latency", "3") as url:  # requests stay in flight long enough for a second Ctrl-C
+        path = make_campaign(contacts(50), api_url=url, sending="rate = 0\nconcurrency = 2\ntimeout = 10")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+            env={**os.environ, "SOCIOCS_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        state = tmp_path / "test.state.sqlite"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # wait until requests are in flight (marked sending)
+            time.sleep(0.2)
+            if state.exists():
+                db = sqlite3.connect(state)
+                try:
+                    if db.execute("SELECT count(*) FROM recipients WHERE status = 'sending'").fetchone()[0]:
+                        break
+                except sqlite3.OperationalError:
+                    pass
+                finally:
+                    db.close()
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert f"campaign status {path} --results {tmp_path / 'test.results.csv'}" in stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "campaign", "status", str(path), "--results", str(tmp_path / "out.csv")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "may have been" in run.stdout  # the in-flight rows, with their reason
+    assert len(results(tmp_path / "out.csv")) == 50
