@@ -266,12 +266,13 @@ def phone_cell(result: dict[str, str]) -> str:
 
 
 def sent_in_state(folder: Path) -> int:
-    """Rows the state file records as sent (0 when there is no state file)."""
-    state = folder / f"{NAME}.state.sqlite"
-    if not state.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(state)) as db:  # `with connect()` alone never closes
-        return int(db.execute("SELECT count(*) FROM recipients WHERE status = 'sent'").fetchone()[0])
+    """Rows the state files (a real one, a --sandbox one) record as sent (0 without any)."""
+    sent = 0
+    for state in (folder / f"{NAME}.state.sqlite", folder / f"{NAME}.sandbox.state.sqlite"):
+        if state.exists():
+            with contextlib.closing(sqlite3.connect(state)) as db:  # `with connect()` alone never closes
+                sent += int(db.execute("SELECT count(*) FROM recipients WHERE status = 'sent'").fetchone()[0])
+    return sent
 
 
 def assert_refused(
@@ -306,8 +307,8 @@ def test_send_refuses_before_sending(tmp_path: Path) -> None:
     path = write_campaign(tmp_path, "late.csv")
     proc = run("send", str(path), "--sandbox", "--yes", cwd=tmp_path, key=KEY)
     assert_refused(proc, tmp_path, "late.csv", ("line 3002", "0x81"))
-    assert not (tmp_path / f"{NAME}.results.csv").exists() or not [
-        r for r in read_results(tmp_path / f"{NAME}.results.csv") if r["status"] == "sent"
+    assert not (tmp_path / f"{NAME}.sandbox.results.csv").exists() or not [
+        r for r in read_results(tmp_path / f"{NAME}.sandbox.results.csv") if r["status"] == "sent"
     ]
 
 
@@ -356,7 +357,7 @@ def test_legacy_workbooks_are_sent(tmp_path: Path, filename: str, make: Make) ->
     output = proc.stdout + proc.stderr
     assert proc.returncode == 1, output  # row 4 has a bad phone number
     assert "Traceback" not in output and KEY not in output
-    rows = read_results(tmp_path / f"{NAME}.results.csv")
+    rows = read_results(tmp_path / f"{NAME}.sandbox.results.csv")  # a --sandbox run keeps its own
     assert [(r["row"], r["phone"], r["status"]) for r in rows] == [
         ("2", "+16175550100", "sent"),
         ("3", "+16175550101", "sent"),
@@ -454,7 +455,7 @@ def test_messy_spreadsheet(tmp_path: Path, filename: str, make: Make) -> None:
     output = send.stdout + send.stderr
     assert send.returncode == 1, output
     assert "Traceback" not in output and KEY not in output
-    results_path = tmp_path / f"{NAME}.results.csv"
+    results_path = tmp_path / f"{NAME}.sandbox.results.csv"
     assert KEY not in results_path.read_text(encoding="utf-8-sig")
     rows = read_results(results_path)
     by_row = {r["row"]: r for r in rows}
