@@ -12,15 +12,17 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from campaign import runner
 from campaign.config import Campaign, load_campaign
-from campaign.errors import CampaignError, ExitCode, StateError
+from campaign.errors import CampaignError, ExitCode, RunStopped, StateError
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.state import SCHEMA_VERSION, State, Status
 from tests.conftest import KEY, CampaignFactory, contacts, write_csv
@@ -430,3 +432,84 @@ def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFact
     assert run.returncode == 0, run.stderr
     assert "may have been" in run.stdout  # the in-flight rows, with their reason
     assert len(results(tmp_path / "out.csv")) == 50
+
+
+class _LostAnswers:
+    """A real HTTP API on loopback that loses every answer to POST /message (500) and lists
+    nothing; its listing refuses ranges starting before ``listed_from`` (or answers
+    ``list_status``): what reconcile must not take for "not sent"."""
+
+    def __init__(self, listed_from: date | None = None, list_status: int = 200) -> None:
+        self.listed_from, self.list_status, self.posts = listed_from, list_status, 0
+        self.url = ""
+        self.runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> _LostAnswers:
+        app = web.Application()
+        app.router.add_post("/message", self.post)
+        app.router.add_get("/messages", self.get)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    async def post(self, request: web.Request) -> web.Response:
+        self.posts += 1
+        return web.json_response({"status": "error", "errors": [{"msg": "Internal error."}]}, status=500)
+
+    async def get(self, request: web.Request) -> web.Response:
+        start = date.fromisoformat(request.query["start_date"])
+        if self.list_status != 200 or (self.listed_from is not None and start < self.listed_from):
+            error = {"status": "error", "errors": [{"msg": "Not available."}]}
+            return web.json_response(error, status=400 if self.list_status == 200 else self.list_status)
+        return web.json_response({"status": "success", "data": []})
+
+
+def test_reconcile_leaves_rows_the_listing_does_not_cover_unknown(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    path = make_campaign(contacts(2))
+    today = datetime.now(UTC).date()
+
+    async def main() -> runner.ReconcileReport:
+        async with _LostAnswers(listed_from=today - timedelta(days=40)) as api:
+            campaign = dataclasses.replace(load_campaign(path), api_url=api.url)
+            assert (await runner.run(campaign, options())).counts == Counter({"unknown": 2})
+            long_ago = (datetime.now(UTC) - timedelta(days=60)).isoformat(timespec="seconds")
+            db = sqlite3.connect(tmp_path / "test.state.sqlite")
+            with db:
+                db.execute(
+                    "UPDATE recipients SET first_attempt_at = ?, updated_at = ? WHERE key = '+16175550000'",
+                    (long_ago, long_ago),
+                )
+            db.close()
+            return await runner.reconcile(campaign, KEY)
+
+    report = asyncio.run(main())
+    assert (report.checked, report.uncovered, report.pending, report.found) == (2, 1, 1, 0)
+    state = State(tmp_path / "test.state.sqlite")
+    [left] = state.by_status(Status.UNKNOWN)
+    assert left["phone"] == "+16175550000" and "did not cover" in left["error"]
+    assert [p["phone"] for p in state.by_status(Status.PENDING)] == ["+16175550001"]
+    state.close()
+
+
+def test_resend_unknown_refuses_when_it_cannot_reconcile(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(3))
+
+    async def main() -> None:
+        async with _LostAnswers(list_status=503) as api:
+            campaign = dataclasses.replace(load_campaign(path), api_url=api.url)
+            assert (await runner.run(campaign, options())).counts == Counter({"unknown": 3})
+            posts = api.posts
+            with pytest.raises(RunStopped, match="reconciles the unknown rows first"):
+                await runner.run(campaign, options(resend_unknown=True))
+            assert api.posts == posts  # nothing resent blindly
+
+    asyncio.run(main())
