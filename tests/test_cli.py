@@ -257,5 +257,5 @@ def test_unwritable_results_path_is_one_sentence(samples: Path) -> None:
     proc = run("send", "samples/sms.toml", "--sandbox", "--yes", "--results", "afile/out.csv", cwd=samples)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr  # 1: the sample's bad row
     assert "cannot write" in proc.stderr and "campaign status samples/sms.toml --sandbox --results PATH" in proc.stderr
-    again = run("status", "samples/sms.toml", "--results", "elsewhere.csv", cwd=samples)
+    again = run("status", "samples/sms.toml", "--sandbox", "--results", "elsewhere.csv", cwd=samples)
     assert again.returncode == 0 and len(read_results(samples / "elsewhere.csv")) == 24
