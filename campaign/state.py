@@ -17,6 +17,12 @@ Two tables:
     leaves the last complete read in place. The results file is that read joined to
     ``recipients``, so it can be written again at any time, even after a kill.
 
+``meta`` records whose state this is (issue 10): the campaign file it belongs to (relative to
+the state file's folder) and the API and channel it was sent through; :meth:`State.claim`
+refuses another. ``runs`` lists the runs. The schema is versioned (``PRAGMA user_version``):
+each change is a migration in ``_MIGRATIONS``, applied in one transaction when an older file
+opens; ``tests/data/state-v1.sqlite`` keeps a file of schema 1 to prove it.
+
 Durability: WAL with ``synchronous=NORMAL``. A commit survives the process being killed
 (SIGKILL, OOM, a crash) because it is in the WAL file the moment ``COMMIT`` returns; it is not
 fsynced, so a power loss or kernel crash may lose the last commits, which could make a row that
@@ -401,7 +407,9 @@ class State:
         file takes over. A second file that exists beside it (a copy that kept ``name``) is
         refused. Likewise the state remembers the API and channel it was sent through, and a
         run through another one is refused: its "already sent" would be about another
-        account's messages (issue 10). ``record`` writes what is missing (a real send).
+        account's messages (issue 10); until a row has reached the API (every row still
+        ``pending``) the API and channel may change. A state file from before schema 2 records
+        them on its next send. ``record`` writes what is missing or may change (a real send).
         Raises StateError (exit 2) naming both sides; nothing has been sent at that point.
         """
         if self.path == ":memory:" or self.scratch_path is not None:
@@ -424,7 +432,12 @@ class State:
             old = [self.meta(k) for k in ("api_url", "provider", "channel_key")]
             if all(v is not None for v in old):
                 before = Identity(*(str(v) for v in old))
-                if before != identity:
+                # Binding once anything may have reached that API: a run that could not connect
+                # (a mistyped api_url) leaves every row pending, and the corrected one goes on.
+                reached = self.db.execute(
+                    "SELECT 1 FROM recipients WHERE status NOT IN ('pending', 'dry-run') LIMIT 1"
+                ).fetchone()
+                if before != identity and reached is not None:
                     raise StateError(
                         f"{self.path}: this campaign was sent through {before.describe()}; this run would "
                         f"send through {identity.describe()}. A state file records one API and channel, "

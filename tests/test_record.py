@@ -513,3 +513,18 @@ def test_resend_unknown_refuses_when_it_cannot_reconcile(make_campaign: Campaign
             assert api.posts == posts  # nothing resent blindly
 
     asyncio.run(main())
+
+
+def test_a_corrected_api_url_is_accepted_while_nothing_reached_the_old_one(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(4), api_url="http://127.0.0.1:9")  # a mistyped port: refused
+
+    async def main() -> None:
+        down = await runner.run(load_campaign(path), options())
+        assert down.counts == Counter({"pending": 4}) and down.exit_code() is ExitCode.STOPPED
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            fixed = await run_on(box, load_campaign(path), options())
+            assert fixed.counts == Counter({"sent": 4}) and len(box.accepted) == 4
+        with pytest.raises(StateError):  # now the state belongs to the API that took them
+            await runner.run(load_campaign(path), options())
+
+    asyncio.run(main())
