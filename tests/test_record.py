@@ -23,6 +23,7 @@ from aiohttp import web
 from campaign import runner
 from campaign.config import Campaign, load_campaign
 from campaign.errors import CampaignError, ExitCode, RunStopped, StateError
+from campaign.reconcile import _same_content
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.state import SCHEMA_VERSION, State, Status
 from tests.conftest import KEY, CampaignFactory, contacts, write_csv
@@ -365,11 +366,11 @@ def test_reconcile_refuses_another_api(make_campaign: CampaignFactory) -> None:
 
 def test_reconcile_reads_template_content_from_the_listing() -> None:
     ours = {"template": {"id": TEMPLATE_B, "variables": {"1": "Ann"}}}
-    assert runner._same_content({"text": None, "template_id": TEMPLATE_B, "template_variables": {"1": "Ann"}}, ours)
-    assert not runner._same_content({"text": None, "template_id": TEMPLATE_A}, ours)
-    assert not runner._same_content({"text": None, "template": {"id": TEMPLATE_B, "variables": {"1": "Bo"}}}, ours)
-    assert not runner._same_content({"text": "Hi Ann"}, ours)
-    assert runner._same_content({"text": None}, ours)  # a listing without template fields: number and time decide
+    assert _same_content({"text": None, "template_id": TEMPLATE_B, "template_variables": {"1": "Ann"}}, ours)
+    assert not _same_content({"text": None, "template_id": TEMPLATE_A}, ours)
+    assert not _same_content({"text": None, "template": {"id": TEMPLATE_B, "variables": {"1": "Bo"}}}, ours)
+    assert not _same_content({"text": "Hi Ann"}, ours)
+    assert _same_content({"text": None}, ours)  # a listing without template fields: number and time decide
     assert json.loads(json.dumps(ours)) == ours
 
 

@@ -1,0 +1,201 @@
+"""Reconcile: what became of the rows whose answer was lost, from the API's own listing.
+
+A row is ``unknown`` when its request may have reached the API but no answer came back (a
+read timeout, a dropped connection, a 500). The API has no idempotency key and no way to ask
+for one message by id (sociocs-api.md section 8), so the only record is ``GET /messages``, a
+listing by date. Reading it must never guess (issue 10, item 2): another campaign may have
+sent other messages to the same numbers, on the same day, through the same channel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from campaign.api import SociocsClient
+from campaign.config import Campaign
+from campaign.errors import CampaignError, RunStopped
+from campaign.state import State, Status
+
+
+@dataclass
+class ReconcileReport:
+    """What reconcile concluded, row by row, from ``GET /messages``."""
+
+    checked: int = 0  # unknown rows looked at
+    found: int = 0  # exactly one listed message is theirs: now sent
+    pending: int = 0  # the listing covers their time span and nothing in it is theirs
+    ambiguous: int = 0  # more than one listed message could be theirs: still unknown
+    uncovered: int = 0  # the listing does not cover their time span: still unknown
+    days: int = 0
+
+
+# How far the API's clock (created_at) may be from this machine's (first attempt, last answer).
+CLOCK_SKEW = timedelta(minutes=2)
+
+
+async def reconcile_state(campaign: Campaign, state: State, client: SociocsClient) -> ReconcileReport:
+    """Resolve the ``unknown`` rows of ``state`` from the API's listing; never guess.
+
+    A listed message is a row's candidate when it is outbound, on the campaign's channel
+    (``channel_key``/``provider`` where the listing has them), to the row's number, with the
+    row's content (its text; or its template id and variables where the listing has them, and
+    no text), created between the row's first attempt and its last answer (give or take
+    :data:`CLOCK_SKEW`), and not already another row's message id. A row with exactly one
+    candidate, which is no other row's candidate, is ``sent`` with that id. A row with none is
+    ``pending`` (the next run sends it), but only when every day of its time span was listed
+    (with a day either side: the listing's dates are in the API's time zone, which is not
+    documented); otherwise, and when there are several candidates (or one without a
+    ``created_at``), it stays ``unknown`` with the reason. Source: sociocs-api.md, GET /messages
+    (ranges of at most 31 days) and section 10 (check via GET /messages before re-sending).
+    """
+    report = ReconcileReport()
+    state.recover()
+    unknown = state.by_status(Status.UNKNOWN)
+    report.checked = len(unknown)
+    if not unknown:
+        return report
+    now = datetime.now(UTC)
+    spans: list[tuple[datetime, datetime]] = []
+    for u in unknown:
+        answered = _when(u["updated_at"]) or now
+        spans.append(((_when(u["first_attempt_at"]) or answered) - CLOCK_SKEW, answered + CLOCK_SKEW))
+    first = min(a for a, _ in spans).date() - timedelta(days=1)
+    last = max(max(b for _, b in spans).date() + timedelta(days=1), datetime.now(UTC).date())
+    listed: list[dict[str, Any]] = []
+    covered: set[date] = set()
+    failure: CampaignError | None = None
+    day: date = first
+    while day <= last:
+        until = min(last, day + timedelta(days=30))
+        try:
+            listed.extend(await client.list_messages(day, until))
+            covered.update(day + timedelta(days=i) for i in range((until - day).days + 1))
+        except RunStopped:
+            raise
+        except CampaignError as err:  # that range is not covered; its rows stay unknown
+            failure = failure or err
+        day = until + timedelta(days=1)
+    if not covered and failure is not None:
+        raise failure
+    report.days = (last - first).days + 1
+    taken = state.message_ids()
+    candidates = [_candidates(campaign, u, span, listed, taken) for u, span in zip(unknown, spans, strict=True)]
+    claims = Counter(mid for found in candidates for mid, _ in found)
+    found: dict[str, str] = {}
+    pending: list[str] = []
+    unresolved: list[tuple[str, str, str]] = []
+    for u, (start, end), mine in zip(unknown, spans, candidates, strict=True):
+        days = {start.date() + timedelta(days=i) for i in range(-1, (end.date() - start.date()).days + 2)}
+        if len(mine) == 1 and mine[0][1] and mine[0][0] and claims[mine[0][0]] == 1:
+            found[u["key"]] = mine[0][0]
+        elif mine:
+            ids = ", ".join(mid or "(no id)" for mid, _ in mine[:3])
+            unresolved.append(
+                (
+                    u["key"],
+                    "ambiguous",
+                    f"reconcile: the API lists {len(mine)} message(s) that could be this row's ({ids}) and cannot "
+                    "tell them apart; still unknown, not resent",
+                )
+            )
+        elif days <= covered:
+            pending.append(u["key"])
+        else:
+            unresolved.append(
+                (
+                    u["key"],
+                    "uncovered",
+                    f"reconcile: the API's listing did not cover {start.date()} to {end.date()} ({failure}); "
+                    "still unknown",
+                )
+            )
+    with state.transaction():
+        state.mark_found(found.items())
+        state.set_status(pending, Status.PENDING, "not listed by the API (reconcile); the next run sends it")
+        state.mark_unresolved(unresolved)
+    report.found = len(found)
+    report.pending = len(pending)
+    report.ambiguous = sum(1 for _, verdict, _ in unresolved if verdict == "ambiguous")
+    report.uncovered = len(unresolved) - report.ambiguous
+    return report
+
+
+def _digits(number: Any) -> str:
+    return "".join(c for c in str(number or "") if c.isdigit())
+
+
+def _when(value: Any) -> datetime | None:
+    """An aware datetime from ISO 8601 text (``Z`` allowed); None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _our_content(campaign: Campaign, unknown: dict[str, Any]) -> dict[str, Any]:
+    """The content fields the row was sent with (a state file from before schema 2 kept only
+    the message: its text, or its template variables as JSON)."""
+    if unknown["content"]:
+        return dict(json.loads(unknown["content"]))
+    if campaign.message.template_id is None:
+        return {"text": unknown["message"]} if unknown["message"] else {}
+    template: dict[str, Any] = {}
+    if "{" not in campaign.message.template_id:
+        template["id"] = campaign.message.template_id
+    if unknown["message"]:
+        template["variables"] = json.loads(unknown["message"])
+    return {"template": template}
+
+
+def _same_content(listed: dict[str, Any], ours: dict[str, Any]) -> bool:
+    """Text must agree (a template message has none); media, template id and variables must
+    agree where the listing has them."""
+    if (listed.get("text") or None) != (ours.get("text") or None):
+        return False
+    for media in ("image_url", "video_url", "file_url"):
+        if listed.get(media) is not None and listed.get(media) != ours.get(media):
+            return False
+    raw = listed.get("template")
+    template: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    template_id = listed.get("template_id") or template.get("id")
+    variables = listed.get("template_variables") or template.get("variables")
+    mine = ours.get("template") or {}
+    if template_id is not None and template_id != mine.get("id"):
+        return False
+    return variables is None or variables == (mine.get("variables") or {})
+
+
+def _candidates(
+    campaign: Campaign,
+    unknown: dict[str, Any],
+    span: tuple[datetime, datetime],
+    listed: list[dict[str, Any]],
+    taken: set[str],
+) -> list[tuple[str, bool]]:
+    """The listed messages that could be this row's: (message_id, whether its time is known)."""
+    to, ours = _digits(unknown["phone"]), _our_content(campaign, unknown)
+    out = []
+    for message in listed:
+        message_id = str(message.get("message_id") or "")
+        if message_id and message_id in taken:
+            continue
+        if message.get("direction") not in (None, "outbound") or _digits(message.get("to")) != to:
+            continue
+        if message.get("channel_key") not in (None, campaign.channel_key):
+            continue
+        if message.get("provider") not in (None, campaign.provider):
+            continue
+        if not _same_content(message, ours):
+            continue
+        created = _when(message.get("created_at"))
+        if created is not None and not span[0] <= created <= span[1]:
+            continue
+        out.append((message_id, created is not None))
+    return out
