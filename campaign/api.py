@@ -211,6 +211,10 @@ class SociocsClient:
             async with self.session.get(f"{self.api_url}/messages", params=params) as resp:
                 raw = await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorError as err:
+            code = err.os_error.errno
+            reason = os.strerror(code).lower() if code else type(err.os_error).__name__
+            raise CampaignError(self.scrub(f"cannot reach the API at {self.api_url} ({reason})")) from None
         except (TimeoutError, aiohttp.ClientError) as err:
             raise CampaignError(self.scrub(f"cannot list messages from {self.api_url}: {type(err).__name__}")) from None
         try:
