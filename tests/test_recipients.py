@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from campaign import recipients
+from campaign.spreadsheet import excel
 from campaign.errors import InputFileError
 from campaign.recipients import RecipientFile, SourceRow, open_recipients
 
@@ -460,7 +461,7 @@ def test_xlsx_zip_bomb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bomb = rezip(good, tmp_path / "bomb.xlsx", {"xl/worksheets/sheet2.xml": b" " * (20 << 20)})
     refused(bomb, "xl/worksheets/sheet2.xml", "20,971,520", "zip bomb", "100:1")
     # the total limit, lowered so that the test stays small
-    monkeypatch.setattr(recipients, "MAX_UNZIPPED_BYTES", 1000)
+    monkeypatch.setattr(excel, "MAX_UNZIPPED_BYTES", 1000)
     refused(good, "would unpack to", "1,000", "zip bomb")
 
 

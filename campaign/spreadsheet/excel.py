@@ -1,0 +1,358 @@
+"""Workbooks (.xlsx/.xlsm, .xls, .ods) read as their program shows them, streamed.
+
+Every cell gives the text its program displays (:mod:`campaign.spreadsheet.display`; .ods
+stores that text itself: :mod:`campaign.spreadsheet.ods`); every cell of a merged range gives
+the range's text; the first visible sheet is read unless one is named; title rows above the
+header are skipped (:mod:`campaign.spreadsheet.header`). An .xlsx is checked part by part
+before openpyxl sees it (zip bombs, entity declarations, damage) and then streamed with
+openpyxl's read-only mode, so memory does not grow with the sheet. An .xls (at most 65,536
+rows by the format) is read whole by xlrd, which alone gives its number formats.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import re
+import warnings
+import zipfile
+import zlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
+
+from campaign.errors import InputFileError
+from campaign.spreadsheet import ods
+from campaign.spreadsheet.common import (
+    CONVERT,
+    EXCEL_SUFFIXES,
+    OLE2_MAGIC,
+    RecipientFile,
+    SourceRow,
+    clean,
+    filled,
+    header_names,
+)
+from campaign.spreadsheet.display import LOCALE_FORMATS, displayed, plain_text
+from campaign.spreadsheet.header import Numbered, Wanted, find_header
+
+MAX_UNZIPPED_BYTES = 1 << 30  # zip-bomb limits for workbooks
+MAX_COMPRESSION_RATIO = 100
+RATIO_FLOOR_BYTES = 1 << 20  # members smaller than this cannot bomb, whatever their ratio
+_BLOCK = 1 << 20
+_GENUINE_TAIL = "if the file is genuine, open it in Excel and save it as .csv"
+_GENUINE = "refusing a possible zip bomb; " + _GENUINE_TAIL
+_MERGE_CELL = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?mergeCell\b[^>]*?\bref="([A-Za-z]{1,3}\d+):([A-Za-z]{1,3}\d+)"')
+_MERGE_TAIL = 512  # longer than any <mergeCell ref="..."/> element
+#: A merged range: first and last row (1-based, as shown), first and last column (0-based).
+Merge = tuple[int, int, int, int]
+
+
+class _EntityDeclared(Exception):
+    """An XML part declares entities: the shape of a "billion laughs" attack."""
+
+
+def check_zip(path: Path) -> dict[str, list[Merge]]:
+    """Refuse what is not a sound .xlsx/.ods before it is read: wrong kind, bomb, damage.
+
+    Returns the merged ranges of each worksheet part (by its name in the archive), found in
+    the same streaming pass: openpyxl's read-only mode does not read them, and they come
+    after the rows, so a reader that streams the rows needs them first.
+
+    Every XML part is streamed through expat with entity declarations forbidden (openpyxl
+    parses with defusedxml as well), which also proves the archive decompresses cleanly.
+    """
+    with path.open("rb") as stream:
+        head = stream.read(8)
+    if head.startswith(OLE2_MAGIC) and path.suffix.lower() != ".ods":
+        raise InputFileError(
+            path,
+            "is password-protected (encrypted) or an old .xls file renamed: remove the "
+            f"password in Excel (File > Info > Protect Workbook), or {CONVERT}",
+        )
+    if not head.startswith(b"PK"):
+        kind = "an OpenDocument spreadsheet" if path.suffix.lower() == ".ods" else "an Excel file"
+        raise InputFileError(path, f"is not {kind} (maybe it is a CSV renamed?)")
+    member = ""
+    merges: dict[str, list[Merge]] = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+            total = sum(info.file_size for info in infos)
+            if total > MAX_UNZIPPED_BYTES:
+                raise InputFileError(
+                    path,
+                    f"would unpack to {total:,} bytes (the limit is {MAX_UNZIPPED_BYTES:,}); " + _GENUINE,
+                )
+            for info in infos:
+                ratio = info.file_size / max(info.compress_size, 1)
+                if info.file_size > RATIO_FLOOR_BYTES and ratio > MAX_COMPRESSION_RATIO:
+                    raise InputFileError(
+                        path,
+                        f"has a part {info.filename} of {info.compress_size:,} bytes that "
+                        f"unpacks to {info.file_size:,} (ratio {ratio:,.0f}:1, the limit is "
+                        f"{MAX_COMPRESSION_RATIO}:1); " + _GENUINE,
+                    )
+            for info in infos:
+                if info.filename.endswith((".xml", ".rels")):
+                    member = info.filename
+                    found = _check_xml(archive, info)
+                    if found:
+                        merges[member] = found
+    except _EntityDeclared as exc:
+        raise InputFileError(
+            path,
+            f"declares XML entities in {member} (an entity-expansion attack?); refusing it; " + _GENUINE_TAIL,
+        ) from exc
+    except expat.ExpatError as exc:
+        raise InputFileError(path, f"is damaged: {member} is not valid XML ({exc})") from exc
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+        where = f"{member}: " if member else ""
+        raise InputFileError(path, f"is damaged or incomplete ({where}{exc}); save or download it again") from exc
+    return merges
+
+
+def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Merge]:
+    """Parse one part, refusing entity declarations; return the merged ranges it lists."""
+
+    def refuse(*_: object) -> None:
+        raise _EntityDeclared
+
+    parser = expat.ParserCreate()
+    parser.EntityDeclHandler = refuse
+    refs: set[tuple[bytes, bytes]] = set()
+    tail = b""  # the end of the previous block: a <mergeCell> may straddle two blocks
+    with archive.open(info) as member:
+        while block := member.read(_BLOCK):
+            parser.Parse(block, False)
+            if b"mergeCell" in tail + block:
+                refs.update(_MERGE_CELL.findall(tail + block))
+            tail = block[-_MERGE_TAIL:]
+    parser.Parse(b"", True)
+    return sorted(_merge(first, last) for first, last in refs)
+
+
+def _merge(first: bytes, last: bytes) -> Merge:
+    """A range such as ``B2:B4`` as (first row, last row, first column, last column)."""
+    (c1, r1), (c2, r2) = coordinate_from_string(first.decode()), coordinate_from_string(last.decode())
+    return (r1, r2, column_index_from_string(c1) - 1, column_index_from_string(c2) - 1)
+
+
+@contextmanager
+def _sheet_rows(
+    path: Path, wanted: str | None, merges: dict[str, list[Merge]]
+) -> Iterator[tuple[str, Iterator[Numbered]]]:
+    """Yield the chosen sheet's title and its rows (number, displayed texts), merges filled.
+
+    Any failure while the caller reads the rows becomes an InputFileError too.
+    """
+    suffix = path.suffix.lower()
+    try:
+        if suffix in EXCEL_SUFFIXES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # openpyxl warns about features it drops
+                # Imported here: openpyxl costs ~0.1 s of start-up that CSV campaigns never need.
+                import openpyxl
+                from openpyxl.utils.datetime import CALENDAR_MAC_1904
+                from openpyxl.worksheet._read_only import ReadOnlyWorksheet
+
+                book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            values: Iterator[Any] | None = None
+            try:
+                title = pick_sheet(path, wanted, [(s.title, s.sheet_state != "visible") for s in book.worksheets])
+                worksheet = book[title]
+                ranges: list[Merge] = []
+                if isinstance(worksheet, ReadOnlyWorksheet):
+                    worksheet.reset_dimensions()  # a wrong <dimension> must not cut rows off
+                    part: str = getattr(worksheet, "_worksheet_path", "")  # openpyxl keeps it private
+                    ranges = merges.get(part.lstrip("/"), [])
+                values = worksheet.iter_rows()  # cells, not values: we need number formats
+                mac = book.epoch == CALENDAR_MAC_1904
+                texts = ((n, [_xlsx_text(cell, mac) for cell in row]) for n, row in enumerate(values, start=1))
+                yield title, with_merges(texts, ranges)
+            finally:
+                if values is not None and hasattr(values, "close"):
+                    values.close()  # it holds the sheet's part of the zip open
+                book.close()
+        elif suffix == ".xls":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import xlrd
+
+                xls = xlrd.open_workbook(str(path), formatting_info=True, on_demand=False)
+            try:
+                title = pick_sheet(path, wanted, [(s.name, s.visibility != 0) for s in xls.sheets()])
+                sheet = xls.sheet_by_name(title)
+                xls_merges = [(r1 + 1, r2, c1, c2 - 1) for r1, r2, c1, c2 in sheet.merged_cells]
+                yield title, with_merges(_xls_rows(xls, sheet), xls_merges)
+            finally:
+                xls.release_resources()
+        else:
+            title = pick_sheet(path, wanted, ods.sheets(path))
+            yield title, ods.rows(path, title)
+    except InputFileError:
+        raise
+    except Exception as exc:  # every library failure on a bad workbook, or the file vanishing
+        raise InputFileError(path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})") from exc
+
+
+def _xlsx_text(cell: Any, mac: bool) -> str:
+    value = cell.value
+    if value is None:
+        return ""
+    return displayed(value, cell.number_format, date1904=mac)
+
+
+def _xls_rows(book: Any, sheet: Any) -> Iterator[Numbered]:
+    """An xlrd sheet's rows as displayed text (xlrd cell types: xlrd.sheet.Cell)."""
+    import xlrd
+
+    date1904 = book.datemode == 1
+    for r in range(sheet.nrows):
+        texts: list[str] = []
+        for cell in sheet.row(r):
+            kind, value = cell.ctype, cell.value
+            if kind in (xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE):
+                fmt = book.format_map[book.xf_list[cell.xf_index].format_key].format_str
+                if kind == xlrd.XL_CELL_DATE and fmt.strip().casefold() in (*LOCALE_FORMATS, "general", ""):
+                    with contextlib.suppress(ValueError, xlrd.xldate.XLDateError):
+                        value = xlrd.xldate.xldate_as_datetime(value, book.datemode)
+                    texts.append(plain_text(value))
+                else:
+                    texts.append(displayed(float(value), fmt, date1904=date1904))
+            elif kind == xlrd.XL_CELL_TEXT:
+                texts.append(value)
+            elif kind == xlrd.XL_CELL_BOOLEAN:
+                texts.append("TRUE" if value else "FALSE")
+            elif kind == xlrd.XL_CELL_ERROR:
+                texts.append(xlrd.error_text_from_code.get(value, ""))
+            else:
+                texts.append("")
+        yield r + 1, texts
+
+
+def with_merges(rows: Iterator[Numbered], merges: Sequence[Merge]) -> Iterator[Numbered]:
+    """Give every cell of a merged range the range's text (its top-left cell's), row by row.
+
+    Rows inside a range that the reader skipped as empty are made, so that none is lost.
+    """
+    if not merges:
+        yield from rows
+        return
+    starts: dict[int, list[Merge]] = {}
+    for merge in merges:
+        starts.setdefault(merge[0], []).append(merge)
+    active: list[tuple[int, int, int, str]] = []  # last row, first and last column, text
+
+    def fill(number: int, cells: list[str]) -> list[str]:
+        for last, first_col, last_col, text in active:
+            if number <= last:
+                cells.extend([""] * (last_col + 1 - len(cells)))
+                for c in range(first_col, last_col + 1):
+                    if not cells[c].strip():
+                        cells[c] = text
+        return cells
+
+    previous = 0
+    for number, cells in rows:
+        while active and previous + 1 < number:  # rows the reader skipped inside a range
+            previous += 1
+            active = [a for a in active if a[0] >= previous]
+            if active:
+                yield previous, fill(previous, [])
+        for _, last, first_col, last_col in starts.pop(number, ()):
+            text = cells[first_col] if first_col < len(cells) else ""
+            if text.strip() and last >= number:
+                active.append((last, first_col, last_col, text))
+        yield number, fill(number, cells)
+        previous = number
+        active = [a for a in active if a[0] > number]
+    while active:
+        previous += 1
+        active = [a for a in active if a[0] >= previous]
+        if active:
+            yield previous, fill(previous, [])
+
+
+def open_sheet(
+    path: Path,
+    wanted_sheet: str | None,
+    allow_empty: bool,
+    wanted: Wanted = None,
+    header_row: int | None = None,
+    merges: dict[str, list[Merge]] | None = None,
+) -> RecipientFile:
+    """Find the header and make sure at least one row follows; InputFileError if not.
+
+    Columns left of the first header name and right of the last are ignored (a table may
+    start anywhere on the sheet, and notes often sit beside it); unnamed columns between
+    named ones become ``column_<n>``, n being the sheet's column number (A is 1).
+    """
+    merges = merges or {}
+    has_rows = False
+    with _sheet_rows(path, wanted_sheet, merges) as (title, rows):
+        found = find_header(path, rows, wanted, header_row, f'(sheet "{title}") ')
+        if found is None:
+            raise InputFileError(path, f'sheet "{title}" is empty')
+        (header_number, texts), after = found
+        named = [i for i, text in enumerate(texts) if clean(text)]
+        first = named[0]
+        header = texts[first : named[-1] + 1]
+        for _, values in itertools.chain(after, rows):
+            if filled(values[first : first + len(header)]):
+                has_rows = True
+                break
+    columns = header_names(path, header, list(range(first + 1, first + len(header) + 1)))
+    if not has_rows and not allow_empty:
+        raise InputFileError(
+            path,
+            f'has a header (sheet "{title}", row {header_number}) but no rows; add one row per recipient '
+            "below it, or set [recipients] sheet to the sheet that has them",
+        )
+    width, end = len(columns), first + len(columns)
+
+    def read(size: int) -> Iterator[list[SourceRow]]:
+        chunk: list[SourceRow] = []
+        with _sheet_rows(path, title, merges) as (_, numbered):
+            for number, values in numbered:
+                if number <= header_number:
+                    continue
+                cells = tuple(values[first:end])
+                cells += ("",) * (width - len(cells))
+                if filled(cells):
+                    chunk.append(SourceRow(number, cells))
+                    if len(chunk) == size:
+                        yield chunk
+                        chunk = []
+        if chunk:
+            yield chunk
+
+    return RecipientFile(path, columns, read, sheet=title, header_row=header_number, header=header)
+
+
+def pick_sheet(path: Path, wanted: str | None, sheets: list[tuple[str, bool]]) -> str:
+    """The sheet asked for (exact name, else unique case-insensitive), or the first visible.
+
+    A hidden sheet is never chosen unless named: it often holds lookups or old data.
+    """
+    if not sheets:
+        raise InputFileError(path, "has no worksheets")
+    if wanted is None:
+        visible = next((title for title, hidden in sheets if not hidden), None)
+        if visible is None:
+            raise InputFileError(path, "has only hidden sheets: set [recipients] sheet to the one to read")
+        return visible
+    titles = [title for title, _ in sheets]
+    if wanted in titles:
+        return wanted
+    hits = [t for t in titles if t.strip().casefold() == wanted.strip().casefold()]
+    if len(hits) == 1:
+        return hits[0]
+    shown = ", ".join(f'"{t}"' + (" (hidden)" if hidden else "") for t, hidden in sheets)
+    raise InputFileError(
+        path, f'has no sheet "{wanted}"; its sheets are {shown}: set [recipients] sheet to one of them'
+    )

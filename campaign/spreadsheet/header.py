@@ -1,0 +1,65 @@
+"""Finding the header row: title rows often stand above it ("Riverside Clinic – reminders").
+
+The header is the first row, among the first :data:`HEADER_SEARCH_ROWS` rows that hold
+anything, that holds the phone column's name; a row with none of them means there is no
+title (the first row that holds anything is the header, as before). ``[recipients]
+header_row`` names the row outright, 1-based as the spreadsheet program shows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from campaign.errors import InputFileError
+from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, clean, filled
+
+#: What a reader is told to look for: a phone column's names (any one matches), or nothing.
+Wanted = str | Sequence[str] | None
+
+Numbered = tuple[int, list[str]]  # a row's number as the program shows it, and its cells
+
+
+def folded_names(wanted: Wanted) -> frozenset[str]:
+    """The names to look for, case-folded and without surrounding spaces."""
+    if wanted is None:
+        return frozenset()
+    names = [wanted] if isinstance(wanted, str) else list(wanted)
+    return frozenset(clean(name).casefold() for name in names if clean(name))
+
+
+def holds(cells: Iterable[str], names: frozenset[str]) -> bool:
+    """Whether one of ``cells`` is one of ``names`` (case and surrounding spaces ignored)."""
+    return any(clean(cell).casefold() in names for cell in cells)
+
+
+def find_header(
+    path: Path, rows: Iterator[Numbered], wanted: Wanted, header_row: int | None, where: str = ""
+) -> tuple[Numbered, list[Numbered]] | None:
+    """Read ``rows`` up to the header; return it and the rows read past it (in order).
+
+    ``None`` when no row holds anything. ``header_row`` wins over the search; a row it names
+    that is empty or missing is an InputFileError (``where`` says which sheet, for workbooks).
+    """
+    if header_row is not None:
+        for number, cells in rows:
+            if number == header_row:
+                if not filled(cells):
+                    raise InputFileError(
+                        path, f"{where}row {header_row} is empty, but [recipients] header_row names it as the header"
+                    )
+                return (number, cells), []
+            if number > header_row:
+                break
+        raise InputFileError(path, f"{where}has no row {header_row}, which [recipients] header_row names as the header")
+    names = folded_names(wanted)
+    seen: list[Numbered] = []
+    for number, cells in rows:
+        if not filled(cells):
+            continue
+        seen.append((number, cells))
+        if not names or holds(cells, names):
+            return seen[-1], []
+        if len(seen) == HEADER_SEARCH_ROWS:
+            break
+    return (seen[0], seen[1:]) if seen else None
