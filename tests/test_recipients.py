@@ -359,10 +359,10 @@ def test_xlsx_values_become_text(tmp_path: Path) -> None:
     assert file.columns == ("Phone", "Name", "column_4", "Amount", "When", "Flag", "Formula")
     assert rows(file) == [
         # openpyxl writes formulas without a cached value, so they read as ""
-        (3, ("16175550100", "Ann", "", "0.1", "2026-03-01", "TRUE", "")),
-        (4, ("16175550100", "Bob", "x", "2.5", "2026-03-01T09:30:00", "FALSE", "")),
+        (3, ("16175550100", "Ann", "", "0.1", "2026-03-01 0:00:00", "TRUE", "")),  # Excel shows yyyy-mm-dd h:mm:ss
+        (4, ("16175550100", "Bob", "x", "2.5", "2026-03-01 9:30:00", "FALSE", "")),
         (6, ("00441234", "7", "", "1e-07", "2026-01-02", "", "")),
-        (7, ("", "", "", "", "09:30:15", "", "")),
+        (7, ("", "", "", "", "9:30:15", "", "")),  # h:mm:ss
     ]
 
 
@@ -375,8 +375,8 @@ def test_xlsx_numbers_formatted_with_leading_zeros_keep_them(tmp_path: Path) -> 
     for cell, number_format in zip(sheet[2], ["00000000000", "00000", "General", "0.00"], strict=True):
         cell.number_format = number_format
     book.save(tmp_path / "c.xlsx")
-    # what Excel shows, as digits: 07700900123 and 02134; other formats are left alone
-    assert rows(open_recipients(tmp_path / "c.xlsx")) == [(2, ("07700900123", "02134", "7700900123", "5"))]
+    # what Excel shows: 07700900123 and 02134, every digit under General, 5 as 5.00
+    assert rows(open_recipients(tmp_path / "c.xlsx")) == [(2, ("07700900123", "02134", "7700900123", "5.00"))]
 
 
 def test_xlsx_cached_formula_values_and_merged_cells(tmp_path: Path) -> None:
@@ -397,11 +397,11 @@ def test_xlsx_cached_formula_values_and_merged_cells(tmp_path: Path) -> None:
     assert sheet_ is not None
     for row in (["Phone", "Name", "City"], ["1", "Ann", "Boston"], ["2", None, None]):
         sheet_.append(row)
-    sheet_.merge_cells("B2:C3")  # only the top-left cell keeps the value
+    sheet_.merge_cells("B2:C3")  # the file keeps the value in the top-left cell only
     book.save(tmp_path / "m.xlsx")
     assert rows(open_recipients(tmp_path / "m.xlsx")) == [
-        (2, ("1", "Ann", "")),
-        (3, ("2", "", "")),
+        (2, ("1", "Ann", "Ann")),  # every cell of the range shows it
+        (3, ("2", "Ann", "Ann")),
     ]
 
 
