@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from rich.text import Text
@@ -313,7 +314,7 @@ def _counts_table(counts: dict[str, int], title: str) -> Table:
 
 def _print_warnings(s: runner.Summary) -> None:
     for warning in s.warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"[yellow]warning:[/] {escape(warning)}")  # the file's own text: no markup
     for variable, n in s.blanks.most_common():
         rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
         plural = "s" if n != 1 else ""

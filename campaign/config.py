@@ -49,6 +49,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "recipients": (
         "file",
         "sheet",
+        "header_row",
         "phone_column",
         "name_column",
         "default_country",
@@ -80,6 +81,7 @@ class Recipients:
     file: Path
     phone_column: str  # "phone" when the campaign file does not set it (see phone_column_given)
     sheet: str | None = None
+    header_row: int | None = None  # 1-based, as the spreadsheet shows it; None: found
     name_column: str | None = None
     default_country: str | None = None
     country_column: str | None = None  # a per-row ISO country, read instead of default_country
@@ -333,12 +335,19 @@ class _Parser:
             suppress = [suppress]
         if not isinstance(suppress, list) or not all(isinstance(s, str) and s for s in suppress):
             raise self.fail(f"{where}suppress must be a list of file names.")
+        header_row = data.get("header_row")
+        if header_row is not None and (type(header_row) is not int or not 1 <= header_row <= 1_048_576):
+            raise self.fail(
+                f"{where}header_row must be a whole number from 1: the number of the row that holds "
+                "the column names, as the spreadsheet program shows it."
+            )
         allow = data.get("allow_duplicates", False)
         if not isinstance(allow, bool):
             raise self.fail(f"{where}allow_duplicates must be true or false.")
         return Recipients(
             file=self.local_path(file),
             sheet=self.string(data, "sheet", where),
+            header_row=header_row,
             phone_column=phone_column.strip(),
             name_column=(self.string(data, "name_column", where) or "").strip() or None,
             default_country=country,

@@ -44,6 +44,7 @@ from campaign.recipients import RecipientFile, SourceRow, open_recipients, visib
 from campaign.render import Renderer, RowInvalid, encode
 from campaign.sender import Job
 from campaign.state import Status
+from campaign.suppression import read_suppressions
 
 # Rows prepared and planned per transaction (and per event-loop slice): the first batch is
 # small, so the first request leaves early; each next one is twice as large up to BATCH_MAX.
@@ -53,7 +54,6 @@ from campaign.state import Status
 # the pacer's 50 ms bucket makes up.
 BATCH = 256
 BATCH_MAX = 2048
-_PHONE_NAMES = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
 _FRAME = struct.Struct("!I")  # the length before each pickled message on the pipe
 _CONTENT = ("text", "image_url", "video_url", "file_url", "template")  # what reconcile compares
 
@@ -90,7 +90,9 @@ class Pipeline:
     def __init__(self, campaign: Campaign, *, now: datetime | None = None) -> None:
         self.campaign = campaign
         rc = campaign.recipients
-        self.file: RecipientFile = open_recipients(rc.file, sheet=rc.sheet)
+        self.file: RecipientFile = open_recipients(
+            rc.file, sheet=rc.sheet, phone_column=rc.phone_column, header_row=rc.header_row
+        )
         self.phone_index = self._phone_column()
         self.name_index = self._name_column()
         self.country_index = (
@@ -105,7 +107,8 @@ class Pipeline:
         self.renderer = Renderer(
             campaign, self.file.columns, name_index=self.name_index, extra_field_columns=extra, now=now
         )
-        self.suppressed = load_suppressions(campaign)
+        self.warnings: list[str] = []  # sentences for the summary: allowed, but probably not meant
+        self.suppressed = load_suppressions(campaign, self.warnings)
 
     def _phone_column(self) -> int:
         """The column ``phone_column`` names, else the one headed ``phone`` (PRODUCT.md)."""
@@ -193,30 +196,17 @@ class Pipeline:
                 size = min(2 * size, BATCH_MAX)
 
 
-def load_suppressions(campaign: Campaign) -> dict[str, str]:
-    """Every phone number in the ``suppress`` files, normalised, mapped to the file's name."""
-    out: dict[str, str] = {}
-    for path in campaign.recipients.suppress:
-        file = open_recipients(path, allow_empty=True)  # an empty opt-out list is normal
-        index = file.find_optional_column(campaign.recipients.phone_column)
-        if index is None:
-            index = next(
-                (i for i, c in enumerate(file.columns) if any(n in c.lower() for n in _PHONE_NAMES)),
-                0 if len(file.columns) == 1 else None,
-            )
-        if index is None:
-            raise CampaignError(
-                f"{path}: no phone column found in this suppression file (columns: "
-                f"{', '.join(file.columns)}); name it like the campaign's phone_column "
-                f"{campaign.recipients.phone_column!r}."
-            )
-        for chunk in file.chunks():
-            for row in chunk:
-                try:
-                    out[phones.normalise(row.cells[index], campaign.recipients.default_country)] = path.name
-                except phones.PhoneError:
-                    continue
-    return out
+def load_suppressions(campaign: Campaign, warnings: list[str] | None = None) -> dict[str, str]:
+    """Every phone number in the ``suppress`` files, normalised, mapped to the file's name.
+
+    Entries that are not phone numbers are appended to ``warnings`` as sentences; a file that
+    cannot be read raises InputFileError (see campaign.suppression for the shapes read).
+    """
+    rc = campaign.recipients
+    found = read_suppressions(rc.suppress, rc.phone_column, rc.default_country)
+    if warnings is not None:
+        warnings.extend(found.warnings)
+    return found.numbers
 
 
 # --- in a second process --------------------------------------------------------------------

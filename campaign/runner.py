@@ -294,6 +294,7 @@ async def run(
     summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate, warnings=campaign_warnings(campaign))
     started = time.monotonic()
     pipeline = Pipeline(campaign)  # opens and checks the file and templates: nothing sent yet
+    summary.warnings.extend(pipeline.warnings)
     if not options.dry_run and not options.api_key:
         raise UsageError(
             "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "

@@ -236,25 +236,28 @@ def _xls_rows(book: Any, sheet: Any) -> Iterator[Numbered]:
 
 
 def with_merges(rows: Iterator[Numbered], merges: Sequence[Merge]) -> Iterator[Numbered]:
-    """Give every cell of a merged range the range's text (its top-left cell's), row by row.
+    """Give every row of a merged range the range's text (its top-left cell's), row by row.
 
-    Rows inside a range that the reader skipped as empty are made, so that none is lost.
+    The text goes down the range's first column only: a range merged across columns (a title
+    over the table, a header over two columns) must not copy its text into its neighbours,
+    which would make them duplicate header names. Rows inside a range that the reader
+    skipped as empty are made, so that none is lost.
     """
-    if not merges:
+    vertical = [m for m in merges if m[1] > m[0]]
+    if not vertical:
         yield from rows
         return
     starts: dict[int, list[Merge]] = {}
-    for merge in merges:
+    for merge in vertical:
         starts.setdefault(merge[0], []).append(merge)
-    active: list[tuple[int, int, int, str]] = []  # last row, first and last column, text
+    active: list[tuple[int, int, str]] = []  # last row, column, text
 
     def fill(number: int, cells: list[str]) -> list[str]:
-        for last, first_col, last_col, text in active:
+        for last, column, text in active:
             if number <= last:
-                cells.extend([""] * (last_col + 1 - len(cells)))
-                for c in range(first_col, last_col + 1):
-                    if not cells[c].strip():
-                        cells[c] = text
+                cells.extend([""] * (column + 1 - len(cells)))
+                if not cells[column].strip():
+                    cells[column] = text
         return cells
 
     previous = 0
@@ -264,10 +267,10 @@ def with_merges(rows: Iterator[Numbered], merges: Sequence[Merge]) -> Iterator[N
             active = [a for a in active if a[0] >= previous]
             if active:
                 yield previous, fill(previous, [])
-        for _, last, first_col, last_col in starts.pop(number, ()):
-            text = cells[first_col] if first_col < len(cells) else ""
-            if text.strip() and last >= number:
-                active.append((last, first_col, last_col, text))
+        for _, last, column, _ in starts.pop(number, ()):
+            text = cells[column] if column < len(cells) else ""
+            if text.strip():
+                active.append((last, column, text))
         yield number, fill(number, cells)
         previous = number
         active = [a for a in active if a[0] > number]

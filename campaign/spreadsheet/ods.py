@@ -6,8 +6,8 @@ table:table-cell), so the displayed text is read as is: ``$34.30``, ``01/05/2026
 One exception keeps phone numbers exact: an integer shown in scientific notation because
 the column was narrow (``1.61756E+10``) gives its digits. ``content.xml`` is streamed through
 expat, so memory stays flat however long the sheet; repeated empty rows and cells
-(``number-rows-repeated="1048000"``) cost nothing. A merged range (``number-rows-spanned``)
-gives its text to each covered cell, as the program shows it across them.
+(``number-rows-repeated="1048000"``) cost nothing. A range merged over rows (``number-rows-spanned``)
+gives its text to each row's cell in its first column.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ _T_TABLE, _T_ROW, _T_CELL = _name(_TABLE, "table"), _name(_TABLE, "table-row"), 
 _T_COVERED, _T_NAME = _name(_TABLE, "covered-table-cell"), _name(_TABLE, "name")
 _T_STYLE, _T_DISPLAY = _name(_TABLE, "style-name"), _name(_TABLE, "display")
 _T_ROWS_REP, _T_COLS_REP = _name(_TABLE, "number-rows-repeated"), _name(_TABLE, "number-columns-repeated")
-_T_ROWS_SPAN, _T_COLS_SPAN = _name(_TABLE, "number-rows-spanned"), _name(_TABLE, "number-columns-spanned")
+_T_ROWS_SPAN = _name(_TABLE, "number-rows-spanned")
 _O_TYPE, _O_VALUE, _O_ANNOTATION = _name(_OFFICE, "value-type"), _name(_OFFICE, "value"), _name(_OFFICE, "annotation")
 _O_DATE, _O_TIME, _O_BOOL = _name(_OFFICE, "date-value"), _name(_OFFICE, "time-value"), _name(_OFFICE, "boolean-value")
 _X_P, _X_S, _X_C = _name(_TEXT, "p"), _name(_TEXT, "s"), _name(_TEXT, "c")
@@ -93,7 +93,7 @@ class _Rows:
         self.paragraphs: list[list[str]] = []
         self.in_p = 0
         self.annotation = 0
-        self.merged: list[tuple[int, int, int, int, str]] = []  # rows, columns (inclusive), text
+        self.merged: list[tuple[int, int, int, str]] = []  # first and last row, column, text
         self.out: list[Numbered] = []
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
@@ -146,7 +146,7 @@ class _Rows:
         column = len(self.cells) + self.gap
         text = "\n".join("".join(parts) for parts in self.paragraphs)
         if covered and not text:
-            text = next((m[4] for m in self.merged if m[0] <= self.number <= m[1] and m[2] <= column <= m[3]), "")
+            text = next((m[3] for m in self.merged if m[0] <= self.number <= m[1] and m[2] == column), "")
         elif attrs.get(_O_TYPE) in ("float", "percentage", "currency"):
             value = attrs.get(_O_VALUE, "")
             try:
@@ -158,9 +158,9 @@ class _Rows:
         elif not text:
             raw = attrs.get(_O_DATE) or attrs.get(_O_TIME) or ""
             text = raw or {"true": "TRUE", "false": "FALSE"}.get(attrs.get(_O_BOOL, ""), "")
-        rows, columns = _count(attrs, _T_ROWS_SPAN), _count(attrs, _T_COLS_SPAN)
-        if text and (rows > 1 or columns > 1):
-            self.merged.append((self.number, self.number + rows - 1, column, column + columns - 1, text))
+        rows = _count(attrs, _T_ROWS_SPAN)
+        if text and rows > 1:  # down the first column only, as campaign.spreadsheet.excel.with_merges
+            self.merged.append((self.number, self.number + rows - 1, column, text))
         repeat = _count(attrs, _T_COLS_REP)
         if not text.strip():
             self.gap += repeat

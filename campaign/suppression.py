@@ -1,0 +1,110 @@
+"""Suppression (opt-out) files: every phone number in them, whatever the file's shape.
+
+People keep opt-out lists in every shape (PRODUCT.md, "The spreadsheet as its owner sees
+it"): a plain list of numbers with no header, one column, a ``Mobile``/``Phone Number``/
+``WhatsApp`` column, an Excel sheet, another campaign's results file. Missing one number in
+one of them messages a person who asked not to be, so the rules lean towards suppressing:
+
+- a first row whose cell is a phone number is a number, not a header;
+- a results file (columns ``row``, ``phone``, ``status``) gives its E.164 ``phone`` column;
+- otherwise every column named like the campaign's ``phone_column`` or like a phone
+  (``phone``, ``mobile``, ``cell``, ``number``, ``msisdn``, ``tel``, ``whatsapp``) counts,
+  and a file with a single column counts that one;
+- an entry that is not a phone number becomes a warning naming the file, row and column;
+- a file that cannot be read, or in which no column can hold phone numbers, stops the run
+  (InputFileError, exit 2) before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from campaign import phones
+from campaign.errors import InputFileError
+from campaign.spreadsheet import RecipientFile, open_recipients
+
+PHONE_WORDS = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
+#: Header names a suppression file's header row is looked for by (below any title rows).
+PHONE_HEADERS = ("phone", "mobile", "cell", "phone number", "mobile number", "cell phone", "msisdn", "whatsapp")
+_RESULTS_COLUMNS = frozenset({"row", "phone", "status"})  # what marks a campaign's results file
+MAX_WARNINGS_PER_FILE = 10
+
+
+@dataclass
+class Suppressions:
+    """The numbers never to message (E.164 → the file that lists them) and what was skipped."""
+
+    numbers: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_suppressions(paths: Sequence[Path], phone_column: str, default_country: str | None) -> Suppressions:
+    """Read every suppression file; numbers are normalised as recipients' are (phones.normalise).
+
+    Raises InputFileError for a file that cannot be read or has no column of phone numbers.
+    """
+    out = Suppressions()
+    for path in paths:
+        _read_one(Path(path), phone_column, default_country, out)
+    return out
+
+
+def _is_phone(text: str, default_country: str | None) -> bool:
+    try:
+        phones.normalise(text, default_country)
+    except phones.PhoneError:
+        return False
+    return True
+
+
+def _columns(file: RecipientFile, phone_column: str, default_country: str | None) -> tuple[list[int], bool]:
+    """The columns holding numbers, and whether the header row is itself a row of numbers."""
+    numbers_in_header = [i for i, cell in enumerate(file.header) if _is_phone(cell, default_country)]
+    if numbers_in_header:
+        return numbers_in_header, True
+    folded = [column.casefold() for column in file.columns]
+    if set(folded) >= _RESULTS_COLUMNS:
+        return [folded.index("phone")], False
+    wanted = phone_column.strip().casefold()
+    named = [i for i, name in enumerate(folded) if name == wanted or any(word in name for word in PHONE_WORDS)]
+    if named:
+        return named, False
+    if len(file.columns) == 1:
+        return [0], False
+    raise InputFileError(
+        file.path,
+        f"is a suppression file but none of its columns ({', '.join(file.columns)}) holds phone numbers; "
+        f'name the column of numbers "Phone" (or "{phone_column}", like the campaign\'s phone_column)',
+    )
+
+
+def _read_one(path: Path, phone_column: str, default_country: str | None, out: Suppressions) -> None:
+    file = open_recipients(path, allow_empty=True, phone_column=(phone_column, *PHONE_HEADERS))
+    columns, headerless = _columns(file, phone_column, default_country)
+    bad: list[str] = []
+
+    def take(number: int, cells: Sequence[str]) -> None:
+        for index in columns:
+            cell = cells[index].strip() if index < len(cells) else ""
+            if not cell:
+                continue
+            try:
+                out.numbers.setdefault(phones.normalise(cell, default_country), path.name)
+            except phones.PhoneError as err:
+                # the first column chosen must hold numbers; others only where they have digits
+                if index == columns[0] or any(c.isdigit() for c in cell):
+                    where = "" if headerless else f' (column "{file.columns[index]}")'
+                    bad.append(f"row {number}{where}: {err}")
+
+    if headerless:
+        take(file.header_row, file.header)
+    for chunk in file.chunks():
+        for row in chunk:
+            take(row.number, row.cells)
+    for line in bad[:MAX_WARNINGS_PER_FILE]:
+        out.warnings.append(f"suppression file {path.name}, {line}; it suppresses nobody: fix or remove it")
+    if len(bad) > MAX_WARNINGS_PER_FILE:
+        more = len(bad) - MAX_WARNINGS_PER_FILE
+        out.warnings.append(f"suppression file {path.name}: {more:,} more entries are not phone numbers")
