@@ -202,8 +202,8 @@ def _sheet_rows(
 
 def _xlsx_text(cell: Any, mac: bool) -> str:
     value = cell.value
-    if value is None:
-        return ""
+    if value is None or isinstance(value, str):  # text shows as itself: skip the style lookup
+        return value or ""
     return displayed(value, cell.number_format, date1904=mac)
 
 
