@@ -222,6 +222,23 @@ def test_without_the_phone_column_the_first_row_is_the_header(tmp_path: Path) ->
     assert file.columns == ("Mobile", "Name")  # then find_column names the columns it has
 
 
+def test_a_data_row_naming_the_phone_column_never_becomes_the_header(tmp_path: Path) -> None:
+    # the header lacks "Phone"; row 3's "Contact by" cell says phone: row 1 stays the header
+    text = "Mobile,Name,Contact by\n+16175550101,Ann,email\n+16175550102,Bo,Phone\n"
+    assert open_recipients(write(tmp_path, "c.csv", text), phone_column="Phone").columns == (
+        "Mobile",
+        "Name",
+        "Contact by",
+    )
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in (["Mobile", "Name", "Contact by"], ["+16175550101", "Ann", "email"], ["+1617555012", "Bo", "Phone"]):
+        sheet.append(row)
+    book.save(tmp_path / "c.xlsx")
+    assert open_recipients(tmp_path / "c.xlsx", phone_column="Phone").header_row == 1
+
+
 def test_header_row_names_the_header(tmp_path: Path) -> None:
     text = "Phone list\nPhone,Name\nignored,x\nPhone,Name\n+16175550101,Ann\n"
     file = open_recipients(write(tmp_path, "c.csv", text), phone_column="Phone", header_row=4)

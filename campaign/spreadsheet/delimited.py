@@ -30,7 +30,7 @@ from campaign.spreadsheet.common import (
     filled,
     header_names,
 )
-from campaign.spreadsheet.header import Wanted, folded_names, holds
+from campaign.spreadsheet.header import Wanted, count_filled, folded_names, holds, titles_only
 
 MAX_LINE_BYTES = 1 << 20  # a longer line means the file is not really delimited text
 _BLOCK = 1 << 20  # never above MAX_LINE_BYTES: _LineScan relies on it
@@ -184,13 +184,18 @@ def _layout(path: Path, codec: str, suffix: str, wanted: Wanted, header_row: int
     else:
         skip = filled_lines[0]
         names = folded_names(wanted)
-        for i in filled_lines[:HEADER_SEARCH_ROWS] if names else ():
-            found = [d for d in sep or _DELIMITERS if holds(next(csv.reader([lines[i]], delimiter=d)), names)]
-            if found:
+        searched = filled_lines[:HEADER_SEARCH_ROWS] if names else []
+        for n, i in enumerate(searched):
+            found = [d for d in sep or _DELIMITERS if holds(_cells(lines[i], d), names)]
+            if not found:
+                continue
+            d = found[0] if len(found) == 1 else sep or ","
+            above = [count_filled(_cells(lines[j], d)) for j in searched[:n]]
+            if titles_only(above, count_filled(_cells(lines[i], d))):  # as header.find_header
                 skip = i
                 if not sep and len(found) == 1:
-                    sep = found[0]  # the delimiter that makes the phone column's name a cell
-                break
+                    sep = d  # the delimiter that makes the phone column's name a cell
+            break
     if sep:
         return sep, skip, hint
     header = lines[skip]
@@ -202,6 +207,11 @@ def _layout(path: Path, codec: str, suffix: str, wanted: Wanted, header_row: int
         sep = max(_DELIMITERS, key=header.count)
         sep = sep if sep in header else ","
     return sep, skip, hint
+
+
+def _cells(line: str, sep: str) -> list[str]:
+    """One line's cells, split as the csv module would."""
+    return next(csv.reader([line], delimiter=sep), [])
 
 
 def _frames(path: Path, codec: str, sep: str, skip: int, size: int, hint: int = 0) -> Iterator[pd.DataFrame]:

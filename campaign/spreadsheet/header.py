@@ -1,8 +1,10 @@
 """Finding the header row: title rows often stand above it ("Riverside Clinic – reminders").
 
 The header is the first row, among the first :data:`HEADER_SEARCH_ROWS` rows that hold
-anything, that holds the phone column's name; a row with none of them means there is no
-title (the first row that holds anything is the header, as before). ``[recipients]
+anything, that holds the phone column's name, provided every row above it is a title: holds
+at most two cells, and fewer than the header. Otherwise the first row that holds anything is
+the header, as before: a data row holding the word "Phone" (a "Contact by" column) below a
+header that lacks the phone column must not become the header and hide the rows above it. ``[recipients]
 header_row`` names the row outright, 1-based as the spreadsheet program shows it.
 """
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from campaign.errors import InputFileError
 from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, clean, filled
+
+MAX_TITLE_CELLS = 2  # a title row, or a title and a date; more is a table
 
 #: What a reader is told to look for: a phone column's names (any one matches), or nothing.
 Wanted = str | Sequence[str] | None
@@ -58,8 +62,22 @@ def find_header(
         if not filled(cells):
             continue
         seen.append((number, cells))
-        if not names or holds(cells, names):
+        if not names:
             return seen[-1], []
+        if holds(cells, names):
+            if titles_only([count_filled(above) for _, above in seen[:-1]], count_filled(cells)):
+                return seen[-1], []
+            break  # a data row naming the phone column: the first row is the header after all
         if len(seen) == HEADER_SEARCH_ROWS:
             break
     return (seen[0], seen[1:]) if seen else None
+
+
+def titles_only(widths: Iterable[int], header_width: int) -> bool:
+    """Whether rows of these widths (filled cells) above a header of ``header_width`` are titles."""
+    return all(width <= MAX_TITLE_CELLS and width < header_width for width in widths)
+
+
+def count_filled(cells: Iterable[str]) -> int:
+    """How many cells hold more than whitespace."""
+    return sum(1 for cell in cells if cell.strip())
