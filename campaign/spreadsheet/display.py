@@ -20,8 +20,6 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta
 
-import xlfmt
-
 #: Built-in date formats whose display depends on the reader's locale (ids 14 and 22), as
 #: openpyxl and xlrd spell them.
 LOCALE_FORMATS = frozenset({"mm-dd-yy", "m/d/yy", "m/d/yy h:mm", "mm-dd-yy h:mm"})
@@ -71,6 +69,8 @@ def displayed(value: object, number_format: str | None, *, date1904: bool = Fals
         return plain_text(value)
     if isinstance(value, timedelta):  # xlfmt takes a duration as its serial: days
         value = value.total_seconds() / 86400
+    import xlfmt  # here: CSV campaigns never need it (start-up time)
+
     try:
         text = xlfmt.format_value(value, fmt, date1904=date1904)
     except Exception:  # an exotic or damaged format: the value itself is still right

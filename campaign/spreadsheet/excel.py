@@ -23,8 +23,6 @@ from pathlib import Path
 from typing import Any
 from xml.parsers import expat
 
-from openpyxl.utils.cell import column_index_from_string, coordinate_from_string
-
 from campaign.errors import InputFileError
 from campaign.spreadsheet import ods
 from campaign.spreadsheet.common import (
@@ -138,8 +136,17 @@ def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Merge]:
 
 def _merge(first: bytes, last: bytes) -> Merge:
     """A range such as ``B2:B4`` as (first row, last row, first column, last column)."""
-    (c1, r1), (c2, r2) = coordinate_from_string(first.decode()), coordinate_from_string(last.decode())
-    return (r1, r2, column_index_from_string(c1) - 1, column_index_from_string(c2) - 1)
+    (c1, r1), (c2, r2) = _cell_ref(first), _cell_ref(last)
+    return (r1, r2, c1, c2)
+
+
+def _cell_ref(ref: bytes) -> tuple[int, int]:
+    """``B12`` as (0-based column, 1-based row): 1, 12."""
+    letters = ref.rstrip(b"0123456789")
+    column = 0
+    for letter in letters.upper():
+        column = column * 26 + letter - ord("A") + 1
+    return column - 1, int(ref[len(letters) :])
 
 
 @contextmanager
