@@ -40,9 +40,9 @@ from typing import Any
 from campaign import phones
 from campaign.config import Campaign
 from campaign.errors import CampaignError, InputFileError, RunStopped
-from campaign.recipients import RecipientFile, SourceRow, open_recipients, visible
 from campaign.render import Renderer, RowInvalid, encode
 from campaign.sender import Job
+from campaign.spreadsheet import RecipientFile, SourceRow, open_recipients, visible
 from campaign.state import Status
 from campaign.suppression import read_suppressions
 

@@ -127,7 +127,7 @@ def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Merge]:
     with archive.open(info) as member:
         while block := member.read(_BLOCK):
             parser.Parse(block, False)
-            if b"mergeCell" in tail + block:
+            if b"mergeCell" in block or b"mergeCell" in tail + block[:_MERGE_TAIL]:
                 refs.update(_MERGE_CELL.findall(tail + block))
             tail = block[-_MERGE_TAIL:]
     parser.Parse(b"", True)
