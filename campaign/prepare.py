@@ -203,7 +203,7 @@ def load_suppressions(campaign: Campaign, warnings: list[str] | None = None) -> 
     cannot be read raises InputFileError (see campaign.suppression for the shapes read).
     """
     rc = campaign.recipients
-    found = read_suppressions(rc.suppress, rc.phone_column, rc.default_country)
+    found = read_suppressions(rc.suppress, rc.phone_column, rc.default_country, rc.country_column)
     if warnings is not None:
         warnings.extend(found.warnings)
     return found.numbers

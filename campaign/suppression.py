@@ -8,8 +8,9 @@ one of them messages a person who asked not to be, so the rules lean towards sup
 - a first row whose cell is a phone number is a number, not a header;
 - a results file (columns ``row``, ``phone``, ``status``) gives its E.164 ``phone`` column;
 - otherwise every column named like the campaign's ``phone_column`` or like a phone
-  (``phone``, ``mobile``, ``cell``, ``number``, ``msisdn``, ``tel``, ``whatsapp``) counts,
-  and a file with a single column counts that one;
+  (``Phone``, ``Telephone``, ``Mobile``, ``WhatsApp``, ``MSISDN``, ``Cell``, ``Tel``) counts;
+  failing those, a ``Number`` column (not beside a phone column: an order number is not a
+  phone number); and a file with a single column counts that one;
 - an entry that is not a phone number becomes a warning naming the file, row and column;
 - a file that cannot be read, or in which no column can hold phone numbers, stops the run
   (InputFileError, exit 2) before anything is sent.
@@ -17,6 +18,7 @@ one of them messages a person who asked not to be, so the rules lean towards sup
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,8 @@ from campaign import phones
 from campaign.errors import InputFileError
 from campaign.spreadsheet import RecipientFile, open_recipients
 
-PHONE_WORDS = ("phone", "mobile", "cell", "number", "msisdn", "tel", "whatsapp")
+_PHONE_PARTS = ("phone", "mobile", "whatsapp", "msisdn")  # anywhere in a name: "Telephone"
+_PHONE_WORDS = frozenset({"cell", "tel", "mob", "sms"})  # whole words only: not "Hotel"
 #: Header names a suppression file's header row is looked for by (below any title rows).
 PHONE_HEADERS = ("phone", "mobile", "cell", "phone number", "mobile number", "cell phone", "msisdn", "whatsapp")
 _RESULTS_COLUMNS = frozenset({"row", "phone", "status"})  # what marks a campaign's results file
@@ -40,14 +43,18 @@ class Suppressions:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_suppressions(paths: Sequence[Path], phone_column: str, default_country: str | None) -> Suppressions:
+def read_suppressions(
+    paths: Sequence[Path], phone_column: str, default_country: str | None, country_column: str | None = None
+) -> Suppressions:
     """Read every suppression file; numbers are normalised as recipients' are (phones.normalise).
 
-    Raises InputFileError for a file that cannot be read or has no column of phone numbers.
+    A file with the campaign's ``country_column`` reads each number in its row's country, as
+    the recipients file does. Raises InputFileError for a file that cannot be read or has no
+    column of phone numbers.
     """
     out = Suppressions()
     for path in paths:
-        _read_one(Path(path), phone_column, default_country, out)
+        _read_one(Path(path), phone_column, default_country, country_column, out)
     return out
 
 
@@ -59,6 +66,11 @@ def _is_phone(text: str, default_country: str | None) -> bool:
     return True
 
 
+def _phone_like(name: str) -> bool:
+    """Whether a (case-folded) column name says it holds phone numbers."""
+    return any(part in name for part in _PHONE_PARTS) or not _PHONE_WORDS.isdisjoint(re.findall(r"[a-z]+", name))
+
+
 def _columns(file: RecipientFile, phone_column: str, default_country: str | None) -> tuple[list[int], bool]:
     """The columns holding numbers, and whether the header row is itself a row of numbers."""
     numbers_in_header = [i for i, cell in enumerate(file.header) if _is_phone(cell, default_country)]
@@ -68,7 +80,9 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
     if set(folded) >= _RESULTS_COLUMNS:
         return [folded.index("phone")], False
     wanted = phone_column.strip().casefold()
-    named = [i for i, name in enumerate(folded) if name == wanted or any(word in name for word in PHONE_WORDS)]
+    named = [i for i, name in enumerate(folded) if name == wanted or _phone_like(name)]
+    if not named:  # "Number" alone, but not "Order number" beside a "Phone" column
+        named = [i for i, name in enumerate(folded) if "number" in re.findall(r"[a-z]+", name)]
     if named:
         return named, False
     if len(file.columns) == 1:
@@ -80,18 +94,28 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
     )
 
 
-def _read_one(path: Path, phone_column: str, default_country: str | None, out: Suppressions) -> None:
+def _read_one(
+    path: Path, phone_column: str, default_country: str | None, country_column: str | None, out: Suppressions
+) -> None:
     file = open_recipients(path, allow_empty=True, phone_column=(phone_column, *PHONE_HEADERS))
     columns, headerless = _columns(file, phone_column, default_country)
+    country_index = None if headerless or not country_column else file.find_optional_column(country_column)
     bad: list[str] = []
 
     def take(number: int, cells: Sequence[str]) -> None:
+        country = default_country
+        if country_index is not None and country_index < len(cells) and cells[country_index].strip():
+            try:
+                country = phones.region_code(cells[country_index])
+            except phones.PhoneError as err:
+                bad.append(f'row {number} (column "{file.columns[country_index]}"): {err}')
+                return
         for index in columns:
             cell = cells[index].strip() if index < len(cells) else ""
             if not cell:
                 continue
             try:
-                out.numbers.setdefault(phones.normalise(cell, default_country), path.name)
+                out.numbers.setdefault(phones.normalise(cell, country), path.name)
             except phones.PhoneError as err:
                 # the first column chosen must hold numbers; others only where they have digits
                 if index == columns[0] or any(c.isdigit() for c in cell):

@@ -36,6 +36,9 @@ SHAPES = {
     "phone-number": b"Name;Phone Number;Date\nAnn;617-555-0101;2026-01-01\nBo;+1 617 555 0102;2026-01-02\n",
     "whatsapp": b"WhatsApp\tName\n+16175550101\tAnn\n+16175550102\tBo\n",
     "two-phone-columns": b"Name,Home phone,Mobile\nAnn,+16175550101,\nBo,,+16175550102\n",
+    "order-number-beside": b"Order number,Tel.,Hotel\n6175550199,+16175550101,Ritz\n6175550198,+16175550102,\n",
+    "number": b"Number\n+16175550101\n+16175550102\n",
+    "country-column": b"Phone,Country\n+16175550101,\n(617) 555-0102,us\n",
     "title-row": "Do not contact – updated 1 Dec\n\nPhone,Name\n+16175550101,Ann\n+16175550102,Bo\n".encode(),
     "sep-hint": b"sep=;\nPhone;Name\n+16175550101;Ann\n+16175550102;Bo\n",
     # another campaign's results file: its own input columns, then row, phone (E.164), status...
@@ -52,7 +55,7 @@ SHAPES = {
 def test_every_number_in_every_shape_is_suppressed(tmp_path: Path, shape: str) -> None:
     path = tmp_path / ("optouts.tsv" if shape == "whatsapp" else "optouts.csv")
     path.write_bytes(SHAPES[shape])
-    found = read_suppressions([path], "Phone", "US")
+    found = read_suppressions([path], "Phone", "US" if shape != "country-column" else "GB", "Country")
     assert set(found.numbers) == OPTED_OUT
     assert set(found.numbers.values()) == {path.name}
     assert found.warnings == []
