@@ -6,6 +6,7 @@ it"): a plain list of numbers with no header, one column, a ``Mobile``/``Phone N
 one of them messages a person who asked not to be, so the rules lean towards suppressing:
 
 - a first row whose cell is a phone number is a number, not a header;
+- every sheet of a workbook that holds numbers is read, hidden ones too;
 - a results file (columns ``row``, ``phone``, ``status``) gives its E.164 ``phone`` column;
 - otherwise every column named like the campaign's ``phone_column`` or like a phone
   (``Phone``, ``Telephone``, ``Mobile``, ``WhatsApp``, ``MSISDN``, ``Cell``, ``Tel``) counts;
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from campaign import phones
 from campaign.errors import InputFileError
-from campaign.spreadsheet import RecipientFile, open_recipients
+from campaign.spreadsheet import RecipientFile, open_recipients, sheets
 
 _PHONE_PARTS = ("phone", "mobile", "whatsapp", "msisdn")  # anywhere in a name: "Telephone"
 _PHONE_WORDS = frozenset({"cell", "tel", "mob", "sms"})  # whole words only: not "Hotel"
@@ -97,8 +98,45 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
 def _read_one(
     path: Path, phone_column: str, default_country: str | None, country_column: str | None, out: Suppressions
 ) -> None:
-    file = open_recipients(path, allow_empty=True, phone_column=(phone_column, *PHONE_HEADERS))
-    columns, headerless = _columns(file, phone_column, default_country)
+    """One file; a workbook's every sheet (hidden ones too: an opt-out anywhere is an opt-out)."""
+    wanted = (phone_column, *PHONE_HEADERS)
+    first = open_recipients(path, allow_empty=True, phone_column=wanted)
+    titles = [title for title, _ in sheets(path)]
+    if len(titles) <= 1:
+        bad = _read_sheet(first, _columns(first, phone_column, default_country), default_country, country_column, out)
+    else:
+        bad, read = [], 0
+        for title in titles:
+            try:
+                file = (
+                    first
+                    if title == first.sheet
+                    else open_recipients(path, sheet=title, allow_empty=True, phone_column=wanted)
+                )
+                columns = _columns(file, phone_column, default_country)
+            except InputFileError:
+                continue  # an empty sheet, or one without numbers (a lookup table, notes)
+            read += 1
+            lines = _read_sheet(file, columns, default_country, country_column, out)
+            bad += [f'sheet "{title}", {line}' for line in lines]
+        if not read:
+            _columns(first, phone_column, default_country)  # raises: no sheet holds numbers
+    for line in bad[:MAX_WARNINGS_PER_FILE]:
+        out.warnings.append(f"suppression file {path.name}, {line}; it suppresses nobody: fix or remove it")
+    if len(bad) > MAX_WARNINGS_PER_FILE:
+        more = len(bad) - MAX_WARNINGS_PER_FILE
+        out.warnings.append(f"suppression file {path.name}: {more:,} more entries are not phone numbers")
+
+
+def _read_sheet(
+    file: RecipientFile,
+    chosen: tuple[list[int], bool],
+    default_country: str | None,
+    country_column: str | None,
+    out: Suppressions,
+) -> list[str]:
+    """Add one sheet's numbers to ``out``; return where its entries are not numbers."""
+    columns, headerless = chosen
     country_index = None if headerless or not country_column else file.find_optional_column(country_column)
     bad: list[str] = []
 
@@ -115,7 +153,7 @@ def _read_one(
             if not cell:
                 continue
             try:
-                out.numbers.setdefault(phones.normalise(cell, country), path.name)
+                out.numbers.setdefault(phones.normalise(cell, country), file.path.name)
             except phones.PhoneError as err:
                 # the first column chosen must hold numbers; others only where they have digits
                 if index == columns[0] or any(c.isdigit() for c in cell):
@@ -127,8 +165,4 @@ def _read_one(
     for chunk in file.chunks():
         for row in chunk:
             take(row.number, row.cells)
-    for line in bad[:MAX_WARNINGS_PER_FILE]:
-        out.warnings.append(f"suppression file {path.name}, {line}; it suppresses nobody: fix or remove it")
-    if len(bad) > MAX_WARNINGS_PER_FILE:
-        more = len(bad) - MAX_WARNINGS_PER_FILE
-        out.warnings.append(f"suppression file {path.name}: {more:,} more entries are not phone numbers")
+    return bad

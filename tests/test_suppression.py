@@ -71,6 +71,28 @@ def test_excel_suppression_file_with_numbers_stored_as_numbers(tmp_path: Path) -
     assert set(read_suppressions([tmp_path / "optouts.xlsx"], "Phone", "US").numbers) == OPTED_OUT
 
 
+def test_every_sheet_of_a_workbook_is_read(tmp_path: Path) -> None:
+    book = openpyxl.Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "2025"
+    first.append(["Phone"])
+    first.append(["+16175550101"])
+    notes = book.create_sheet("Notes")  # no numbers: not an error in a workbook that has some
+    notes.append(["Ask Dana before adding numbers"])
+    old = book.create_sheet("2024")
+    old.append(["Mobile", "Note"])
+    old.append(["617 555 0102", "x"])
+    old.append(["n/a", "y"])
+    old.sheet_state = "hidden"  # an opt-out on any sheet is still an opt-out
+    book.create_sheet("Empty")
+    book.save(tmp_path / "optouts.xlsx")
+    found = read_suppressions([tmp_path / "optouts.xlsx"], "Phone", "US")
+    assert set(found.numbers) == OPTED_OUT
+    assert len(found.warnings) == 1
+    assert found.warnings[0].startswith('suppression file optouts.xlsx, sheet "2024", row 3 (column "Mobile"): ')
+
+
 def test_entries_that_are_not_numbers_are_reported_by_file_and_row(tmp_path: Path) -> None:
     path = tmp_path / "optouts.csv"
     path.write_bytes(b"Phone,Note\n+16175550101,\nnot given,\n\n12,x\n+16175550102,\n")

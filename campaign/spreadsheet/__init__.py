@@ -26,7 +26,7 @@ from campaign.spreadsheet.common import (
     visible,
 )
 from campaign.spreadsheet.delimited import MAX_LINE_BYTES, open_text
-from campaign.spreadsheet.excel import check_zip, open_sheet
+from campaign.spreadsheet.excel import check_zip, list_sheets, open_sheet
 from campaign.spreadsheet.header import Wanted
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Wanted",
     "header_key",
     "open_recipients",
+    "sheets",
     "visible",
 ]
 
@@ -75,3 +76,16 @@ def open_recipients(
         return open_sheet(path, sheet, allow_empty, phone_column, header_row, merges)
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
+
+
+def sheets(path: Path) -> list[tuple[str, bool]]:
+    """A workbook's sheets as (name, hidden), in order; ``[]`` for delimited text.
+
+    Raises InputFileError when the file cannot be read as a workbook.
+    """
+    path = Path(path)
+    if path.suffix.lower() not in EXCEL_SUFFIXES + LEGACY_SUFFIXES:
+        return []
+    if path.suffix.lower() != ".xls":
+        check_zip(path)
+    return list_sheets(path)

@@ -207,6 +207,33 @@ def _sheet_rows(
         raise InputFileError(path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})") from exc
 
 
+def list_sheets(path: Path) -> list[tuple[str, bool]]:
+    """Every sheet of a workbook, in order, with whether it is hidden; InputFileError if unreadable."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in EXCEL_SUFFIXES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import openpyxl
+
+                book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+            try:
+                return [(s.title, s.sheet_state != "visible") for s in book.worksheets]
+            finally:
+                book.close()
+        if suffix == ".xls":
+            import xlrd
+
+            xls = xlrd.open_workbook(str(path), on_demand=True)
+            try:
+                return [(name, xls._sheet_visibility[i] != 0) for i, name in enumerate(xls.sheet_names())]
+            finally:
+                xls.release_resources()
+        return ods.sheets(path)
+    except Exception as exc:  # every library failure on a bad workbook, or the file vanishing
+        raise InputFileError(path, f"cannot be read as a workbook ({type(exc).__name__}: {exc})") from exc
+
+
 def _xlsx_text(cell: Any, mac: bool) -> str:
     value = cell.value
     if value is None or isinstance(value, str):  # text shows as itself: skip the style lookup
