@@ -247,6 +247,12 @@ def test_header_row_names_the_header(tmp_path: Path) -> None:
     assert open_recipients(book, header_row=3).columns == tuple(HEADER)
     with pytest.raises(InputFileError, match=r"row 2 is empty.*header_row"):
         open_recipients(book, header_row=2)
+    ods = make_ods(tmp_path / "c.ods")  # LibreOffice leaves no row for an empty one
+    assert open_recipients(ods, header_row=3).columns == tuple(HEADER)
+    with pytest.raises(InputFileError, match=r"row 2 is empty.*header_row"):
+        open_recipients(ods, header_row=2)
+    with pytest.raises(InputFileError, match=r"has no row 9000, which \[recipients\] header_row names"):
+        open_recipients(book, header_row=9000)
     with pytest.raises(InputFileError, match=r"row 2 is empty.*header_row"):
         open_recipients(write(tmp_path, "d.csv", "Title\n\nPhone\n1\n"), header_row=2)
 

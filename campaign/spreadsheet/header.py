@@ -53,8 +53,10 @@ def find_header(
                         path, f"{where}row {header_row} is empty, but [recipients] header_row names it as the header"
                     )
                 return (number, cells), []
-            if number > header_row:
-                break
+            if number > header_row:  # the reader skipped it: it holds nothing
+                raise InputFileError(
+                    path, f"{where}row {header_row} is empty, but [recipients] header_row names it as the header"
+                )
         raise InputFileError(path, f"{where}has no row {header_row}, which [recipients] header_row names as the header")
     names = folded_names(wanted)
     seen: list[Numbered] = []
