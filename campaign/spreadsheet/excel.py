@@ -200,7 +200,11 @@ def _sheet_rows(
                 xls.release_resources()
         else:
             title = pick_sheet(path, wanted, ods.sheets(path))
-            yield title, ods.rows(path, title)
+            rows = ods.rows(path, title)
+            try:
+                yield title, rows
+            finally:
+                rows.close()  # it holds content.xml open when the caller stops early
     except InputFileError:
         raise
     except Exception as exc:  # every library failure on a bad workbook, or the file vanishing

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from xml.parsers import expat
 
@@ -170,7 +170,7 @@ class _Rows:
         self.gap = 0
 
 
-def rows(path: Path, title: str) -> Iterator[Numbered]:
+def rows(path: Path, title: str) -> Generator[Numbered, None, None]:
     """The non-empty rows of sheet ``title``, numbered as LibreOffice shows them, as text."""
     handler = _Rows(title)
     parser = expat.ParserCreate(namespace_separator=" ")
