@@ -26,7 +26,7 @@ from pathlib import Path
 
 from campaign import phones
 from campaign.errors import InputFileError
-from campaign.spreadsheet import RecipientFile, open_recipients, sheets
+from campaign.spreadsheet import RecipientFile, header_key, open_recipients, sheets
 
 _PHONE_PARTS = ("phone", "mobile", "whatsapp", "msisdn")  # anywhere in a name: "Telephone"
 _PHONE_WORDS = frozenset({"cell", "tel", "mob", "sms"})  # whole words only: not "Hotel"
@@ -77,10 +77,10 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
     numbers_in_header = [i for i, cell in enumerate(file.header) if _is_phone(cell, default_country)]
     if numbers_in_header:
         return numbers_in_header, True
-    folded = [column.casefold() for column in file.columns]
+    folded = [header_key(column) for column in file.columns]
     if set(folded) >= _RESULTS_COLUMNS:
         return [folded.index("phone")], False
-    wanted = phone_column.strip().casefold()
+    wanted = header_key(phone_column)
     named = [i for i, name in enumerate(folded) if name == wanted or _phone_like(name)]
     if not named:  # "Number" alone, but not "Order number" beside a "Phone" column
         named = [i for i, name in enumerate(folded) if "number" in re.findall(r"[a-z]+", name)]

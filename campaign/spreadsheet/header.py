@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from campaign.errors import InputFileError
-from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, clean, filled
+from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, filled, header_key
 
 MAX_TITLE_CELLS = 2  # a title row, or a title and a date; more is a table
 
@@ -25,16 +25,16 @@ Numbered = tuple[int, list[str]]  # a row's number as the program shows it, and 
 
 
 def folded_names(wanted: Wanted) -> frozenset[str]:
-    """The names to look for, case-folded and without surrounding spaces."""
+    """The names to look for, by :func:`header_key` (case, spaces, invisible characters ignored)."""
     if wanted is None:
         return frozenset()
     names = [wanted] if isinstance(wanted, str) else list(wanted)
-    return frozenset(clean(name).casefold() for name in names if clean(name))
+    return frozenset(header_key(name) for name in names if header_key(name))
 
 
 def holds(cells: Iterable[str], names: frozenset[str]) -> bool:
-    """Whether one of ``cells`` is one of ``names`` (case and surrounding spaces ignored)."""
-    return any(clean(cell).casefold() in names for cell in cells)
+    """Whether one of ``cells`` is one of ``names``, compared by :func:`header_key`."""
+    return any(header_key(cell) in names for cell in cells)
 
 
 def find_header(
