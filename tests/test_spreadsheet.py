@@ -217,6 +217,13 @@ def test_csv_title_rows_above_the_header(tmp_path: Path) -> None:
     assert rows(file) == [(5, ("+16175550101", "Ann")), (6, ("+16175550102", "Bo"))]
 
 
+def test_header_found_by_the_name_as_people_read_it(tmp_path: Path) -> None:
+    # case, repeated spaces and a zero-width space do not hide the phone column's header
+    text = "Clinic list\nMOBILE\u200b  NUMBER,Name\n+16175550101,Ann\n"
+    file = open_recipients(write(tmp_path, "c.csv", text), phone_column="Mobile Number")
+    assert (file.header_row, rows(file)) == (2, [(3, ("+16175550101", "Ann"))])
+
+
 def test_without_the_phone_column_the_first_row_is_the_header(tmp_path: Path) -> None:
     file = open_recipients(write(tmp_path, "c.csv", "Mobile,Name\n+16175550101,Ann\n"), phone_column="Phone")
     assert file.columns == ("Mobile", "Name")  # then find_column names the columns it has
