@@ -229,6 +229,24 @@ def test_without_the_phone_column_the_first_row_is_the_header(tmp_path: Path) ->
     assert file.columns == ("Mobile", "Name")  # then find_column names the columns it has
 
 
+@pytest.mark.parametrize("sep", [",", ";"])
+def test_a_misnamed_phone_column_below_a_title_lists_the_real_headers(tmp_path: Path, sep: str) -> None:
+    # no row names "Phone": the error must list Mobile, Name, not the title row (or, for a
+    # CSV, complain that row 3 has more cells than the one-cell "header")
+    text = f"{TITLE}\n\nMobile{sep}Name\n6175550101{sep}Ann\n"
+    file = open_recipients(write(tmp_path, "c.csv", text), phone_column="Phone")
+    assert file.columns == ("Mobile", "Name")
+    with pytest.raises(InputFileError, match=r'has no column "Phone".*its columns are "Mobile", "Name"'):
+        file.find_column("Phone")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    for row in ([TITLE], [], ["Mobile", "Name"], ["+16175550101", "Ann"]):
+        sheet.append(row)
+    book.save(tmp_path / "c.xlsx")
+    assert open_recipients(tmp_path / "c.xlsx", phone_column="Phone").columns == ("Mobile", "Name")
+
+
 def test_a_data_row_naming_the_phone_column_never_becomes_the_header(tmp_path: Path) -> None:
     # the header lacks "Phone"; row 3's "Contact by" cell says phone: row 1 stays the header
     text = "Mobile,Name,Contact by\n+16175550101,Ann,email\n+16175550102,Bo,Phone\n"

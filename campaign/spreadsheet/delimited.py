@@ -30,7 +30,7 @@ from campaign.spreadsheet.common import (
     filled,
     header_names,
 )
-from campaign.spreadsheet.header import Wanted, count_filled, folded_names, holds, titles_only
+from campaign.spreadsheet.header import Wanted, count_filled, folded_names, holds, table_start, titles_only
 
 MAX_LINE_BYTES = 1 << 20  # a longer line means the file is not really delimited text
 _BLOCK = 1 << 20  # never above MAX_LINE_BYTES: _LineScan relies on it
@@ -196,6 +196,10 @@ def _layout(path: Path, codec: str, suffix: str, wanted: Wanted, header_row: int
                 if not sep and len(found) == 1:
                     sep = d  # the delimiter that makes the phone column's name a cell
             break
+        else:  # no row names the phone column: skip title rows, so the error lists the real headers
+            if searched:
+                d = sep or max(_DELIMITERS, key=lambda c: sum(lines[i].count(c) for i in searched))
+                skip = searched[table_start([count_filled(_cells(lines[i], d)) for i in searched])]
     if sep:
         return sep, skip, hint
     header = lines[skip]

@@ -72,7 +72,30 @@ def find_header(
             break  # a data row naming the phone column: the first row is the header after all
         if len(seen) == HEADER_SEARCH_ROWS:
             break
-    return (seen[0], seen[1:]) if seen else None
+    else:
+        return _table_start(seen) if seen else None
+    if not holds(seen[-1][1], names):
+        return _table_start(seen)
+    return seen[0], seen[1:]
+
+
+def _table_start(seen: list[Numbered]) -> tuple[Numbered, list[Numbered]]:
+    """The header when no row names the phone column (see :func:`table_start`)."""
+    i = table_start([count_filled(cells) for _, cells in seen])
+    return seen[i], seen[i + 1 :]
+
+
+def table_start(widths: Sequence[int]) -> int:
+    """Index of the header among rows of these widths when no row names the phone column.
+
+    The first row below titles that is as wide as the table, so that the error about the
+    missing column lists the real headers (``Mobile, Name``), not a title row above them;
+    else the first row.
+    """
+    for i, width in enumerate(widths):
+        if titles_only(widths[:i], width) and width >= max(widths[i:]):
+            return i
+    return 0
 
 
 def titles_only(widths: Iterable[int], header_width: int) -> bool:
