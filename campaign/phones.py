@@ -60,6 +60,8 @@ _LEADING_00 = re.compile(r"[^\d+]*\+?00")  # "00 44 …", "(0044) …", "+0044 �
 _THOUSANDS = re.compile(r"(\d{1,3}(?:,\d{3})+)(?:\.0+)?")
 _SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE][+-]?\d+")
 # RFC 3966 parameters phonenumbers reads after a ";" (tel:+1-617-555-0101;ext=5).
+_SEVERAL = re.compile(r"[;/\n|&]|,\s|\s(?:or|and|oder|ou|o)\s", re.IGNORECASE)  # between two numbers
+_MIN_DIGITS = 7  # fewer digits than any phone number's (ITU-T E.164 numbers have 8 to 15)
 _TEL_PARAMETER = re.compile(r"\s*(?:ext|isub|phone-context)=", re.IGNORECASE)
 
 HOW_TO_WRITE = "write it with + and the country code (for example +44 7911 123456)"
@@ -130,14 +132,15 @@ def _undamaged(text: str) -> str:
 
 
 def _one_number(text: str) -> None:
-    """Refuse a cell holding several numbers split by ``;`` (``6175550101;6175550102``).
+    """Refuse a cell holding several numbers (``6175550101;6175550102``, ``… / …``, ``… or …``).
 
     phonenumbers reads ``;`` as the start of RFC 3966 parameters and silently keeps only the
-    first number, so the second person would never hear from the campaign. Other separators
-    (``,``, ``/``, spaces, ``or``) already fail to parse as one number.
+    first number, so the second person would never hear from the campaign; the other separators
+    fail to parse, but "holds more than one phone number" says what is wrong where "is not a
+    phone number" does not.
     """
-    extra = [part for part in text.split(";")[1:] if any(c.isdigit() for c in part) and not _TEL_PARAMETER.match(part)]
-    if extra:
+    parts = [part for part in _SEVERAL.split(text) if not _TEL_PARAMETER.match(part)]
+    if sum(1 for part in parts if sum(c.isdigit() for c in part) >= _MIN_DIGITS) > 1:
         raise PhoneError(f"{text!r} holds more than one phone number; give each number its own row")
 
 

@@ -83,8 +83,10 @@ def test_reading(raw: str, country: str | None, expected: str) -> None:
         # Two numbers in one cell: phonenumbers kept the first and dropped the second person.
         ("6175550101;6175550102", "US", "holds more than one phone number; give each number its own row"),
         ("+44 7911 123456; +44 7911 123457", "GB", "holds more than one phone number"),
-        ("617-555-0101 / 617-555-0102", "US", "is not a phone number"),
-        ("6175550101, 6175550102", "US", "is not a phone number"),
+        ("617-555-0101 / 617-555-0102", "US", "holds more than one phone number"),
+        ("6175550101, 6175550102", "US", "holds more than one phone number"),
+        ("617 555 0101 or 617 555 0102", "US", "holds more than one phone number"),
+        ("6175550101\n6175550102", "US", "holds more than one phone number"),
     ],
 )
 def test_refusals(raw: str, country: str | None, reason: str) -> None:
