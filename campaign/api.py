@@ -1,4 +1,5 @@
-"""The Sociocs API client: one POST /message, and what its answer means for the row.
+"""The Sociocs API client: POST /message and what its answer means for the row; GET /messages
+and the webhook subscriptions (section 8) beside it.
 
 The API has no idempotency key (sociocs-api.md section 10), so the client's one job beyond
 HTTP is to say, for every possible answer, whether the message may have been accepted:
@@ -228,3 +229,39 @@ class SociocsClient:
             raise CampaignError(f"GET /messages failed: {detail}")
         data = payload.get("data")
         return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """One JSON call to another endpoint (section 8); its ``data``, or CampaignError saying why."""
+        try:
+            async with self.session.request(
+                method, f"{self.api_url}{path}", data=None if body is None else json.dumps(body).encode()
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CampaignError(self.scrub(f"cannot reach {self.api_url}{path}: {type(err).__name__}")) from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if status in (401, 403):
+            raise RunStopped(f"The API refused the key (HTTP {status}); check SOCIOCS_API_KEY.")
+        if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
+            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}"
+            raise CampaignError(f"{method} {path} failed: {detail}")
+        return payload.get("data")
+
+    async def subscribe(self, subscription: dict[str, Any]) -> str:
+        """``POST /webhook-subscriptions``; returns the subscription id. The same
+        ``subscriber_reference_id`` again updates that subscription (section 8)."""
+        data = await self._call("POST", "/webhook-subscriptions", subscription)
+        return str(data.get("id", "")) if isinstance(data, dict) else ""
+
+    async def subscriptions(self) -> list[dict[str, Any]]:
+        """``GET /webhook-subscriptions``: every subscription of the account."""
+        data = await self._call("GET", "/webhook-subscriptions")
+        return [s for s in data if isinstance(s, dict)] if isinstance(data, list) else []
+
+    async def unsubscribe(self, subscription_id: str) -> None:
+        """``DELETE /webhook-subscriptions/{id}``."""
+        await self._call("DELETE", f"/webhook-subscriptions/{subscription_id}")

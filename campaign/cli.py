@@ -28,10 +28,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from campaign import __version__, runner
+from campaign import __version__, delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
+from campaign.delivery import SECRET_ENV, Report, error_meaning
+from campaign.delivery_store import Funnel
 from campaign.errors import CampaignError, ExitCode, UsageError
-from campaign.state import Outcome, Status
+from campaign.state import Outcome, State, Status
 
 T = TypeVar("T")
 out = Console(highlight=False, soft_wrap=True)  # long lines stay whole: commands in them can be copied
@@ -139,6 +141,11 @@ def preview(campaign_file: str, count: int) -> None:
 @click.option(
     "--resend-unknown", is_flag=True, help="Send rows whose earlier outcome is unknown again (may duplicate)."
 )
+@click.option(
+    "--retry-undelivered",
+    is_flag=True,
+    help="Send again rows whose delivery failed for a temporary reason (unreachable, carrier busy).",
+)
 @click.option("--results", type=click.Path(dir_okay=False), help="Where to write the results CSV.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in local Sociocs API; no account needed.")
 def send(
@@ -150,6 +157,7 @@ def send(
     concurrency: int | None,
     retry_failed: bool,
     resend_unknown: bool,
+    retry_undelivered: bool,
     results: str | None,
     sandbox: bool,
 ) -> None:
@@ -164,13 +172,16 @@ def send(
         limit=limit,
         retry_failed=retry_failed,
         resend_unknown=resend_unknown,
+        retry_undelivered=retry_undelivered,
         api_key=os.environ.get(API_KEY_ENV, ""),
     )
     results_path = Path(results) if results else None
 
+    funnel: Funnel | None = None
+
     async def main() -> runner.Summary:
+        nonlocal funnel, campaign
         async with _maybe_sandbox(sandbox) as target:
-            nonlocal campaign
             if target is not None:
                 campaign = for_sandbox(campaign, target[0])  # its own state and results files
                 options.api_key = target[1]
@@ -179,10 +190,20 @@ def send(
             if not dry_run and not yes:
                 await _confirm(campaign, options)
             shown = f"{campaign_file} --sandbox" if sandbox else campaign_file
-            return await _run_with_progress(campaign, options, results_path, shown)
+            async with _sandbox_listener(None if dry_run else target, campaign) as listener:
+                summary = await _run_with_progress(campaign, options, results_path, shown)
+                if target is not None and listener is not None and summary.results_path is not None:
+                    # The sandbox's delivery reports go to a listener in this process: wait
+                    # for them, then write the results again with their delivery columns.
+                    await target[2].webhooks.drain()
+                    await listener.close()
+                    funnel = await asyncio.to_thread(_export_after_reports, campaign, summary.results_path)
+            return summary
 
     summary = _guard(_Ctx.debug, lambda: asyncio.run(main()))
     _print_summary(campaign, summary, f"{campaign_file} --sandbox" if sandbox else campaign_file)
+    if funnel is not None:
+        _print_funnel(funnel, campaign.provider)
     sys.exit(int(summary.exit_code()))
 
 
@@ -209,9 +230,37 @@ async def _maybe_sandbox(enabled: bool) -> Any:
     box = Sandbox(SandboxConfig(api_key=key))
     url = await box.start()
     try:
-        yield (url, key)
+        yield (url, key, box)
     finally:
         await box.close()
+
+
+@asynccontextmanager
+async def _sandbox_listener(target: tuple[str, str, Any] | None, campaign: Campaign) -> Any:
+    """A listener in this process, subscribed at the sandbox, recording its delivery reports
+    into the state file of ``campaign`` (as the sandbox run uses it)."""
+    if target is None:
+        yield None
+        return
+    secret = secrets.token_hex(16)
+    # The send writes the results file; the state file is opened at the first report (a
+    # broken input file must leave none behind).
+    listener = delivery_runner.listener_for([campaign], secret, refresh=False, lazy=True)
+    try:
+        hook = await listener.start()
+        await delivery_runner.subscribe(campaign, target[1], url=hook, secret=secret)
+        yield listener
+    finally:
+        await listener.close()
+
+
+def _export_after_reports(campaign: Campaign, results: Path) -> Funnel:
+    state = State(campaign.state)
+    try:
+        runner.export(state, results)
+    finally:
+        state.close()
+    return delivery_runner.delivery_funnel(campaign)
 
 
 async def _run_with_progress(
@@ -356,6 +405,8 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
             f"{s.held_ambiguous:,} unknown rows were not resent: the API lists more than one message that could "
             f"be theirs (see `campaign status {campaign_file}`)."
         )
+    if s.retried_undelivered:
+        out.print(f"{s.retried_undelivered:,} rows whose delivery failed for a temporary reason were sent again.")
     if s.held_failed:
         out.print(f"{s.held_failed:,} failed rows were not retried; add --retry-failed to send them again.")
     if s.rate_limited:
@@ -447,16 +498,30 @@ def _duration(seconds: float) -> str:
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
 @click.option("--results", type=click.Path(dir_okay=False), help="Also (re)write the results CSV here from the state.")
 @click.option("--sandbox", is_flag=True, help="The state of the campaign's --sandbox runs (they keep their own).")
-def status(campaign_file: str, results: str | None, sandbox: bool) -> None:
-    """Counts per status from the campaign's state file, the last run, and the unknown rows."""
+@click.option(
+    "--export-undeliverable",
+    "undeliverable",
+    type=click.Path(dir_okay=False),
+    help="Write the numbers whose delivery failed for good (opted out, unknown, landline) as a suppression file.",
+)
+def status(campaign_file: str, results: str | None, sandbox: bool, undeliverable: str | None) -> None:
+    """Counts per status, the delivery funnel, the last run, and the unknown rows."""
 
-    def go() -> runner.StatusReport:
+    provider = ""
+
+    def go() -> tuple[runner.StatusReport, Funnel, int | None]:
+        nonlocal provider
         campaign = _load(campaign_file)
         if sandbox:
             campaign = for_sandbox(campaign, campaign.api_url)
-        return runner.status(campaign, results_path=Path(results) if results else None)
+        provider = campaign.provider
+        report = runner.status(campaign, results_path=Path(results) if results else None)
+        exported = None
+        if undeliverable:
+            exported = delivery_runner.export_undeliverable(campaign, Path(undeliverable))
+        return report, delivery_runner.delivery_funnel(campaign), exported
 
-    report = _guard(_Ctx.debug, go)
+    report, funnel, exported = _guard(_Ctx.debug, go)
     out.print(_counts_table(report.counts, "rows of the last run"))
     if report.last_run:
         r = report.last_run
@@ -465,8 +530,122 @@ def status(campaign_file: str, results: str | None, sandbox: bool) -> None:
         out.print(f"[yellow]{len(report.unknown):,} unknown rows[/] (run `campaign reconcile {campaign_file}`):")
         for u in report.unknown[:50]:
             out.print(f"  row {u['row']}  {u['phone']}  {u['error']}")
+    _print_funnel(funnel, provider)
     if results:
         out.print(f"Results: {results}")
+    if exported is not None:
+        out.print(f"{exported:,} undeliverable numbers written to {undeliverable} (use it in suppress = [...]).")
+
+
+def _print_funnel(f: Funnel, provider: str) -> None:
+    """accepted → sent → delivered → read (WhatsApp only: SMS has no read receipts), with
+    percentages of accepted; failures by code with their meaning."""
+    if not f.accepted and not f.events:
+        return
+    if not f.events:
+        out.print("No delivery reports yet: run `campaign subscribe` and `campaign listen` to receive them.")
+        return
+    table = Table(title="delivery", show_header=True)
+    table.add_column("stage")
+    table.add_column("messages", justify="right")
+    table.add_column("of accepted", justify="right")
+    stages = [("accepted", f.accepted), ("sent", f.sent), ("delivered", f.delivered)]
+    if provider != "twlo" or f.read:
+        stages.append(("read", f.read))
+    for stage, n in stages:
+        table.add_row(stage, f"{n:,}", f"{100 * n / f.accepted:.1f}%" if f.accepted else "")
+    out.print(table)
+    if f.accepted > f.reported:
+        out.print(f"{f.accepted - f.reported:,} accepted messages have no delivery report yet.")
+    for (word, code), n in f.failures.most_common():
+        meaning = error_meaning(code) or f.examples.get((word, code), "") or "no reason given"
+        out.print(f"  {word} {code or '(no code)'} ({n:,}): {meaning}", markup=False)
+    if f.unmatched:
+        out.print(f"{f.unmatched:,} reported message ids match no row yet (sent by another tool, or still unknown).")
+
+
+@cli.command()
+@click.argument("campaign_files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, help="Port to listen on (0 = any free port).")
+@click.option("--verbose", "-v", is_flag=True, help="Print one line per report recorded.")
+@click.option(
+    "--results-every",
+    type=click.FloatRange(min=0),
+    default=60,
+    show_default=True,
+    help="Seconds between rewrites of the results files while reports come in (0: only on exit).",
+)
+def listen(campaign_files: tuple[str, ...], host: str, port: int, verbose: bool, results_every: float) -> None:
+    """Receive Sociocs delivery reports at /webhooks/sociocs and record them for these campaigns.
+
+    Set SOCIOCS_WEBHOOK_SECRET to the secret given to `campaign subscribe`: reports without its
+    signature are refused. Put it behind your HTTPS proxy. SIGTERM or Ctrl-C stops it cleanly.
+    """
+    from campaign.listener import serve
+
+    secret = os.environ.get(SECRET_ENV) or None
+
+    def line(report: Report, where: str) -> None:
+        code = f" {report.error_code}" if report.error_code else ""
+        out.print(f"{report.message_id} {report.status}{code} -> {where or '(no row yet)'}", markup=False)
+
+    def ready(url: str) -> None:
+        if secret is None:
+            err.print(
+                f"[yellow]warning:[/] {SECRET_ENV} is not set: anyone who can reach this port can post "
+                "delivery reports. Set it, and give the same secret to `campaign subscribe`."
+            )
+        out.print(f"Listening for delivery reports on {url}  (Ctrl-C or SIGTERM stops)", markup=False)
+        sys.stdout.flush()
+
+    def go() -> None:
+        campaigns = [_load(f) for f in campaign_files]
+        listener = delivery_runner.listener_for(
+            campaigns, secret, on_report=line if verbose else None, refresh_every=results_every
+        )
+        serve(listener, host, port, ready=ready)
+
+    _guard(_Ctx.debug, go)
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--url", help="The public URL of `campaign listen` (ending in /webhooks/sociocs).")
+@click.option("--delete", is_flag=True, help="Remove this campaign's subscription.")
+def subscribe(campaign_file: str, url: str | None, delete: bool) -> None:
+    """Register URL for delivery reports of the campaign's channel; without --url, list them.
+
+    Subscribing again updates the campaign's one subscription. The secret is
+    SOCIOCS_WEBHOOK_SECRET, which `campaign listen` checks.
+    """
+    if url is not None and delete:
+        _fail(UsageError("Give either --url or --delete, not both."))
+    secret = os.environ.get(SECRET_ENV) or None
+
+    def go() -> delivery_runner.SubscribeReport:
+        campaign = _load(campaign_file)
+        key = os.environ.get(API_KEY_ENV, "")
+        return asyncio.run(delivery_runner.subscribe(campaign, key, url=url, secret=secret, delete=delete))
+
+    report = _guard(_Ctx.debug, go)
+    if report.action == "subscribed":
+        out.print(f"Subscribed {url} (subscription {report.subscription_id}).", markup=False)
+        if secret is None:
+            out.print(f"[yellow]warning:[/] {SECRET_ENV} is not set: the reports will not be signed.")
+    elif report.action == "deleted":
+        out.print(f"Deleted subscription {report.subscription_id}.", markup=False)
+    elif report.action == "not-found":
+        out.print("This campaign has no subscription to delete.")
+    for sub in report.subscriptions:
+        mine = " (this campaign)" if sub.get("subscriber_reference_id") == report.reference else ""
+        out.print(
+            f"  {sub.get('id')}  {sub.get('provider') or '*'} {sub.get('channel_key') or '*'}  "
+            f"{sub.get('webhook_url')}  {sub.get('status') or ''}{mine}",
+            markup=False,
+        )
+    if not report.subscriptions:
+        out.print("No webhook subscriptions on this account.")
 
 
 @cli.command()
@@ -509,6 +688,26 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
 @click.option("--drop-after-accept", type=float, default=0.0, help="Fraction accepted, then the connection dropped.")
 @click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
 @click.option("--seed", type=int, help="Seed for the random faults.")
+@click.option(
+    "--report-fail-rate",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Fraction of messages whose delivery fails (reports to webhook subscriptions).",
+)
+@click.option(
+    "--report-read-rate",
+    type=float,
+    default=0.6,
+    show_default=True,
+    help="Fraction of delivered WhatsApp messages that are read.",
+)
+@click.option("--report-duplicate", type=float, default=0.0, help="Fraction of messages with a report posted twice.")
+@click.option(
+    "--report-out-of-order", type=float, default=0.0, help="Fraction of messages whose reports come last first."
+)
+@click.option("--report-early", type=float, default=0.0, help="Fraction of messages reported before the send's answer.")
+@click.option("--report-delay", type=float, default=0.0, help="Seconds before a message's first report.")
 def sandbox_cmd(
     host: str,
     port: int,
@@ -521,9 +720,19 @@ def sandbox_cmd(
     drop_after_accept: float,
     latency: float,
     seed: int | None,
+    report_fail_rate: float,
+    report_read_rate: float,
+    report_duplicate: float,
+    report_out_of_order: float,
+    report_early: float,
+    report_delay: float,
 ) -> None:
-    """Run a local Sociocs-compatible API with fault injection (for trying and testing)."""
-    from campaign.sandbox import Faults, SandboxConfig, serve
+    """Run a local Sociocs-compatible API with fault injection (for trying and testing).
+
+    Webhook subscriptions made on it (`campaign subscribe`) get signed delivery reports for
+    every accepted message; the --report-* options make them fail, repeat, reorder or hurry.
+    """
+    from campaign.sandbox import Faults, SandboxConfig, WebhookFaults, serve
 
     try:
         faults = Faults(
@@ -536,6 +745,15 @@ def sandbox_cmd(
             latency=latency,
             seed=seed,
         )
+        reports = WebhookFaults(
+            fail_rate=report_fail_rate,
+            read_rate=report_read_rate,
+            duplicate=report_duplicate,
+            out_of_order=report_out_of_order,
+            early=report_early,
+            delay=report_delay,
+            seed=seed,
+        )
     except ValueError as error:  # fractions out of 0..1, negative latency, ...
         _fail(UsageError(f"campaign sandbox: {error}"))
         return
@@ -544,7 +762,10 @@ def sandbox_cmd(
         out.print(f"Sociocs sandbox listening on {url}  (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")
         sys.stdout.flush()
 
-    _guard(_Ctx.debug, lambda: serve(host, port, SandboxConfig(api_key=api_key, faults=faults), ready=ready))
+    _guard(
+        _Ctx.debug,
+        lambda: serve(host, port, SandboxConfig(api_key=api_key, faults=faults, webhooks=reports), ready=ready),
+    )
 
 
 def main() -> None:

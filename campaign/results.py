@@ -30,6 +30,8 @@ RESULT_COLUMNS = (
     "message",
     "updated_at",
 )
+# Added once the campaign has delivery reports (campaign listen), after RESULT_COLUMNS.
+DELIVERY_COLUMNS = ("delivery_status", "delivery_error", "delivery_updated_at")
 _FORMULA_START_CHARS = frozenset("=+-@\t\r\n")
 # A number (-12.5, 1e3) or a phone number (+1 (617) 555-0100): no letters, no operators that
 # could call a function. These stay as typed.

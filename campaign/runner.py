@@ -27,12 +27,13 @@ from typing import Any
 
 from campaign.api import SociocsClient
 from campaign.config import Campaign
+from campaign.delivery_store import has_reports, retryable
 from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError
 from campaign.lock import CampaignLock
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
 from campaign.reconcile import reconcile_state
-from campaign.results import write_results
+from campaign.results import DELIVERY_COLUMNS, write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
 from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status
@@ -46,6 +47,7 @@ class Options:
     limit: int | None = None
     retry_failed: bool = False
     resend_unknown: bool = False
+    retry_undelivered: bool = False  # resend sent rows whose delivery failed for a temporary reason
     api_key: str = ""
     command: str = "send"
     backoff_base: float = 1.0
@@ -71,6 +73,7 @@ class Summary:
     reconciled: ReconcileReport | None = None  # the reconcile --resend-unknown ran first
     held_failed: int = 0  # failed rows not retried (no --retry-failed)
     held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
+    retried_undelivered: int = 0  # sent rows resent by --retry-undelivered
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)
     invalid_first: dict[str, str] = field(default_factory=dict)  # kind -> the first row's own error
@@ -191,6 +194,9 @@ class Planner:
         with self.state.transaction():
             self.state.add_rows(records)
             known = self.state.known([p.key for p in candidates if p.key is not None])
+            retry: set[str] = set()
+            if self.options.retry_undelivered:
+                retry = retryable(self.state, [key for key, k in known.items() if k.status in DONE])
             new: list[tuple[str, str, int, str, str]] = []
             touch: list[tuple[int, str]] = []
             dry: list[str] = []
@@ -203,18 +209,21 @@ class Planner:
                     s.multi_segment += seg.parts > 1
                     s.unicode_rows += seg.encoding == "UCS-2"
                 k: Known | None = known.get(p.key)
+                retrying = False  # a sent row whose delivery failed for a temporary reason
                 if k is None:
                     new.append((p.key, p.phone, p.row, job.payload_hash, job.message))
                 else:
                     touch.append((p.row, p.key))
-                    if not self._should_send(k, job):
+                    retrying = p.key in retry
+                    if not retrying and not self._should_send(k, job):
                         continue
                 if self.stopped:
                     s.not_reached += 1
                     continue
                 if self.options.limit is not None and self.queued >= self.options.limit:
-                    s.limit_pending += 1
+                    s.limit_pending += not retrying  # a row left sent is not pending
                     continue
+                s.retried_undelivered += retrying
                 self.queued += 1
                 s.countries[p.region] += 1
                 if p.landline and self.campaign.provider == "twlo":
@@ -440,8 +449,12 @@ def export(state: State, path: Path, *, with_segments: bool = False) -> int:
     """(Re)write a results file from the state file."""
     rows: Iterator[tuple[Any, ...]] = state.results()
     extra: tuple[str, ...] = ()
+    if has_reports(state):  # PRODUCT.md: the delivery columns come once reports arrive
+        extra = DELIVERY_COLUMNS
+    else:
+        rows = (r[: -len(DELIVERY_COLUMNS)] for r in rows)
     if with_segments:
-        extra = ("segments", "encoding")
+        extra = (*extra, "segments", "encoding")
 
         def add_segments(source: Iterator[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
             for r in source:

@@ -10,6 +10,8 @@ It serves what the sender uses (``sociocs-api.md`` sections 2-4, 6-8, 10):
 * ``POST /message``: every documented rule plus the "careful" ones of section 10, strictly
   (unknown fields, naive ``schedule``, template with text... all answer 400).
 * ``GET /messages``: what was accepted, so ``campaign reconcile`` can be tested.
+* ``/webhook-subscriptions`` and signed status reports for every accepted message
+  (:mod:`campaign.sandbox_webhooks`).
 * ``GET /_sandbox/requests``: not Sociocs; the request log, for benchmarks in another process.
 
 Every error uses the section 7 envelope ``{"status": "error", "errors": [{"msg": ...}]}``.
@@ -39,7 +41,9 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
-__all__ = ["AcceptedMessage", "Faults", "LoggedRequest", "Sandbox", "SandboxConfig", "serve"]
+from campaign.sandbox_webhooks import WebhookFaults, Webhooks
+
+__all__ = ["AcceptedMessage", "Faults", "LoggedRequest", "Sandbox", "SandboxConfig", "WebhookFaults", "serve"]
 
 _PROVIDERS = ("twlo", "twlowa", "gswa")
 _MEDIA = ("image_url", "video_url", "file_url")
@@ -88,6 +92,7 @@ class SandboxConfig:
     api_key: str | None = None  # None: any "<user>:<secret>" key with both parts non-empty
     channels: frozenset[str] | None = None  # None: any "<provider>_<6-15 digits>"
     faults: Faults = field(default_factory=Faults)
+    webhooks: WebhookFaults = field(default_factory=WebhookFaults)  # delivery reports
 
 
 @dataclass(frozen=True)
@@ -299,6 +304,8 @@ class Sandbox:
         self.app.router.add_post("/message", self._post_message)
         self.app.router.add_get("/messages", self._get_messages, allow_head=False)
         self.app.router.add_get("/_sandbox/requests", self._sandbox_requests, allow_head=False)
+        self.webhooks = Webhooks(self.config.webhooks)  # subscriptions and delivery reports
+        self.webhooks.add_routes(self.app, self._authorized)
         self.app.router.add_route("*", "/{tail:.*}", self._not_found)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -319,6 +326,7 @@ class Sandbox:
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        await self.webhooks.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -399,6 +407,11 @@ class Sandbox:
         if draw < (threshold := faults.error_500 + faults.error_503):
             return _envelope_error(503, "Service unavailable. Try again later.")
         message = self._accept(body)
+        early = self.webhooks.accepted(
+            message.message_id, message.provider, message.channel_key, template="template" in body
+        )
+        if early is not None:  # a report that overtakes the answer (sociocs-api.md section 8)
+            await early
         if draw < (threshold := threshold + faults.accept_then_500):
             return _envelope_error(500, "Internal server error. Try again later.")
         if draw < threshold + faults.drop_after_accept and request.transport is not None:

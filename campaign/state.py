@@ -1,6 +1,6 @@
 """The campaign's memory: a SQLite journal beside the campaign file.
 
-Two tables:
+Tables (plus ``meta`` and ``runs``):
 
 ``recipients``
     one line per recipient (its E.164 number, or number plus occurrence with
@@ -23,6 +23,12 @@ refuses another. ``runs`` lists the runs. The schema is versioned (``PRAGMA user
 each change is a migration in ``_MIGRATIONS``, applied in one transaction when an older file
 opens; ``tests/data/state-v1.sqlite`` keeps a file of schema 1 to prove it.
 
+``delivery_events`` and ``delivery``
+    delivery reports (schema 3): every report as received, append-only, and per message id
+    the status it shows (:func:`campaign.delivery.resolve`). ``campaign listen`` writes them
+    (:mod:`campaign.delivery_store`) while a send may be running: both use short
+    ``BEGIN IMMEDIATE`` transactions on the WAL, so neither blocks the other for long.
+
 Durability: WAL with ``synchronous=NORMAL``. A commit survives the process being killed
 (SIGKILL, OOM, a crash) because it is in the WAL file the moment ``COMMIT`` returns; it is not
 fsynced, so a power loss or kernel crash may lose the last commits, which could make a row that
@@ -43,9 +49,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from campaign.delivery import error_text, iso_ms
 from campaign.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -98,6 +105,30 @@ _MIGRATIONS: dict[int, str] = {
     ALTER TABLE recipients ADD COLUMN first_attempt_at TEXT;
     ALTER TABLE recipients ADD COLUMN reconciled TEXT NOT NULL DEFAULT '';
     ALTER TABLE rows ADD COLUMN payload_hash TEXT NOT NULL DEFAULT '';
+    """,
+    # 3: delivery reports (issue 12, campaign.delivery): every report as it came (append-only),
+    # and per message id what it shows. Keyed by message id, not recipient: a report may arrive before
+    # the send's answer names its row, and is joined when it does.
+    3: """
+    CREATE TABLE delivery_events (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        error_code TEXT NOT NULL DEFAULT '',
+        error_message TEXT NOT NULL DEFAULT '',
+        at_ms INTEGER,
+        received_at TEXT NOT NULL
+    );
+    CREATE TABLE delivery (
+        message_id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        error_code TEXT NOT NULL DEFAULT '',
+        error_message TEXT NOT NULL DEFAULT '',
+        at_ms INTEGER,
+        reached INTEGER NOT NULL DEFAULT 0,
+        reports INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX recipients_message_id ON recipients(message_id);
     """,
 }
 
@@ -569,20 +600,23 @@ class State:
         """Every row of the snapshot, in spreadsheet order, joined to its recipient's outcome.
 
         Yields (cells, row, phone, status, message_id, error, http_status, attempts, message,
-        updated_at). A row still ``sending`` (its run died or could not record the answer)
-        shows as ``unknown``, which is what it is.
+        updated_at, delivery_status, delivery_error, delivery_updated_at). A row still ``sending``
+        (its run died or could not record the answer) shows as ``unknown``, which is what it is.
         """
         cur = self.db.execute(
             f"SELECT r.cells, r.row, r.phone, {_ROW_STATUS},"
             " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error ELSE coalesce(p.error, '') END,"
             " p.http_status, coalesce(p.attempts, 0),"
             " CASE WHEN r.status IS NOT NULL THEN r.message ELSE coalesce(p.message, r.message) END,"
-            " coalesce(p.updated_at, '')"
-            " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key WHERE r.run = ? ORDER BY r.row",
+            " coalesce(p.updated_at, ''), d.status, d.error_code, d.error_message, d.at_ms"
+            " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key"
+            " LEFT JOIN delivery d ON p.message_id != '' AND d.message_id = p.message_id"
+            " WHERE r.run = ? ORDER BY r.row",
             (self._snapshot(),),
         )
-        for cells, *rest in cur:
-            yield (tuple(json.loads(cells)), *rest)
+        for cells, *rest, d_status, d_code, d_message, d_at in cur:
+            delivery = (d_status, error_text(d_code, d_message), iso_ms(d_at)) if d_status else ("", "", "")
+            yield (tuple(json.loads(cells)), *rest, *delivery)
 
     def by_status(self, status: Status) -> list[dict[str, Any]]:
         """Recipients with this status, with their row, phone, message and last update."""
