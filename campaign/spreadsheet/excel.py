@@ -35,7 +35,7 @@ from campaign.spreadsheet.common import (
     filled,
     header_names,
 )
-from campaign.spreadsheet.display import LOCALE_FORMATS, displayed, plain_text
+from campaign.spreadsheet.display import displayed, plain_text
 from campaign.spreadsheet.header import Numbered, Wanted, find_header
 
 MAX_UNZIPPED_BYTES = 1 << 30  # zip-bomb limits for workbooks
@@ -256,12 +256,13 @@ def _xls_rows(book: Any, sheet: Any) -> Iterator[Numbered]:
             kind, value = cell.ctype, cell.value
             if kind in (xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE):
                 fmt = book.format_map[book.xf_list[cell.xf_index].format_key].format_str
-                if kind == xlrd.XL_CELL_DATE and fmt.strip().casefold() in (*LOCALE_FORMATS, "general", ""):
+                is_date = kind == xlrd.XL_CELL_DATE
+                if is_date and fmt.strip().casefold() in ("general", ""):
                     with contextlib.suppress(ValueError, xlrd.xldate.XLDateError):
                         value = xlrd.xldate.xldate_as_datetime(value, book.datemode)
                     texts.append(plain_text(value))
                 else:
-                    texts.append(displayed(float(value), fmt, date1904=date1904))
+                    texts.append(displayed(float(value), fmt, date1904=date1904, is_date=is_date))
             elif kind == xlrd.XL_CELL_TEXT:
                 texts.append(value)
             elif kind == xlrd.XL_CELL_BOOLEAN:
