@@ -72,8 +72,8 @@ def open_recipients(
     try:
         if suffix in TEXT_SUFFIXES:
             return open_text(path, suffix, allow_empty, phone_column, header_row)
-        merges = {} if suffix == ".xls" else check_zip(path)  # .xlsx and .ods are zips of XML
-        return open_sheet(path, sheet, allow_empty, phone_column, header_row, merges)
+        parts = {} if suffix == ".xls" else check_zip(path)  # .xlsx and .ods are zips of XML
+        return open_sheet(path, sheet, allow_empty, phone_column, header_row, parts)
     except OSError as exc:
         raise InputFileError(path, f"cannot be read ({exc.strerror or exc})") from exc
 

@@ -7,10 +7,11 @@ keep a value exact where a display would lose it:
 
 - ``General`` (and text ``@``): Excel's General shortens long numbers to fit the column
   (``1.61756E+10``); the column width is not ours to know, and a phone number stored as a
-  number must keep all its digits, so a whole General number gives every digit
+  number must keep all its digits, so a whole General number below 10^15 (a phone number
+  has at most 15 digits, and Excel keeps 15 significant ones) gives every digit
   (``16175550101``, never ``16175550101.0``). Other General numbers show as in a standard
-  Excel column: at most 10 significant digits (``0.3333333333``), in scientific notation
-  with Excel's two-digit exponent below 0.0001 or from 10^10 up (``1E-07``, ``1.5E+21``).
+  Excel column (:func:`general_number`): at most 10 significant digits (``0.3333333333``),
+  in scientific notation below 0.0001 or from 10^10 up (``1E-07``, ``1E+20``).
 - The built-in short date formats (numFmtId 14 and 22, ``mm-dd-yy`` / ``m/d/yy h:mm`` in the
   file) follow the reader's system locale: 01/05/2026 in London is 5/1/2026 in Boston. We
   cannot know which the owner saw, so they give the unambiguous ISO date ``2026-05-01``
@@ -39,16 +40,19 @@ LOCALE_FORMATS = frozenset({"mm-dd-yy", "m/d/yy", "m/d/yy h:mm", "mm-dd-yy h:mm"
 def plain_text(value: object) -> str:
     """A workbook value as the text a person expects to see (and a phone number needs).
 
-    Formula cells give their cached value, which files written by openpyxl lack (then "").
+    Formula cells give their saved result (a sheet with formulas and no saved results is
+    refused before it is read: :mod:`campaign.spreadsheet.formulas`).
     """
     if value is None or isinstance(value, str):
         return value or ""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    if isinstance(value, int) and abs(value) >= 10**15:
+        value = float(value)  # beyond a phone number's 15 digits: as Excel's General shows it
     if isinstance(value, float):
         if math.isnan(value):
             return ""
-        if value.is_integer() and abs(value) < 1e21:
+        if value.is_integer() and abs(value) < 1e15:  # E.164: at most 15 digits
             return str(int(value))  # 16175550100.0 is a phone number, not a float
         return general_number(value)
     if isinstance(value, datetime):
@@ -107,7 +111,7 @@ def clock_step(number_format: str) -> int:
     """
     codes = _NOT_CODES.sub(" ", number_format.split(";", 1)[0]).casefold()
     if fraction := _SUBSECONDS.search(codes):
-        return 10 ** (6 - len(fraction.group(1)))
+        return int(10 ** (6 - len(fraction.group(1))))
     if "s" in codes:
         return _MICROSECONDS["second"]
     if "[m" in codes or re.search(r"h[^a-z]*m|m[^a-z]*s", codes):

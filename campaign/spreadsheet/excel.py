@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.parsers import expat
@@ -36,6 +37,7 @@ from campaign.spreadsheet.common import (
     header_names,
 )
 from campaign.spreadsheet.display import displayed, plain_text
+from campaign.spreadsheet.formulas import UnsavedFormulas
 from campaign.spreadsheet.header import Numbered, Wanted, find_header
 
 MAX_UNZIPPED_BYTES = 1 << 30  # zip-bomb limits for workbooks
@@ -48,18 +50,29 @@ _MERGE_CELL = re.compile(rb'<(?:[A-Za-z_][\w.-]*:)?mergeCell\b[^>]*?\bref="([A-Z
 _MERGE_TAIL = 512  # longer than any <mergeCell ref="..."/> element
 #: A merged range: first and last row (1-based, as shown), first and last column (0-based).
 Merge = tuple[int, int, int, int]
+_WORKSHEET = re.compile(r"xl/worksheets/[^/]+\.xml", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the scan found in one worksheet part: its merged ranges, and the first cell
+    holding a formula without a saved result (``"C2"``), if any."""
+
+    merges: list[Merge] = field(default_factory=list)
+    unsaved_formula: str | None = None
 
 
 class _EntityDeclared(Exception):
     """An XML part declares entities: the shape of a "billion laughs" attack."""
 
 
-def check_zip(path: Path) -> dict[str, list[Merge]]:
+def check_zip(path: Path) -> dict[str, Part]:
     """Refuse what is not a sound .xlsx/.ods before it is read: wrong kind, bomb, damage.
 
-    Returns the merged ranges of each worksheet part (by its name in the archive), found in
-    the same streaming pass: openpyxl's read-only mode does not read them, and they come
-    after the rows, so a reader that streams the rows needs them first.
+    Returns what the same streaming pass found in each worksheet part (by its name in the
+    archive): its merged ranges (openpyxl's read-only mode does not read them, and they come
+    after the rows, so a reader that streams the rows needs them first) and its first formula
+    without a saved result (:mod:`campaign.spreadsheet.formulas`; refused when the sheet is read).
 
     Every XML part is streamed through expat with entity declarations forbidden (openpyxl
     parses with defusedxml as well), which also proves the archive decompresses cleanly.
@@ -76,7 +89,7 @@ def check_zip(path: Path) -> dict[str, list[Merge]]:
         kind = "an OpenDocument spreadsheet" if path.suffix.lower() == ".ods" else "an Excel file"
         raise InputFileError(path, f"is not {kind} (maybe it is a CSV renamed?)")
     member = ""
-    merges: dict[str, list[Merge]] = {}
+    parts: dict[str, Part] = {}
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
@@ -98,9 +111,9 @@ def check_zip(path: Path) -> dict[str, list[Merge]]:
             for info in infos:
                 if info.filename.endswith((".xml", ".rels")):
                     member = info.filename
-                    found = _check_xml(archive, info)
-                    if found:
-                        merges[member] = found
+                    found = _check_xml(archive, info, bool(_WORKSHEET.fullmatch(member)))
+                    if found.merges or found.unsaved_formula:
+                        parts[member] = found
     except _EntityDeclared as exc:
         raise InputFileError(
             path,
@@ -111,11 +124,12 @@ def check_zip(path: Path) -> dict[str, list[Merge]]:
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
         where = f"{member}: " if member else ""
         raise InputFileError(path, f"is damaged or incomplete ({where}{exc}); save or download it again") from exc
-    return merges
+    return parts
 
 
-def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Merge]:
-    """Parse one part, refusing entity declarations; return the merged ranges it lists."""
+def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo, worksheet: bool) -> Part:
+    """Parse one part, refusing entity declarations; return the merged ranges it lists and,
+    for a ``worksheet`` part, its first formula without a saved result."""
 
     def refuse(*_: object) -> None:
         raise _EntityDeclared
@@ -124,14 +138,17 @@ def _check_xml(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> list[Merge]:
     parser.EntityDeclHandler = refuse
     refs: set[tuple[bytes, bytes]] = set()
     tail = b""  # the end of the previous block: a <mergeCell> may straddle two blocks
+    formulas = UnsavedFormulas()
     with archive.open(info) as member:
         while block := member.read(_BLOCK):
             parser.Parse(block, False)
+            if worksheet:
+                formulas.feed(block)
             if b"mergeCell" in block or b"mergeCell" in tail + block[:_MERGE_TAIL]:
                 refs.update(_MERGE_CELL.findall(tail + block))
             tail = block[-_MERGE_TAIL:]
     parser.Parse(b"", True)
-    return sorted(_merge(first, last) for first, last in refs)
+    return Part(sorted(_merge(first, last) for first, last in refs), formulas.first)
 
 
 def _merge(first: bytes, last: bytes) -> Merge:
@@ -151,11 +168,12 @@ def _cell_ref(ref: bytes) -> tuple[int, int]:
 
 @contextmanager
 def _sheet_rows(
-    path: Path, wanted: str | None, merges: dict[str, list[Merge]]
+    path: Path, wanted: str | None, parts: dict[str, Part]
 ) -> Iterator[tuple[str, Iterator[Numbered]]]:
     """Yield the chosen sheet's title and its rows (number, displayed texts), merges filled.
 
-    Any failure while the caller reads the rows becomes an InputFileError too.
+    Any failure while the caller reads the rows becomes an InputFileError too; so does a
+    sheet with formulas whose results were never saved (their cells would read as blank).
     """
     suffix = path.suffix.lower()
     try:
@@ -176,7 +194,10 @@ def _sheet_rows(
                 if isinstance(worksheet, ReadOnlyWorksheet):
                     worksheet.reset_dimensions()  # a wrong <dimension> must not cut rows off
                     part: str = getattr(worksheet, "_worksheet_path", "")  # openpyxl keeps it private
-                    ranges = merges.get(part.lstrip("/"), [])
+                    scanned = parts.get(part.lstrip("/"), Part())
+                    ranges = scanned.merges
+                    if scanned.unsaved_formula:
+                        raise InputFileError(path, unsaved_message(title, scanned.unsaved_formula))
                 values = worksheet.iter_rows()  # cells, not values: we need number formats
                 mac = book.epoch == CALENDAR_MAC_1904
                 texts = ((n, [_xlsx_text(cell, mac) for cell in row]) for n, row in enumerate(values, start=1))
@@ -326,7 +347,7 @@ def open_sheet(
     allow_empty: bool,
     wanted: Wanted = None,
     header_row: int | None = None,
-    merges: dict[str, list[Merge]] | None = None,
+    parts: dict[str, Part] | None = None,
 ) -> RecipientFile:
     """Find the header and make sure at least one row follows; InputFileError if not.
 
@@ -334,9 +355,9 @@ def open_sheet(
     start anywhere on the sheet, and notes often sit beside it); unnamed columns between
     named ones become ``column_<n>``, n being the sheet's column number (A is 1).
     """
-    merges = merges or {}
+    parts = parts or {}
     has_rows = False
-    with _sheet_rows(path, wanted_sheet, merges) as (title, rows):
+    with _sheet_rows(path, wanted_sheet, parts) as (title, rows):
         found = find_header(path, rows, wanted, header_row, f'(sheet "{title}") ')
         if found is None:
             raise InputFileError(path, f'sheet "{title}" is empty')
@@ -359,7 +380,7 @@ def open_sheet(
 
     def read(size: int) -> Iterator[list[SourceRow]]:
         chunk: list[SourceRow] = []
-        with _sheet_rows(path, title, merges) as (_, numbered):
+        with _sheet_rows(path, title, parts) as (_, numbered):
             for number, values in numbered:
                 if number <= header_number:
                     continue
@@ -374,6 +395,15 @@ def open_sheet(
             yield chunk
 
     return RecipientFile(path, columns, read, sheet=title, header_row=header_number, header=header)
+
+
+def unsaved_message(sheet: str, cell: str) -> str:
+    """The sentence for a sheet whose formulas have no saved results (after the file name)."""
+    where = "a cell" if cell == "a cell" else f"cell {cell}"
+    return (
+        f'has formulas without saved results (sheet "{sheet}", first at {where}), so their cells '
+        "would be sent blank; open the file in Excel or LibreOffice and save it, so the results are stored"
+    )
 
 
 def pick_sheet(path: Path, wanted: str | None, sheets: list[tuple[str, bool]]) -> str:
