@@ -269,6 +269,7 @@ def _xlsx_text(cell: Any, mac: bool) -> str:
 def _xls_rows(book: Any, sheet: Any) -> Iterator[Numbered]:
     """An xlrd sheet's rows as displayed text (xlrd cell types: xlrd.sheet.Cell)."""
     import xlrd
+    from openpyxl.styles.numbers import is_date_format
 
     date1904 = book.datemode == 1
     for r in range(sheet.nrows):
@@ -277,8 +278,9 @@ def _xls_rows(book: Any, sheet: Any) -> Iterator[Numbered]:
             kind, value = cell.ctype, cell.value
             if kind in (xlrd.XL_CELL_NUMBER, xlrd.XL_CELL_DATE):
                 fmt = book.format_map[book.xf_list[cell.xf_index].format_key].format_str
-                is_date = kind == xlrd.XL_CELL_DATE
-                if is_date and fmt.strip().casefold() in ("general", ""):
+                # xlrd takes [mm] and [ss] for numbers; openpyxl's test is the one .xlsx cells get
+                is_date = kind == xlrd.XL_CELL_DATE or is_date_format(fmt)
+                if kind == xlrd.XL_CELL_DATE and fmt.strip().casefold() in ("general", ""):
                     with contextlib.suppress(ValueError, xlrd.xldate.XLDateError):
                         value = xlrd.xldate.xldate_as_datetime(value, book.datemode)
                     texts.append(plain_text(value))
