@@ -62,7 +62,7 @@ def plain_text(value: object) -> str:
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, timedelta):  # a duration cell such as [h]:mm:ss
-        hours, rest = divmod(round(abs(value.total_seconds())), 3600)
+        hours, rest = divmod(int(abs(value.total_seconds())), 3600)  # cut off, as Excel shows it
         sign = "-" if value < timedelta(0) else ""
         return f"{sign}{hours}:{rest // 60:02}:{rest % 60:02}"
     return str(value)

@@ -16,10 +16,10 @@ import re
 
 _PREFIX = rb"(?:[A-Za-z_][\w.-]*:)?"  # writers such as the Open XML SDK write <x:c>
 #: One cell that has content (not ``<c r="A1"/>``): its attributes and its content.
-_CELL = re.compile(rb"<" + _PREFIX + rb"c\b((?:[^>/]|/(?!>))*)>(.*?)</" + _PREFIX + rb"c>", re.DOTALL)
+_CELL = re.compile(rb"<" + _PREFIX + rb"c(?=[\s>/])((?:[^>/]|/(?!>))*)>(.*?)</" + _PREFIX + rb"c>", re.DOTALL)
 _CELL_END = re.compile(rb"</" + _PREFIX + rb"c>\Z")
-_FORMULA = re.compile(rb"<" + _PREFIX + rb"f\b")
-_VALUE = re.compile(rb"<" + _PREFIX + rb"v\b[^>]*?(?:/>|>(.*?)</" + _PREFIX + rb"v>)", re.DOTALL)
+_FORMULA = re.compile(rb"<" + _PREFIX + rb"f(?=[\s>/])")
+_VALUE = re.compile(rb"<" + _PREFIX + rb"v(?=[\s>/])[^>]*?(?:/>|>(.*?)</" + _PREFIX + rb"v>)", re.DOTALL)
 _REF = re.compile(rb"""\br\s*=\s*["']([A-Za-z]{1,3}[0-9]+)["']""")
 _TYPE = re.compile(rb"""\bt\s*=\s*["'](\w+)["']""")
 #: Cell types whose saved result may be empty: a formula that gives "" (=IF(A1>0,"x","")).
