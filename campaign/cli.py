@@ -682,10 +682,17 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
 )
 @click.option("--rate-limit", type=float, help="Answer 429 above this many requests per second.")
 @click.option("--retry-after", type=float, help="Seconds to put in Retry-After on 429.")
+@click.option("--retry-after-date", is_flag=True, help="Write Retry-After as an HTTP date instead of seconds.")
 @click.option("--error-500", type=float, default=0.0, help="Fraction of requests answered 500 (not accepted).")
 @click.option("--error-503", type=float, default=0.0, help="Fraction of requests answered 503 (not accepted).")
 @click.option("--accept-then-500", type=float, default=0.0, help="Fraction accepted, then answered 500.")
 @click.option("--drop-after-accept", type=float, default=0.0, help="Fraction accepted, then the connection dropped.")
+@click.option(
+    "--stall-after-accept", type=float, default=0.0, help="Fraction accepted, then answered only after --stall seconds."
+)
+@click.option("--stall", type=float, default=60.0, show_default=True, help="Seconds a stalled answer is held.")
+@click.option("--not-json-200", type=float, default=0.0, help="Fraction accepted, then answered 200, not JSON.")
+@click.option("--error-200", type=float, default=0.0, help="Fraction answered 200 with status error (not accepted).")
 @click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
 @click.option("--seed", type=int, help="Seed for the random faults.")
 @click.option(
@@ -714,10 +721,15 @@ def sandbox_cmd(
     api_key: str | None,
     rate_limit: float | None,
     retry_after: float | None,
+    retry_after_date: bool,
     error_500: float,
     error_503: float,
     accept_then_500: float,
     drop_after_accept: float,
+    stall_after_accept: float,
+    stall: float,
+    not_json_200: float,
+    error_200: float,
     latency: float,
     seed: int | None,
     report_fail_rate: float,
@@ -742,6 +754,11 @@ def sandbox_cmd(
             error_503=error_503,
             accept_then_500=accept_then_500,
             drop_after_accept=drop_after_accept,
+            stall_after_accept=stall_after_accept,
+            stall=stall,
+            not_json_200=not_json_200,
+            error_200=error_200,
+            retry_after_date=retry_after_date,
             latency=latency,
             seed=seed,
         )

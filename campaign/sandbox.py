@@ -2,8 +2,10 @@
 
 ``campaign sandbox`` and ``campaign send --sandbox`` run this app so that anyone can send a
 campaign end to end with no account, and the tests drive every failure path of the sender over
-real HTTP on loopback: 401, strict 400s, 429 (with or without ``Retry-After``), 500/503 that did
-not send, a 500 that *did* send, a connection dropped after the message was accepted, latency.
+real HTTP on loopback: 401, strict 400s, 429 (with or without ``Retry-After``, in seconds or as
+an HTTP date), 500/503 that did not send, a 500 that *did* send, a connection dropped after the
+message was accepted, an answer held past the client's read timeout after accepting, a 200 whose
+body is not JSON, a 200 with ``status: error``, latency.
 
 It serves what the sender uses (``sociocs-api.md`` sections 2-4, 6-8, 10):
 
@@ -33,8 +35,10 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from email.utils import formatdate
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit
@@ -58,6 +62,7 @@ _BAD_SPACING = re.compile(r"[\n\r\t]| {5}")
 _TWILIO_MAX_CHARS = 1600
 _MAX_DAYS = 31
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_LOGGED_TO: ContextVar[str] = ContextVar("sandbox_logged_to", default="")  # handler -> request log
 
 
 @dataclass
@@ -71,18 +76,31 @@ class Faults:
     accept_then_500: float = 0.0  # fraction accepted and recorded, then answered 500
     drop_after_accept: float = 0.0  # fraction accepted, then the connection closes, no reply
     latency: float = 0.0  # seconds to wait before answering each POST /message
+    stall_after_accept: float = 0.0  # fraction accepted, then answered only after ``stall`` seconds
+    stall: float = 60.0  # seconds a stalled answer is held (longer than the client's read timeout)
+    not_json_200: float = 0.0  # fraction accepted, then answered 200 with a body that is not JSON
+    error_200: float = 0.0  # fraction answered 200 ``{"status": "error"}`` without accepting
+    retry_after_date: bool = False  # Retry-After as an HTTP date (RFC 9110 section 10.2.3), not seconds
     blocked: frozenset[str] = frozenset()  # E.164 numbers answered 400 "Contact is blocked."
     seed: int | None = None  # seed of the fault draws, for reproducible tests
 
     def __post_init__(self) -> None:
         """Reject settings that make no sense now rather than misbehave later."""
-        rates = (self.error_500, self.error_503, self.accept_then_500, self.drop_after_accept)
+        rates = (
+            self.error_500,
+            self.error_503,
+            self.accept_then_500,
+            self.drop_after_accept,
+            self.stall_after_accept,
+            self.not_json_200,
+            self.error_200,
+        )
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 + 1e-9:
             raise ValueError("Fault fractions must be between 0 and 1 and add up to at most 1.")
         if self.rate_limit is not None and not self.rate_limit > 0:
             raise ValueError("rate_limit must be a positive number of requests per second.")
-        if self.latency < 0 or (self.retry_after is not None and self.retry_after < 0):
-            raise ValueError("latency and retry_after must not be negative.")
+        if self.latency < 0 or self.stall < 0 or (self.retry_after is not None and self.retry_after < 0):
+            raise ValueError("latency, stall and retry_after must not be negative.")
 
 
 @dataclass
@@ -115,6 +133,7 @@ class LoggedRequest:
     method: str
     path: str
     status: int  # HTTP status answered; 0 when the connection was dropped
+    to: str = ""  # POST /message: the body's ``to`` as sent, when the body was a JSON object
 
 
 class _Invalid(Exception):
@@ -344,6 +363,7 @@ class Sandbox:
     async def _log_and_envelope(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Log every request with the status it got; turn stray HTTP errors into envelopes."""
         arrived, status = time.monotonic(), 0
+        _LOGGED_TO.set("")  # each request runs in its own task (and context); start clean anyway
         try:
             try:
                 response = await handler(request)
@@ -353,7 +373,7 @@ class Sandbox:
             status = 0 if isinstance(response, _Dropped) else response.status
             return response
         finally:
-            self.requests.append(LoggedRequest(arrived, request.method, request.path, status))
+            self.requests.append(LoggedRequest(arrived, request.method, request.path, status, _LOGGED_TO.get()))
 
     def _authorized(self, request: web.Request) -> bool:
         """Accept the key from the ``apikey`` header, HTTP Basic auth or ``?apikey=``."""
@@ -383,6 +403,8 @@ class Sandbox:
             return _envelope_error(400, "Request body is not valid JSON.")
         if not isinstance(body, dict):
             return _envelope_error(400, "Request body must be a JSON object.")
+        if isinstance(body.get("to"), str):
+            _LOGGED_TO.set(body["to"])  # for the request log: requests per number
         faults = self.config.faults
         try:
             _validate(body, self.config.channels)
@@ -393,7 +415,10 @@ class Sandbox:
             return _envelope_error(400, "Contact is blocked.")
         if faults.rate_limit is not None and not self._bucket.take(faults.rate_limit, time.monotonic()):
             headers = None
-            if faults.retry_after is not None:
+            if faults.retry_after is not None and faults.retry_after_date:
+                # An HTTP date has whole seconds: round up, so the wait is never shorter.
+                headers = {"Retry-After": formatdate(math.ceil(time.time() + faults.retry_after), usegmt=True)}
+            elif faults.retry_after is not None:
                 headers = {"Retry-After": str(math.ceil(faults.retry_after))}
             return _envelope_error(429, "Rate limit reached.", headers)
         if faults.latency > 0:
@@ -406,12 +431,19 @@ class Sandbox:
             return _envelope_error(500, "Internal server error. Try again later.")
         if draw < (threshold := faults.error_500 + faults.error_503):
             return _envelope_error(503, "Service unavailable. Try again later.")
+        if draw < (threshold := threshold + faults.error_200):
+            return _envelope_error(200, "Message could not be sent.")
         message = self._accept(body)
         early = self.webhooks.accepted(
             message.message_id, message.provider, message.channel_key, template="template" in body
         )
         if early is not None:  # a report that overtakes the answer (sociocs-api.md section 8)
             await early
+        if draw < (threshold := threshold + faults.not_json_200):
+            return web.Response(status=200, text="<html>upstream hiccup</html>", content_type="text/html")
+        if draw < (threshold := threshold + faults.stall_after_accept):
+            await asyncio.sleep(faults.stall)  # the client's read timeout fires first
+            return web.json_response({"status": "success", "data": {"message_id": message.message_id}})
         if draw < (threshold := threshold + faults.accept_then_500):
             return _envelope_error(500, "Internal server error. Try again later.")
         if draw < threshold + faults.drop_after_accept and request.transport is not None:
@@ -473,7 +505,9 @@ class Sandbox:
 
     async def _sandbox_requests(self, request: web.Request) -> web.StreamResponse:
         """Sandbox only, no auth: the request log, for benchmarks in another process."""
-        log = [{"at": r.at, "method": r.method, "path": r.path, "status": r.status} for r in self.requests]
+        log = [
+            {"at": r.at, "method": r.method, "path": r.path, "status": r.status, "to": r.to} for r in self.requests
+        ]
         return web.json_response({"requests": log, "accepted": len(self.accepted)})
 
     async def _not_found(self, request: web.Request) -> web.StreamResponse:
