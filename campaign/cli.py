@@ -693,6 +693,7 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
 @click.option("--stall", type=float, default=60.0, show_default=True, help="Seconds a stalled answer is held.")
 @click.option("--not-json-200", type=float, default=0.0, help="Fraction accepted, then answered 200, not JSON.")
 @click.option("--error-200", type=float, default=0.0, help="Fraction answered 200 with status error (not accepted).")
+@click.option("--error-422", type=float, default=0.0, help="Fraction answered 422 (not accepted).")
 @click.option("--latency", type=float, default=0.0, help="Seconds to wait before each answer.")
 @click.option("--seed", type=int, help="Seed for the random faults.")
 @click.option(
@@ -730,6 +731,7 @@ def sandbox_cmd(
     stall: float,
     not_json_200: float,
     error_200: float,
+    error_422: float,
     latency: float,
     seed: int | None,
     report_fail_rate: float,
@@ -758,6 +760,7 @@ def sandbox_cmd(
             stall=stall,
             not_json_200=not_json_200,
             error_200=error_200,
+            error_422=error_422,
             retry_after_date=retry_after_date,
             latency=latency,
             seed=seed,

@@ -80,6 +80,7 @@ class Faults:
     stall: float = 60.0  # seconds a stalled answer is held (longer than the client's read timeout)
     not_json_200: float = 0.0  # fraction accepted, then answered 200 with a body that is not JSON
     error_200: float = 0.0  # fraction answered 200 ``{"status": "error"}`` without accepting
+    error_422: float = 0.0  # fraction answered 422 (a 4xx the API does not document) without accepting
     retry_after_date: bool = False  # Retry-After as an HTTP date (RFC 9110 section 10.2.3), not seconds
     blocked: frozenset[str] = frozenset()  # E.164 numbers answered 400 "Contact is blocked."
     seed: int | None = None  # seed of the fault draws, for reproducible tests
@@ -94,6 +95,7 @@ class Faults:
             self.stall_after_accept,
             self.not_json_200,
             self.error_200,
+            self.error_422,
         )
         if any(not 0.0 <= r <= 1.0 for r in rates) or sum(rates) > 1.0 + 1e-9:
             raise ValueError("Fault fractions must be between 0 and 1 and add up to at most 1.")
@@ -433,6 +435,8 @@ class Sandbox:
             return _envelope_error(503, "Service unavailable. Try again later.")
         if draw < (threshold := threshold + faults.error_200):
             return _envelope_error(200, "Message could not be sent.")
+        if draw < (threshold := threshold + faults.error_422):
+            return _envelope_error(422, "The request could not be processed.")
         message = self._accept(body)
         early = self.webhooks.accepted(
             message.message_id, message.provider, message.channel_key, template="template" in body
@@ -479,6 +483,8 @@ class Sandbox:
                 bounds.append(today if raw is None else date.fromisoformat(raw))
             except ValueError:
                 return _envelope_error(400, f"{name} must be a date written YYYY-MM-DD.")
+        if (unreadable := self._get_fault()) is not None:
+            return unreadable
         start, end = bounds
         if start > end:
             return _envelope_error(400, "start_date must not be after end_date.")
@@ -502,6 +508,18 @@ class Sandbox:
             if start <= m.created_at.date() <= end
         ]
         return web.json_response({"status": "success", "data": data})
+
+    def _get_fault(self) -> web.Response | None:
+        """GET /messages answers 200 without success, or 200 not JSON, as often as POSTs do."""
+        faults = self.config.faults
+        if not faults.error_200 and not faults.not_json_200:
+            return None  # no draw: the POST faults' sequence stays as seeded
+        draw = self._random.random()
+        if draw < faults.error_200:
+            return _envelope_error(200, "Messages could not be listed.")
+        if draw < faults.error_200 + faults.not_json_200:
+            return web.Response(status=200, text="<html>upstream hiccup</html>", content_type="text/html")
+        return None
 
     async def _sandbox_requests(self, request: web.Request) -> web.StreamResponse:
         """Sandbox only, no auth: the request log, for benchmarks in another process."""
