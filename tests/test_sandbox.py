@@ -539,6 +539,92 @@ def test_drop_after_accept_disconnects_quietly(
     assert capfd.readouterr().err == ""
 
 
+def test_answer_faults_200_error_422_not_json() -> None:
+    async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+        assert (await post(session, TWLO))[:2] == (200, error("Message could not be sent."))
+        sandbox.config.faults = Faults(error_422=1.0)
+        assert (await post(session, TWLO))[:2] == (422, error("The request could not be processed."))
+        assert sandbox.accepted == []
+        sandbox.config.faults = Faults(not_json_200=1.0)
+        async with session.post("/message", json=TWLO) as response:
+            assert (response.status, response.content_type) == (200, "text/html")
+            assert not (await response.text()).startswith("{")
+        assert len(sandbox.accepted) == 1  # accepted, then answered unreadably
+        assert [(r.status, r.to) for r in sandbox.requests] == [(s, TWLO["to"]) for s in (200, 422, 200)]
+
+    run(scenario, SandboxConfig(faults=Faults(error_200=1.0)))
+
+
+def test_stall_after_accept_holds_the_answer() -> None:
+    async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+        with pytest.raises(asyncio.TimeoutError):
+            await post(session, TWLO, timeout=aiohttp.ClientTimeout(sock_read=0.2))
+        assert len(sandbox.accepted) == 1  # accepted before the answer was held
+        sandbox.config.faults.stall = 0.0
+        assert (await post(session, TWLO))[0] == 200  # a stall of 0 answers at once
+
+    run(scenario, SandboxConfig(faults=Faults(stall_after_accept=1.0, stall=5.0)))
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from email.utils import parsedate_to_datetime
+
+    async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+        assert (await post(session, TWLO))[0] == 200
+        before = datetime.now(UTC)
+        status, _, headers = await post(session, TWLO)
+        assert status == 429
+        when = parsedate_to_datetime(headers["Retry-After"])
+        assert headers["Retry-After"].endswith(" GMT") and when.microsecond == 0
+        assert 2 <= (when - before).total_seconds() <= 4  # retry_after 2.5, rounded up to a whole second
+
+    run(scenario, SandboxConfig(faults=Faults(rate_limit=0.01, retry_after=2.5, retry_after_date=True)))
+
+
+def test_get_messages_faults() -> None:
+    async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
+        async with session.get("/messages") as response:
+            assert (response.status, await response.json()) == (200, error("Messages could not be listed."))
+        sandbox.config.faults = Faults(not_json_200=1.0)
+        async with session.get("/messages") as response:
+            assert response.status == 200 and response.content_type == "text/html"
+
+    run(scenario, SandboxConfig(faults=Faults(error_200=1.0)))
+
+
+def test_new_fault_flags_reach_the_sandbox_process() -> None:
+    """`campaign sandbox` passes each fault flag on (one request per flag shows it)."""
+    import urllib.error
+    import urllib.request
+
+    from campaign.sandbox import spawn
+
+    def post_once(url: str) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(
+            f"{url}/message",
+            data=json.dumps(TWLO).encode(),
+            headers={"apikey": KEY, "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as answer:
+            return answer.code, dict(answer.headers), answer.read()
+
+    with spawn("--error-422", "1") as url:
+        assert post_once(url)[0] == 422
+    with spawn("--error-200", "1") as url:
+        assert json.loads(post_once(url)[2]) == error("Message could not be sent.")
+    with spawn("--not-json-200", "1") as url:
+        assert post_once(url)[2].startswith(b"<html>")
+    with spawn("--rate-limit", "0.01", "--retry-after", "1", "--retry-after-date") as url:
+        post_once(url)
+        status, headers, _ = post_once(url)
+        assert status == 429 and headers["Retry-After"].endswith(" GMT")
+    with spawn("--stall-after-accept", "1", "--stall", "0.01") as url:
+        assert post_once(url)[0] == 200
+
+
 def test_seeded_faults_are_reproducible() -> None:
     faults: dict[str, Any] = {
         "error_500": 0.2,
@@ -600,6 +686,9 @@ def test_latency_delays_each_answer_concurrently() -> None:
         {"rate_limit": 0},
         {"latency": -1},
         {"retry_after": -1},
+        {"stall": -1},
+        {"error_200": 0.5, "not_json_200": 0.3, "stall_after_accept": 0.3},
+        {"error_422": 1.1},
     ],
 )
 def test_nonsense_faults_are_refused(kwargs: dict[str, Any]) -> None:
