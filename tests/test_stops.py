@@ -1,0 +1,344 @@
+"""When a run must stop, and what it leaves: the sender's stops, exit codes of real processes,
+unusable state files, a recipients file that breaks part-way, and what a rerun may resend.
+
+Over real HTTP against the sandbox, with real files and real SQLite; the process tests run
+`campaign` as a child process and check its exit code, its stdout and stderr, the results
+file and the sandbox's record of requests per number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from campaign import runner
+from campaign.api import SociocsClient
+from campaign.config import Sending, load_campaign
+from campaign.errors import ExitCode, InputFileError
+from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
+from campaign.sender import Job, Sender
+from campaign.state import SCHEMA_VERSION, State, Status
+from tests.conftest import KEY, CampaignFactory, contacts
+from tests.test_faults import per_number
+from tests.test_send import results, send
+
+
+def campaign_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`campaign ARGS` as a child process with the test key; wide lines, so sentences stay whole."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
+    env.update(SOCIOCS_API_KEY=KEY, COLUMNS="500")
+    return subprocess.run(
+        [sys.executable, "-m", "campaign", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def sandbox_log(url: str) -> tuple[Counter[str], int]:
+    """A sandbox process's POST /message requests per number, and how many it accepted."""
+    with urllib.request.urlopen(f"{url}/_sandbox/requests", timeout=10) as response:
+        log = json.loads(response.read())
+    posts = Counter(r["to"] for r in log["requests"] if r["method"] == "POST" and r["path"] == "/message")
+    return posts, int(log["accepted"])
+
+
+def assert_clean(proc: subprocess.CompletedProcess[str]) -> None:
+    """No traceback, no key, no internal error on either stream."""
+    for stream in (proc.stdout, proc.stderr):
+        assert "Traceback" not in stream and KEY not in stream and "internal error" not in stream
+
+
+# --- the sender's stops --------------------------------------------------------------------
+
+
+def test_too_many_errors_in_a_row_stops_a_real_process_with_exit_3(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    sending = "rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5\nmax_consecutive_errors = 3"
+    with spawn("--error-500", "1") as url:
+        path = make_campaign(contacts(10), api_url=url, sending=sending)
+        proc = campaign_process("send", str(path), "--yes", cwd=tmp_path)
+        posts, accepted = sandbox_log(url)
+    assert proc.returncode == 3, proc.stderr
+    assert_clean(proc)
+    reason = "3 requests in a row failed (last: Internal server error. Try again later.)"
+    assert f"{reason}. Rerun later to continue; nothing sent is sent again." in proc.stderr
+    rows = results(tmp_path / "test.results.csv")
+    assert Counter(r["status"] for r in rows) == Counter({"unknown": 3, "pending": 7})
+    assert posts == Counter({r["phone"]: 1 for r in rows if r["status"] == "unknown"})  # a 500 is never retried
+    assert accepted == 0
+    assert "3 rows are unknown" in proc.stdout and f"Results: {tmp_path / 'test.results.csv'}" in proc.stdout
+
+
+def _sender_run(faults: Faults, n: int, **sender_options: float) -> tuple[Sender, Sandbox, dict[str, int]]:
+    """Rows 0..n-1 through a Sender of one worker against a sandbox; the journal's counts."""
+
+    async def main() -> tuple[Sender, Sandbox, dict[str, int]]:
+        box = Sandbox(SandboxConfig(api_key=KEY, faults=faults))
+        url = await box.start()
+        state = State(":memory:")
+        keys = [f"+1617555{i:04d}" for i in range(n)]
+        with state.transaction():
+            state.add_recipients([(k, k, i + 2, "h", "m") for i, k in enumerate(keys)])
+        try:
+            async with SociocsClient(url, KEY, timeout=5, connections=1) as client:
+                sender = Sender(client, state, Sending(rate=0, concurrency=1), **sender_options)
+                await sender.start()
+                for i, key in enumerate(keys):
+                    body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": key, "text": "x"}
+                    if not await sender.put(Job(key, i + 2, json.dumps(body).encode(), "h", "m", False)):
+                        break
+                await asyncio.wait_for(sender.close(), 20)  # a stop that never comes fails here
+                return sender, box, state.journal_counts()
+        finally:
+            state.close()
+            await box.close()
+
+    return asyncio.run(main())
+
+
+def test_429s_that_never_lift_stop_the_run() -> None:
+    # One token, refilled once in 1000 s: the first row goes, then every answer is 429.
+    sender, box, journal = _sender_run(Faults(rate_limit=0.001, retry_after=0), 5, rate_limit_patience=1.0)
+    assert sender.stop_reason == "the API kept answering 429 (rate limit) for 1 s"
+    assert journal == {"sent": 1, "pending": 4}
+    statuses = Counter(r.status for r in box.requests)
+    assert statuses[200] == 1 and statuses[429] == sender.rate_limited >= 2
+    assert set(per_number(box)) <= {"+16175550000", "+16175550001"}  # the rest were never tried
+
+
+def test_stop_while_a_row_waits_to_retry_sends_it_no_more(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """A 429 pauses the row for Retry-After (1 s); the run is stopped during the pause (as by
+    Ctrl-C, once the sandbox has answered the 429): the row stays pending, never sent again."""
+    path = make_campaign(contacts(5), sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[runner.Summary, Sandbox]:
+        box = Sandbox(SandboxConfig(api_key=KEY, faults=Faults(rate_limit=0.001, retry_after=1)))
+        url = await box.start()
+        stop = asyncio.Event()
+
+        async def stop_at_the_first_429() -> None:
+            while not any(r.status == 429 for r in box.requests):
+                await asyncio.sleep(0.005)
+            stop.set()
+
+        watcher = asyncio.create_task(stop_at_the_first_429())
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            summary = await runner.run(campaign, runner.Options(api_key=KEY), stop_event=stop)
+            await watcher
+            return summary, box
+        finally:
+            await box.close()
+
+    summary, box = asyncio.run(main())
+    assert summary.interrupted and summary.exit_code() is ExitCode.INTERRUPTED
+    assert summary.counts == Counter({"sent": 1, "pending": 4})
+    assert per_number(box) == Counter({"+16175550000": 1, "+16175550001": 1})
+    rows = {r["phone"]: r for r in results(tmp_path / "test.results.csv")}
+    assert (rows["+16175550001"]["status"], rows["+16175550001"]["error"]) == ("pending", "not sent, the run stopped")
+
+
+def test_a_429_pauses_and_slows_the_pool(make_campaign: CampaignFactory) -> None:
+    """The sandbox takes 5 a second, the campaign asks for 20. Pausing on each 429 and halving
+    the rate keeps 429s a small share of the requests; a pool that neither paused nor slowed
+    would keep asking at 20 a second, three of every four answered 429."""
+    path = make_campaign(contacts(25), sending="rate = 20\nconcurrency = 4\nmax_attempts = 1\ntimeout = 5")
+    summary, box = send(path, faults=Faults(rate_limit=5, retry_after=1, seed=1))
+    assert summary.counts == Counter({"sent": 25})
+    statuses = Counter(r.status for r in box.requests)
+    assert statuses[200] == 25 and statuses[429] == summary.rate_limited >= 1
+    assert statuses[429] <= 10, statuses
+
+
+# --- state files -----------------------------------------------------------------------------
+
+
+def test_corrupt_state_file_is_one_sentence_and_exit_2(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    (tmp_path / "test.state.sqlite").write_bytes(b"this is not a database, just some bytes" * 100)
+    with spawn() as url:
+        path = make_campaign(contacts(3), api_url=url)
+        for command in (["send", str(path), "--yes"], ["status", str(path)]):
+            proc = campaign_process(*command, cwd=tmp_path)
+            assert proc.returncode == 2, (command, proc.stderr)
+            assert_clean(proc)
+            assert proc.stdout == ""
+            assert "the state file cannot be used (file is not a database). Move it aside" in proc.stderr
+        assert sandbox_log(url) == (Counter(), 0)
+
+
+def test_state_file_from_a_newer_version_is_one_sentence_and_exit_2(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    newer = SCHEMA_VERSION + 1
+    db = sqlite3.connect(tmp_path / "test.state.sqlite")
+    db.execute(f"PRAGMA user_version = {newer}")
+    db.close()
+    with spawn() as url:
+        path = make_campaign(contacts(3), api_url=url)
+        proc = campaign_process("send", str(path), "--yes", cwd=tmp_path)
+        assert sandbox_log(url) == (Counter(), 0)
+    assert proc.returncode == 2, proc.stderr
+    assert_clean(proc)
+    assert proc.stdout == ""
+    assert (
+        f"the state file was written by a newer campaign (schema {newer}); "
+        "upgrade campaign to continue this campaign." in proc.stderr
+    )
+
+
+def test_a_failed_transaction_rolls_back() -> None:
+    state = State(":memory:")
+    try:
+        try:
+            with state.transaction():
+                state.add_recipients([("+16175550000", "+16175550000", 2, "h", "m")])
+                raise RuntimeError("between two writes")
+        except RuntimeError:
+            pass
+        assert state.journal_counts() == {}
+        with state.transaction():
+            state.add_recipients([("+16175550000", "+16175550000", 2, "h", "m")])
+        assert state.journal_counts() == {"pending": 1}
+    finally:
+        state.close()
+
+
+# --- the recipients file breaking part-way ----------------------------------------------------
+
+
+def test_recipients_file_broken_at_open_is_exit_2(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = contacts(300)
+    rows[200] = (*rows[200], "one cell too many")
+    with spawn() as url:
+        path = make_campaign(rows, api_url=url)
+        proc = campaign_process("send", str(path), "--yes", cwd=tmp_path)
+        posts, _ = sandbox_log(url)
+    assert proc.returncode == 2, proc.stderr
+    assert_clean(proc)
+    assert f"{tmp_path / 'contacts.csv'}: row 202 has 7 cells" in proc.stderr
+    assert posts == Counter()
+
+
+def test_recipients_file_breaking_before_anything_was_sent_is_an_input_error(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """The file breaks after the checks at open, but every row read so far was invalid, so no
+    request went out: an input error (exit 2), not a stopped run."""
+    path = make_campaign([("12345", *row[1:]) for row in contacts(2100)])
+
+    def break_the_file(summary: runner.Summary, outcome: object) -> None:
+        if summary.rows and not broken:
+            broken.append(True)
+            with (tmp_path / "contacts.csv").open("a", encoding="utf-8") as handle:
+                handle.write("+16179990000,Late,L,A-1,l@example.com,Boston,one cell too many\n")
+
+    broken: list[bool] = []
+
+    async def main() -> Sandbox:
+        box = Sandbox(SandboxConfig(api_key=KEY))
+        url = await box.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            options = runner.Options(api_key=KEY, prepare_in_child=False)  # reads a chunk only when asked
+            with pytest.raises(InputFileError) as caught:
+                await runner.run(campaign, options, on_progress=break_the_file)
+            assert str(caught.value).startswith(f"{tmp_path / 'contacts.csv'}: row 2102 has 7 cells")
+            assert caught.value.exit_code is ExitCode.INPUT
+            return box
+        finally:
+            await box.close()
+
+    box = asyncio.run(main())
+    assert broken and box.requests == []
+
+
+@pytest.mark.parametrize("child", [True, False], ids=["child", "inline"])
+def test_recipients_file_breaking_after_sending_began_is_exit_3(
+    make_campaign: CampaignFactory, tmp_path: Path, child: bool
+) -> None:
+    """The file passed the checks at open; a broken row is appended once sending began (as
+    when another program is still writing it): requests went out, so the run stops (exit 3)."""
+    path = make_campaign(contacts(3000), sending="rate = 0\nconcurrency = 4\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[runner.Summary, Sandbox]:
+        box = Sandbox(SandboxConfig(api_key=KEY))
+        url = await box.start()
+
+        async def break_the_file_once_sending_began() -> None:
+            while not box.requests:
+                await asyncio.sleep(0.001)
+            with (tmp_path / "contacts.csv").open("a", encoding="utf-8") as handle:
+                handle.write("+16179990000,Late,L,A-1,l@example.com,Boston,one cell too many\n")
+
+        breaker = asyncio.create_task(break_the_file_once_sending_began())
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            options = runner.Options(api_key=KEY, prepare_in_child=child)
+            return await runner.run(campaign, options), box
+        finally:
+            breaker.cancel()
+            await box.close()
+
+    summary, box = asyncio.run(main())
+    assert summary.exit_code() is ExitCode.STOPPED
+    assert summary.stop_reason == (
+        f"reading the recipients stopped: {tmp_path / 'contacts.csv'}: row 3002 has 7 cells but the header has "
+        '6 columns (a "," inside a cell that is not in quotes?)'
+    )
+    posts = per_number(box)
+    assert len(box.accepted) == sum(posts.values()) > 0 and set(posts.values()) == {1}
+    assert set(summary.counts) == {"sent", "pending"} and summary.counts["sent"] == len(box.accepted)
+
+
+# --- what a rerun may send ---------------------------------------------------------------------
+
+
+def test_resend_unknown_only_with_the_flag(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(4))
+    first, _ = send(path, faults=Faults(accept_then_500=1.0))
+    assert first.counts == Counter({"unknown": 4})
+    held, box = send(path)
+    assert box.requests == [] and held.held_unknown == 4
+    assert held.counts == Counter({"unknown": 4}) and held.exit_code() is ExitCode.ROWS_NOT_SENT
+    resent, box = send(path, resend_unknown=True)
+    assert per_number(box) == Counter({row[0]: 1 for row in contacts(4)})
+    assert resent.counts == Counter({"sent": 4}) and resent.exit_code() is ExitCode.OK
+
+
+def test_the_duplicate_key_is_the_normalised_number(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = contacts(2)
+    rows[0] = ("(617) 555-0100", *rows[0][1:])
+    rows[1] = ("+1 617 555 0100", *rows[1][1:])
+    path = make_campaign(rows)
+    summary, box = send(path)
+    assert summary.counts == Counter({"sent": 1, "skipped": 1})
+    assert per_number(box) == Counter({"+16175550100": 1})
+    out = results(tmp_path / "test.results.csv")
+    assert [(r["status"], r["error"]) for r in out] == [("sent", ""), ("skipped", "duplicate of row 2")]
+
+
+def test_results_cells_starting_with_cr_or_lf_are_neutralised(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    rows = contacts(2)
+    rows[0] = (*rows[0][:5], "\r=cmd|' /C calc'!A0")
+    rows[1] = (*rows[1][:5], "\n@SUM(1+1)")
+    path = make_campaign(rows)
+    summary, _ = send(path)
+    assert summary.counts == Counter({"sent": 2})
+    out = results(tmp_path / "test.results.csv")
+    assert [r["City"] for r in out] == ["'\r=cmd|' /C calc'!A0", "'\n@SUM(1+1)"]
+    assert out[0]["status"] == Status.SENT
