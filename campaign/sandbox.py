@@ -131,7 +131,7 @@ class AcceptedMessage:
 class LoggedRequest:
     """One request to any path, logged when answered (so in order of completion)."""
 
-    at: float  # time.monotonic() on arrival
+    at: float  # the sandbox's clock (time.monotonic() unless given) on arrival
     method: str
     path: str
     status: int  # HTTP status answered; 0 when the connection was dropped
@@ -312,8 +312,11 @@ class _TokenBucket:
 class Sandbox:
     """The sandbox app, its state (``accepted``, ``requests``) and its server lifecycle."""
 
-    def __init__(self, config: SandboxConfig | None = None) -> None:
+    def __init__(self, config: SandboxConfig | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock`` (seconds) times the rate limit's refills and the request log; a test may
+        pass its own to decide when time passes."""
         self.config = config if config is not None else SandboxConfig()
+        self.clock = clock
         self.accepted: list[AcceptedMessage] = []
         self.requests: list[LoggedRequest] = []
         self.url = ""
@@ -364,7 +367,7 @@ class Sandbox:
     @web.middleware
     async def _log_and_envelope(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         """Log every request with the status it got; turn stray HTTP errors into envelopes."""
-        arrived, status = time.monotonic(), 0
+        arrived, status = self.clock(), 0
         _LOGGED_TO.set("")  # each request runs in its own task (and context); start clean anyway
         try:
             try:
@@ -415,7 +418,7 @@ class Sandbox:
         blocked = {"+" + number.lstrip("+") for number in faults.blocked}
         if "+" + body["to"].lstrip("+") in blocked:
             return _envelope_error(400, "Contact is blocked.")
-        if faults.rate_limit is not None and not self._bucket.take(faults.rate_limit, time.monotonic()):
+        if faults.rate_limit is not None and not self._bucket.take(faults.rate_limit, self.clock()):
             headers = None
             if faults.retry_after is not None and faults.retry_after_date:
                 # An HTTP date has whole seconds: round up, so the wait is never shorter.

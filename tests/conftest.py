@@ -18,7 +18,7 @@ def contacts(n: int, start: int = 0) -> list[tuple[str, ...]]:
     """n valid US rows with distinct numbers."""
     return [
         (
-            f"+1 617 555 {1000 + i:04d}"[:15] if False else f"+1617555{(start + i) % 10000:04d}",
+            f"+1617555{(start + i) % 10000:04d}",
             f"Person {i}",
             f"P{i}",
             f"A-{start + i}",

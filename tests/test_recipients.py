@@ -5,7 +5,6 @@ from __future__ import annotations
 import codecs
 import datetime as dt
 import hashlib
-import time
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -474,9 +473,7 @@ def test_xlsx_billion_laughs(tmp_path: Path) -> None:
     )
     good = make_book(tmp_path / "good.xlsx", ("S", [["Phone"], ["1"]], False))
     path = rezip(good, tmp_path / "lol.xlsx", {"xl/worksheets/sheet1.xml": sheet})
-    started = time.monotonic()
-    refused(path, "xl/worksheets/sheet1.xml", "entit")
-    assert time.monotonic() - started < 2
+    refused(path, "xl/worksheets/sheet1.xml", "entit")  # refused, not expanded (a billion "lol"s)
     # second layer: openpyxl itself parses with defusedxml, which refuses entities too
     assert openpyxl.DEFUSEDXML
     with pytest.raises(ValueError, match="invalid XML"):

@@ -85,12 +85,14 @@ def template(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
     return vary(base, template=vary(base["template"], **changes))
 
 
-def run(scenario: Scenario, config: SandboxConfig | None = None, key: str = KEY) -> None:
+def run(
+    scenario: Scenario, config: SandboxConfig | None = None, key: str = KEY, clock: Callable[[], float] = time.monotonic
+) -> None:
     """Run ``scenario`` against a fresh sandbox with a session sending ``apikey: key``."""
 
     async def main() -> None:
         async with (
-            Sandbox(config) as sandbox,
+            Sandbox(config, clock=clock) as sandbox,
             aiohttp.ClientSession(sandbox.url, headers={"apikey": key} if key else {}) as session,
         ):
             await scenario(sandbox, session)
@@ -470,18 +472,24 @@ def test_rate_limit_answers_429(retry_after: float | None, header: str | None) -
 
 
 def test_rate_limit_refills_and_comes_after_auth_and_validation() -> None:
+    """On the sandbox's clock, which moves only when the test says: no refill while the eleven
+    requests go, however slow the machine."""
     config = SandboxConfig(api_key=KEY, faults=Faults(rate_limit=10))
+    now = [100.0]
 
     async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
         statuses = [(await post(session, TWLO))[0] for _ in range(11)]
         assert statuses == [200] * 10 + [429]
         assert (await post(session, TWLO, headers={"apikey": "x:y"}))[0] == 401
         assert (await post(session, vary(TWLO, to="1")))[0] == 400
-        await asyncio.sleep(0.15)  # 1.5 tokens back
-        assert (await post(session, TWLO))[0] == 200
+        now[0] += 0.0625  # 0.625 of a token back: still limited
+        assert (await post(session, TWLO))[0] == 429
+        now[0] += 0.125  # 1.875 tokens: one request, not two
+        assert [(await post(session, TWLO))[0] for _ in range(2)] == [200, 429]
         assert len(sandbox.accepted) == 11
+        assert {r.at for r in sandbox.requests} == {100.0, 100.0625, 100.1875}
 
-    run(scenario, config)
+    run(scenario, config, clock=lambda: now[0])
 
 
 @pytest.mark.parametrize(
@@ -664,15 +672,23 @@ def test_faults_can_change_between_requests() -> None:
 
 
 def test_latency_delays_each_answer_concurrently() -> None:
+    """Each answer waits the latency, and the waits overlap: every request arrived before the
+    first answer came back. Orderings and lower bounds only, which load cannot break."""
+
     async def scenario(sandbox: Sandbox, session: aiohttp.ClientSession) -> None:
-        started = time.monotonic()
-        results = await asyncio.gather(*(post(session, TWLO) for _ in range(5)))
-        elapsed = time.monotonic() - started
-        assert [status for status, _, _ in results] == [200] * 5
-        assert 0.2 <= elapsed < 0.6
-        started = time.monotonic()
-        assert (await post(session, vary(TWLO, to="1")))[0] == 400  # validation: no wait
-        assert time.monotonic() - started < 0.2
+        async def timed_post() -> tuple[int, float]:
+            status = (await post(session, TWLO))[0]
+            return status, time.monotonic()
+
+        answers = await asyncio.gather(*(timed_post() for _ in range(5)))
+        assert [status for status, _ in answers] == [200] * 5
+        arrived = [r.at for r in sandbox.requests]
+        done = [t for _, t in answers]
+        assert max(arrived) < min(done)  # concurrent, not one after another
+        assert min(done) >= min(arrived) + 0.19 and max(done) >= max(arrived) + 0.19
+        sandbox.config.faults.latency = 60.0
+        invalid = post(session, vary(TWLO, to="1"), timeout=aiohttp.ClientTimeout(total=20))
+        assert (await invalid)[0] == 400  # validation answers at once, never after the latency
 
     run(scenario, SandboxConfig(faults=Faults(latency=0.2)))
 
