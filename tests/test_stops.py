@@ -112,8 +112,9 @@ def _sender_run(faults: Faults, n: int, **sender_options: float) -> tuple[Sender
 
 
 def test_429s_that_never_lift_stop_the_run() -> None:
-    # One token, refilled once in 1000 s: the first row goes, then every answer is 429.
-    sender, box, journal = _sender_run(Faults(rate_limit=0.001, retry_after=0), 5, rate_limit_patience=1.0)
+    # One token, refilled once in 1000 s: the first row goes, then every answer is 429 (no
+    # Retry-After: backoff, short here, so a second of patience runs out after a few 429s).
+    sender, box, journal = _sender_run(Faults(rate_limit=0.001), 5, rate_limit_patience=1.0, backoff_base=0.05)
     assert sender.stop_reason == "the API kept answering 429 (rate limit) for 1 s"
     assert journal == {"sent": 1, "pending": 4}
     statuses = Counter(r.status for r in box.requests)
@@ -342,3 +343,31 @@ def test_results_cells_starting_with_cr_or_lf_are_neutralised(make_campaign: Cam
     out = results(tmp_path / "test.results.csv")
     assert [r["City"] for r in out] == ["'\r=cmd|' /C calc'!A0", "'\n@SUM(1+1)"]
     assert out[0]["status"] == Status.SENT
+
+
+def test_reconcile_matches_the_number_not_only_the_text(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """Two unknown rows with the same text; the API accepted only the second one's message.
+    Reconcile must find that one for the second row, not hand it to the first."""
+    rows = contacts(2)
+    path = make_campaign(rows, message='text = "Your order is ready."')
+
+    async def main() -> tuple[list[runner.Summary], runner.ReconcileReport, Sandbox]:
+        box = Sandbox(SandboxConfig(api_key=KEY, faults=Faults(error_500=1.0)))
+        url = await box.start()
+        try:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            first = await runner.run(campaign, runner.Options(api_key=KEY, limit=1))  # row 2: 500, not accepted
+            box.config.faults = Faults(accept_then_500=1.0)
+            second = await runner.run(campaign, runner.Options(api_key=KEY))  # row 3: accepted, then 500
+            return [first, second], await runner.reconcile(campaign, KEY), box
+        finally:
+            await box.close()
+
+    (first, second), report, box = asyncio.run(main())
+    assert first.counts["unknown"] == 1 and second.counts == Counter({"unknown": 2})
+    [accepted] = box.accepted
+    assert accepted.to == rows[1][0]
+    assert (report.checked, report.found, report.pending) == (2, 1, 1)
+    out = {r["phone"]: r for r in results(tmp_path / "test.results.csv")}
+    assert (out[rows[1][0]]["status"], out[rows[1][0]]["message_id"]) == ("sent", accepted.message_id)
+    assert (out[rows[0][0]]["status"], out[rows[0][0]]["message_id"]) == ("pending", "")
