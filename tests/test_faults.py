@@ -8,6 +8,8 @@ the run's exit code. The table these pin is the one in :mod:`campaign.api`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import re
 import socket
 import time
 from collections import Counter
@@ -19,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from campaign import runner
 from campaign.api import SociocsClient, Verdict, _retry_after
+from campaign.config import load_campaign
 from campaign.errors import CampaignError, ExitCode, RunStopped
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import KEY, CampaignFactory, contacts
@@ -87,12 +91,7 @@ def test_404_stops_the_run_with_every_row_pending(make_campaign: CampaignFactory
     """A wrong api_url answers 404 to every request: stop at once, send nothing more."""
     path = make_campaign(contacts(20), sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
 
-    async def main() -> tuple[object, Sandbox]:
-        import dataclasses
-
-        from campaign import runner
-        from campaign.config import load_campaign
-
+    async def main() -> tuple[runner.Summary, Sandbox]:
         box = Sandbox(SandboxConfig(api_key=KEY))
         url = await box.start()
         try:
@@ -102,9 +101,6 @@ def test_404_stops_the_run_with_every_row_pending(make_campaign: CampaignFactory
             await box.close()
 
     summary, box = asyncio.run(main())
-    from campaign.runner import Summary
-
-    assert isinstance(summary, Summary)
     assert summary.exit_code() is ExitCode.STOPPED
     assert summary.stop_reason is not None and summary.stop_reason.endswith("/v9/message does not exist (HTTP 404)")
     assert [(r.path, r.status) for r in box.requests] == [("/v9/message", 404)]  # one, in a pool of one
@@ -164,8 +160,8 @@ def unanswered_port() -> Iterator[str]:
         server.close()
 
 
-def test_connect_timeout_is_retry_not_unknown() -> None:
-    """A connect that never completes: nothing was written, so it is safe to retry."""
+def test_connect_timeout_is_unreachable_not_unknown() -> None:
+    """A connect that never completes: nothing was written, so the row is certainly not sent."""
 
     async def main() -> tuple[Verdict, int | None, str]:
         with unanswered_port() as url:
@@ -173,8 +169,22 @@ def test_connect_timeout_is_retry_not_unknown() -> None:
                 reply = await client.send(b"{}")
         return reply.verdict, reply.http_status, reply.error
 
-    verdict, status, error = asyncio.run(main())
-    assert (verdict, status, error) == (Verdict.RETRY, None, "timed out connecting to the API")
+    assert asyncio.run(main()) == (Verdict.UNREACHABLE, None, "timed out connecting")
+
+
+def test_connect_timeout_leaves_every_row_pending_and_stops(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(3), sending="rate = 0\nconcurrency = 1\nmax_attempts = 2\ntimeout = 0.3")
+
+    async def main() -> tuple[runner.Summary, str]:
+        with unanswered_port() as url:
+            campaign = dataclasses.replace(load_campaign(path), api_url=url)
+            return await runner.run(campaign, runner.Options(api_key=KEY, backoff_base=0.01)), url
+
+    summary, url = asyncio.run(main())
+    assert summary.stop_reason == f"cannot reach the API at {url} (timed out connecting); nothing was sent"
+    assert summary.exit_code() is ExitCode.STOPPED
+    assert summary.counts == Counter({"pending": 3})
+    assert [r["status"] for r in results(tmp_path / "test.results.csv")] == ["pending"] * 3
 
 
 def _list(config: SandboxConfig, start: date, end: date, *, key: str = KEY, path: str = "") -> object:
@@ -216,7 +226,17 @@ def test_list_messages_unreachable_and_unreadable() -> None:
         return caught.value
 
     err = asyncio.run(unreachable())
-    assert str(err).startswith("cannot list messages from http://127.0.0.1:") and "ClientConnectorError" in str(err)
+    assert re.fullmatch(r"cannot reach the API at http://127\.0\.0\.1:\d+ \(connection refused\)", str(err)), err
+
+    async def no_connect() -> tuple[str, CampaignError]:
+        with unanswered_port() as url:
+            async with SociocsClient(url, KEY, timeout=0.3, connections=1) as client:
+                with pytest.raises(CampaignError) as caught:
+                    await client.list_messages(date.today(), date.today())
+        return url, caught.value
+
+    url, err = asyncio.run(no_connect())
+    assert str(err) == f"cannot list messages from {url}: ConnectionTimeoutError"
 
     today = date.today()
     not_json = _list(SandboxConfig(api_key=KEY, faults=Faults(not_json_200=1.0)), today, today)

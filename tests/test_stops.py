@@ -309,15 +309,39 @@ def test_recipients_file_breaking_after_sending_began_is_exit_3(
 # --- what a rerun may send ---------------------------------------------------------------------
 
 
-def test_resend_unknown_only_with_the_flag(make_campaign: CampaignFactory, tmp_path: Path) -> None:
-    path = make_campaign(contacts(4))
-    first, _ = send(path, faults=Faults(accept_then_500=1.0))
-    assert first.counts == Counter({"unknown": 4})
-    held, box = send(path)
-    assert box.requests == [] and held.held_unknown == 4
+def test_resend_unknown_only_with_the_flag(make_campaign: CampaignFactory) -> None:
+    """Four unknown rows: the API never took the first two (500) and took the last two (then
+    500). Without the flag nothing is sent; with it, the two the API lists become sent without
+    a request and the other two are sent once more, once each."""
+    rows = contacts(4)
+    path = make_campaign(rows, sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
+    numbers = [row[0] for row in rows]
+
+    async def main() -> tuple[list[runner.Summary], list[Counter[str]]]:
+        box = Sandbox(SandboxConfig(api_key=KEY, faults=Faults(error_500=1.0)))
+        url = await box.start()
+        campaign = dataclasses.replace(load_campaign(path), api_url=url)
+        summaries, posts = [], []
+        try:
+            for options, faults in (
+                (runner.Options(api_key=KEY, limit=2), None),
+                (runner.Options(api_key=KEY), Faults(accept_then_500=1.0)),
+                (runner.Options(api_key=KEY), Faults()),
+                (runner.Options(api_key=KEY, resend_unknown=True), None),
+            ):
+                box.config.faults = faults or box.config.faults
+                before = per_number(box)
+                summaries.append(await runner.run(campaign, options))
+                posts.append(per_number(box) - before)
+            return summaries, posts
+        finally:
+            await box.close()
+
+    (_, unknown, held, resent), (_, _, held_posts, resent_posts) = asyncio.run(main())
+    assert unknown.counts == Counter({"unknown": 4})
+    assert held_posts == Counter() and held.held_unknown == 4
     assert held.counts == Counter({"unknown": 4}) and held.exit_code() is ExitCode.ROWS_NOT_SENT
-    resent, box = send(path, resend_unknown=True)
-    assert per_number(box) == Counter({row[0]: 1 for row in contacts(4)})
+    assert resent_posts == Counter(numbers[:2])  # the two the API never took, once each
     assert resent.counts == Counter({"sent": 4}) and resent.exit_code() is ExitCode.OK
 
 
