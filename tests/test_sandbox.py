@@ -619,18 +619,19 @@ def test_new_fault_flags_reach_the_sandbox_process() -> None:
         except urllib.error.HTTPError as answer:
             return answer.code, dict(answer.headers), answer.read()
 
-    with spawn("--error-422", "1") as url:
-        assert post_once(url)[0] == 422
-    with spawn("--error-200", "1") as url:
-        assert json.loads(post_once(url)[2]) == error("Message could not be sent.")
-    with spawn("--not-json-200", "1") as url:
-        assert post_once(url)[2].startswith(b"<html>")
-    with spawn("--rate-limit", "0.01", "--retry-after", "1", "--retry-after-date") as url:
-        post_once(url)
+    # Three answer faults in one process, drawn by a seed: each shows up in a few requests.
+    with spawn("--error-422", "0.34", "--error-200", "0.33", "--not-json-200", "0.33", "--seed", "1") as url:
+        answers = [post_once(url) for _ in range(30)]
+    assert {status for status, _, _ in answers} == {200, 422}
+    refused = error("Message could not be sent.")
+    assert any(body.startswith(b"{") and json.loads(body) == refused for _, _, body in answers)
+    assert any(body.startswith(b"<html>") for _, _, body in answers)
+    # One token: the first request is accepted and held (--stall), the second told to come back.
+    with spawn("--rate-limit", "0.01", "--retry-after", "1", "--retry-after-date", "--stall-after-accept", "1",
+               "--stall", "0.01") as url:
+        assert post_once(url)[0] == 200
         status, headers, _ = post_once(url)
         assert status == 429 and headers["Retry-After"].endswith(" GMT")
-    with spawn("--stall-after-accept", "1", "--stall", "0.01") as url:
-        assert post_once(url)[0] == 200
 
 
 def test_seeded_faults_are_reproducible() -> None:
