@@ -14,7 +14,8 @@ answer                             verdict         why
 401 / 403                          FATAL           the key is wrong; nothing can succeed
 404                                FATAL           wrong ``api_url``
 429                                RATE_LIMITED    not processed; wait (Retry-After) and retry
-502 / 503 / 504                    RETRY           a gateway refused it before the API
+503                                RETRY           the server refused to take it (RFC 9110 15.6.4)
+502 / 504                          UNKNOWN         a gateway lost the API's answer: it may have sent
 connect failed or timed out        UNREACHABLE     the request never left this machine
 500, other 5xx                     UNKNOWN         the API may have sent it, then failed
 read timeout, dropped connection   UNKNOWN         it was written; the answer was lost
@@ -197,8 +198,17 @@ class SociocsClient:
                 error=errors or "rate limit reached",
                 retry_after=_retry_after(retry_after),
             )
-        if status in (502, 503, 504):
-            return Reply(Verdict.RETRY, status, error=errors or f"the API is unavailable (HTTP {status})")
+        if status == 503:
+            return Reply(Verdict.RETRY, status, error=errors or "the API is unavailable (HTTP 503)")
+        if status in (502, 504):
+            # A gateway answered for the API: the API may have taken the request and sent the
+            # message before the gateway gave up on it (RFC 9110 15.6.3, 15.6.5), and the API
+            # has no idempotency key (sociocs-api.md section 10): never resent automatically.
+            return Reply(
+                Verdict.UNKNOWN,
+                status,
+                error=f"a gateway answered HTTP {status} for the API; the message may have been sent",
+            )
         if status >= 500:
             return Reply(
                 Verdict.UNKNOWN, status, error=errors or f"server error (HTTP {status}); the message may have been sent"

@@ -686,6 +686,7 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
 @click.option("--error-500", type=float, default=0.0, help="Fraction of requests answered 500 (not accepted).")
 @click.option("--error-503", type=float, default=0.0, help="Fraction of requests answered 503 (not accepted).")
 @click.option("--accept-then-500", type=float, default=0.0, help="Fraction accepted, then answered 500.")
+@click.option("--accept-then-504", type=float, default=0.0, help="Fraction accepted, then a gateway answers 504.")
 @click.option("--drop-after-accept", type=float, default=0.0, help="Fraction accepted, then the connection dropped.")
 @click.option(
     "--stall-after-accept", type=float, default=0.0, help="Fraction accepted, then answered only after --stall seconds."
@@ -726,6 +727,7 @@ def sandbox_cmd(
     error_500: float,
     error_503: float,
     accept_then_500: float,
+    accept_then_504: float,
     drop_after_accept: float,
     stall_after_accept: float,
     stall: float,
@@ -755,6 +757,7 @@ def sandbox_cmd(
             error_500=error_500,
             error_503=error_503,
             accept_then_500=accept_then_500,
+            accept_then_504=accept_then_504,
             drop_after_accept=drop_after_accept,
             stall_after_accept=stall_after_accept,
             stall=stall,

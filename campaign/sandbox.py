@@ -74,6 +74,7 @@ class Faults:
     error_500: float = 0.0  # fraction answered 500 without accepting
     error_503: float = 0.0  # fraction answered 503 without accepting
     accept_then_500: float = 0.0  # fraction accepted and recorded, then answered 500
+    accept_then_504: float = 0.0  # fraction accepted, then a gateway in front answers 504 (timed out)
     drop_after_accept: float = 0.0  # fraction accepted, then the connection closes, no reply
     latency: float = 0.0  # seconds to wait before answering each POST /message
     stall_after_accept: float = 0.0  # fraction accepted, then answered only after ``stall`` seconds
@@ -91,6 +92,7 @@ class Faults:
             self.error_500,
             self.error_503,
             self.accept_then_500,
+            self.accept_then_504,
             self.drop_after_accept,
             self.stall_after_accept,
             self.not_json_200,
@@ -453,6 +455,9 @@ class Sandbox:
             return web.json_response({"status": "success", "data": {"message_id": message.message_id}})
         if draw < (threshold := threshold + faults.accept_then_500):
             return _envelope_error(500, "Internal server error. Try again later.")
+        if draw < (threshold := threshold + faults.accept_then_504):
+            # A proxy gave up waiting while the API went on and sent the message (RFC 9110 15.6.5).
+            return web.Response(status=504, text="<html>504 Gateway Time-out</html>", content_type="text/html")
         if draw < threshold + faults.drop_after_accept and request.transport is not None:
             # Closing here makes aiohttp's write of the (never sent) response fail with a
             # ConnectionError it ignores quietly; the client sees EOF: ServerDisconnectedError.

@@ -9,7 +9,7 @@ The order inside a worker is what makes a crash lose nothing and send nothing tw
 1. wait for the pacer (so a row is not marked while it could still wait minutes);
 2. ``journal.mark(job)``: the row is committed as ``sending`` (group commit, shared with every
    worker that got here in the same loop tick, and carrying the outcomes of their previous rows);
-3. POST, retrying only what certainly was not processed (429, 502/503/504, failed connect);
+3. POST, retrying only what certainly was not processed (429, 503, failed connect);
    a connection that cannot be made at all stops the run with the row ``pending``;
 4. ``journal.record(outcome)``: written with the next group commit, at most 100 ms later.
 

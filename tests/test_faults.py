@@ -55,6 +55,19 @@ def test_read_timeout_is_unknown_and_never_retried(make_campaign: CampaignFactor
         assert row["error"] == "no answer within the timeout; the message may have been sent"
 
 
+def test_gateway_timeout_is_unknown_and_never_retried(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """A 504 from a proxy in front of the API: the API took the message and sent it, the proxy
+    gave up waiting. Retrying (as for a 503) would send it twice."""
+    path = make_campaign(contacts(3), sending=FAST)
+    summary, box = send(path, faults=Faults(accept_then_504=1.0))
+    assert summary.counts == Counter({"unknown": 3})
+    assert per_number(box) == Counter({n: 1 for n in numbers(3)})
+    assert len(box.accepted) == 3
+    for row in results(tmp_path / "test.results.csv"):
+        assert (row["status"], row["http_status"], row["attempts"]) == ("unknown", "504", "1")
+        assert row["error"] == "a gateway answered HTTP 504 for the API; the message may have been sent"
+
+
 def test_unreadable_200_is_unknown_and_never_retried(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     path = make_campaign(contacts(3), sending=FAST)
     summary, box = send(path, faults=Faults(not_json_200=1.0))
