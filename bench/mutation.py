@@ -1,0 +1,136 @@
+"""Mutation testing of the safety core with mutmut: which small deliberate bugs the suite misses.
+
+Each module is mutated on its own, in a copy of the working tree (so the checkout is never
+touched and two modules never share mutmut's cache), and the suite's in-process tests are run
+against every mutant; mutmut runs, for each mutant, only the tests that call the mutated
+function. A surviving mutant is a bug the tests cannot see: either a test is missing or the
+mutant is equivalent (it changes nothing observable), and ``bench/RESULTS-mutation.md`` says
+which for every one.
+
+Tests that start ``campaign`` as a subprocess import the installed, unmutated package, so they
+cannot kill a mutant; they are left out (``--ignore``) to save time, with the kill soak and
+the benchmark smoke test.
+
+Run by hand, never in CI (about 1-3 minutes per module on 2 cores, plus one clean suite run
+per module for mutmut's statistics)::
+
+    pip install -e '.[test]' mutmut
+    python -m bench.mutation                       # every core module
+    python -m bench.mutation phones results        # some of them
+    python -m bench.mutation --show phones         # also print each survivor's diff
+
+Writes ``bench/out/mutation/<module>.json`` (counts and survivor names) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out" / "mutation"
+#: The safety core named by issue #11, in pipeline order.
+CORE = ("phones", "prepare", "runner", "sender", "api", "state", "results")
+#: Tests that cannot kill a mutant (they run the unmutated package in a subprocess) or are soaks.
+NOT_IN_PROCESS = ("tests/test_kill.py", "tests/test_bench_smoke.py", "tests/test_cli.py", "tests/test_secrets.py")
+_STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
+
+
+def _config(module: str) -> str:
+    ignores = ", ".join(f'"--ignore={p}"' for p in NOT_IN_PROCESS)
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["campaign/"]\n'
+        f'only_mutate = ["campaign/{module}.py"]\n'
+        f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", {ignores}]\n'
+    )
+
+
+def _copy_tree(dest: Path) -> None:
+    """The working tree as it is now (tracked and new files, not ignored ones)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT, check=True, capture_output=True,
+    ).stdout.decode().split("\0")
+    for name in filter(None, files):
+        source = ROOT / name
+        if source.is_file():
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+
+
+def run_module(module: str, *, show: bool) -> dict[str, object]:
+    """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors."""
+    with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as scratch:
+        work = Path(scratch)
+        _copy_tree(work)
+        with (work / "pyproject.toml").open("a", encoding="utf-8") as handle:
+            handle.write(_config(module))
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
+        started = time.monotonic()
+        subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=subprocess.DEVNULL, check=False)
+        elapsed = time.monotonic() - started
+        listing = subprocess.run(
+            ["mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=False
+        ).stdout
+        statuses: dict[str, str] = {}
+        for line in listing.splitlines():
+            match = _STATUS.match(line)
+            if match:
+                statuses[match["name"]] = match["status"].strip()
+        survivors = sorted(name for name, status in statuses.items() if status != "killed")
+        diffs = {}
+        if show:
+            for name in survivors:
+                diffs[name] = subprocess.run(
+                    ["mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True, check=False
+                ).stdout
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    total = len(statuses)
+    killed = counts.get("killed", 0)
+    return {
+        "module": module,
+        "mutants": total,
+        "killed": killed,
+        "score": round(100 * killed / total, 1) if total else None,
+        "counts": counts,
+        "survivors": survivors,
+        "diffs": diffs,
+        "seconds": round(elapsed, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", default=list(CORE), help="modules of campaign/ (default: the core)")
+    parser.add_argument("--show", action="store_true", help="print each surviving mutant's diff")
+    args = parser.parse_args(argv)
+    if shutil.which("mutmut") is None:
+        print("mutmut is not installed: pip install mutmut", file=sys.stderr)
+        return 2
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'score':>6}  other")
+    for module in args.modules:
+        report = run_module(module, show=args.show)
+        (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        other = {k: v for k, v in report["counts"].items() if k != "killed"}  # type: ignore[union-attr]
+        print(f"{module:<10} {report['mutants']:>7} {report['killed']:>7} {report['score']!s:>6}  {other}", flush=True)
+        if args.show:
+            for diff in report["diffs"].values():  # type: ignore[union-attr]
+                print(diff)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
