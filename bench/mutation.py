@@ -38,9 +38,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "mutation"
 #: The safety core named by issue #11, in pipeline order.
-CORE = ("phones", "prepare", "runner", "sender", "api", "state", "results")
+CORE = ("phones", "prepare", "runner", "reconcile", "sender", "api", "state", "results", "delivery")
 #: Tests that cannot kill a mutant (they run the unmutated package in a subprocess) or are soaks.
-NOT_IN_PROCESS = ("tests/test_kill.py", "tests/test_bench_smoke.py", "tests/test_cli.py", "tests/test_secrets.py")
+NOT_IN_PROCESS = (
+    "tests/test_kill.py",
+    "tests/test_bench_smoke.py",
+    "tests/test_cli.py",
+    "tests/test_secrets.py",
+    "tests/test_delivery_cli.py",
+)
 _STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 
 
