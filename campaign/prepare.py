@@ -44,7 +44,7 @@ from campaign.render import Renderer, RowInvalid, encode
 from campaign.sender import Job
 from campaign.spreadsheet import RecipientFile, SourceRow, open_recipients, visible
 from campaign.state import Status
-from campaign.suppression import read_suppressions
+from campaign.suppression import Suppressions, read_suppressions
 
 # Rows prepared and planned per transaction (and per event-loop slice): the first batch is
 # small, so the first request leaves early; each next one is twice as large up to BATCH_MAX.
@@ -159,8 +159,9 @@ class Pipeline:
         except phones.PhoneError as err:
             return Prepared(n, cells, "", None, Status.INVALID, f"phone: {err}")
         phone = number.e164
-        if phone in self.suppressed:
-            return Prepared(n, cells, phone, phone, Status.SKIPPED, f"suppressed ({self.suppressed[phone]})")
+        source = self.suppressed.source(phone, country)
+        if source is not None:
+            return Prepared(n, cells, phone, phone, Status.SKIPPED, f"suppressed ({source})")
         try:
             rendered = self.renderer.render(row.cells, phone)
         except RowInvalid as err:
@@ -196,8 +197,8 @@ class Pipeline:
                 size = min(2 * size, BATCH_MAX)
 
 
-def load_suppressions(campaign: Campaign, warnings: list[str] | None = None) -> dict[str, str]:
-    """Every phone number in the ``suppress`` files, normalised, mapped to the file's name.
+def load_suppressions(campaign: Campaign, warnings: list[str] | None = None) -> Suppressions:
+    """Every phone number in the ``suppress`` files, normalised; ``source`` names the file.
 
     Entries that are not phone numbers are appended to ``warnings`` as sentences; a file that
     cannot be read raises InputFileError (see campaign.suppression for the shapes read).
@@ -206,7 +207,7 @@ def load_suppressions(campaign: Campaign, warnings: list[str] | None = None) -> 
     found = read_suppressions(rc.suppress, rc.phone_column, rc.default_country, rc.country_column)
     if warnings is not None:
         warnings.extend(found.warnings)
-    return found.numbers
+    return found
 
 
 # --- in a second process --------------------------------------------------------------------

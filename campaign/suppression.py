@@ -27,6 +27,7 @@ from pathlib import Path
 from campaign import phones
 from campaign.errors import InputFileError
 from campaign.spreadsheet import RecipientFile, header_key, open_recipients, sheets
+from campaign.spreadsheet.common import EMPTY
 
 _PHONE_PARTS = ("phone", "mobile", "whatsapp", "msisdn")  # anywhere in a name: "Telephone"
 _PHONE_WORDS = frozenset({"cell", "tel", "mob", "sms"})  # whole words only: not "Hotel"
@@ -36,12 +37,52 @@ _RESULTS_COLUMNS = frozenset({"row", "phone", "status"})  # what marks a campaig
 MAX_WARNINGS_PER_FILE = 10
 
 
+#: A cell that can only be a number: digits with the punctuation people write phones with.
+_DIGIT_LIKE = re.compile(r"[\d\s+()\-./]*\d[\d\s+()\-./]*")
+#: Digits from which an entry is a phone number someone meant (shorter ones are notes, codes).
+PLAUSIBLE_DIGITS = 7
+_WHERE = "suppression file ([recipients] suppress)"
+
+
 @dataclass
 class Suppressions:
-    """The numbers never to message (E.164 → the file that lists them) and what was skipped."""
+    """The numbers never to message (E.164 → the file that lists them) and what was skipped.
+
+    ``national`` keeps, with their file, the entries written without ``+`` that were read in
+    ``default_country`` because their file has no country column: the campaign's contacts
+    may read the same text in another country (``country_column``), and :meth:`source`
+    then reads these entries in that country too.
+    """
 
     numbers: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    default_country: str | None = None
+    national: list[tuple[str, str]] = field(default_factory=list)
+    _by_country: dict[str, dict[str, str]] = field(default_factory=dict, repr=False)
+
+    def source(self, phone: str, country: str | None = None) -> str | None:
+        """The file that suppresses ``phone`` (E.164), read by a row in ``country``; else None.
+
+        An entry written without ``+`` in a file without the country column suppresses the
+        number it is in ``default_country`` and the one it is in the row's own country:
+        the same text read the way the contacts file reads it (leaning towards suppressing).
+        """
+        found = self.numbers.get(phone)
+        if found is not None or not country or country == self.default_country or not self.national:
+            return found
+        table = self._by_country.get(country)
+        if table is None:
+            table = {}
+            for text, name in self.national:
+                try:
+                    table.setdefault(phones.normalise(text, country), name)
+                except phones.PhoneError:
+                    continue
+            self._by_country[country] = table
+        return table.get(phone)
+
+    def __contains__(self, phone: object) -> bool:
+        return phone in self.numbers
 
 
 def read_suppressions(
@@ -50,10 +91,12 @@ def read_suppressions(
     """Read every suppression file; numbers are normalised as recipients' are (phones.normalise).
 
     A file with the campaign's ``country_column`` reads each number in its row's country, as
-    the recipients file does. Raises InputFileError for a file that cannot be read or has no
-    column of phone numbers.
+    the recipients file does. Raises InputFileError, naming the file as a suppression file,
+    for a file that cannot be read, has no column of phone numbers, or holds an entry with
+    at least :data:`PLAUSIBLE_DIGITS` digits that cannot be read as a number (its person
+    would be messaged); entries without digits, or too few, are warnings.
     """
-    out = Suppressions()
+    out = Suppressions(default_country=default_country)
     for path in paths:
         _read_one(Path(path), phone_column, default_country, country_column, out)
     return out
@@ -67,6 +110,27 @@ def _is_phone(text: str, default_country: str | None) -> bool:
     return True
 
 
+def _digit_like(cell: str) -> bool:
+    """Whether a cell can only be a number: digits, spaces and ``+ ( ) - . /``."""
+    return _DIGIT_LIKE.fullmatch(cell.strip()) is not None
+
+
+def _digits(cell: str) -> int:
+    return sum(c.isdigit() for c in cell)
+
+
+def _is_header(cells: Sequence[str], default_country: str | None) -> bool:
+    """Whether a first row is a header: a cell with letters, and no cell that is a number.
+
+    ``07911 123471`` is data even when ``default_country`` cannot read it (the contacts may
+    be read in another country); so is ``+16175550101,Ann``.
+    """
+    filled = [cell.strip() for cell in cells if cell.strip()]
+    if any(_digit_like(cell) or _is_phone(cell, default_country) for cell in filled):
+        return False
+    return any(any(c.isalpha() for c in cell) for cell in filled)
+
+
 def _phone_like(name: str) -> bool:
     """Whether a (case-folded) column name says it holds phone numbers."""
     return any(part in name for part in _PHONE_PARTS) or not _PHONE_WORDS.isdisjoint(re.findall(r"[a-z]+", name))
@@ -74,9 +138,11 @@ def _phone_like(name: str) -> bool:
 
 def _columns(file: RecipientFile, phone_column: str, default_country: str | None) -> tuple[list[int], bool]:
     """The columns holding numbers, and whether the header row is itself a row of numbers."""
-    numbers_in_header = [i for i, cell in enumerate(file.header) if _is_phone(cell, default_country)]
-    if numbers_in_header:
-        return numbers_in_header, True
+    if not _is_header(file.header, default_country):
+        cells = [cell.strip() for cell in file.header]
+        chosen = [i for i, cell in enumerate(cells) if _is_phone(cell, default_country)]
+        chosen = chosen or [i for i, cell in enumerate(cells) if _digit_like(cell)]
+        return chosen or [next((i for i, cell in enumerate(cells) if cell), 0)], True
     folded = [header_key(column) for column in file.columns]
     if set(folded) >= _RESULTS_COLUMNS:
         return [folded.index("phone")], False
@@ -88,36 +154,67 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
         return named, False
     if len(file.columns) == 1:
         return [0], False
+    also = "" if wanted in (header_key(name) for name in ACCEPTED) else f', or "{phone_column}" (phone_column)'
     raise InputFileError(
         file.path,
-        f"is a suppression file but none of its columns ({', '.join(file.columns)}) holds phone numbers; "
-        f'name the column of numbers "Phone" (or "{phone_column}", like the campaign\'s phone_column)',
+        f"is a {_WHERE} but no column is named like a phone column (its columns are "
+        f"{', '.join(file.columns)}); name the column holding the numbers \"Phone\" "
+        f"(accepted: {', '.join(ACCEPTED)}{also})",
     )
+
+
+#: Column names that say a suppression file's column holds numbers, as an error lists them.
+ACCEPTED = ("Phone", "Mobile", "Cell", "Tel", "Telephone", "WhatsApp", "MSISDN", "SMS", "Phone Number", "Number")
+
+
+def _open(path: Path, sheet: str | None, phone_column: str) -> RecipientFile | None:
+    """The file (or sheet) opened as a suppression file; None when it holds nothing at all."""
+    try:
+        return open_recipients(path, sheet=sheet, allow_empty=True, phone_column=(phone_column, *PHONE_HEADERS))
+    except InputFileError as err:
+        if err.message == EMPTY:
+            return None
+        raise _named(err) from err
+
+
+def _named(err: InputFileError) -> InputFileError:
+    """``err`` saying that the file is a suppression file and which key names it."""
+    message = err.message
+    if message.startswith(("is ", "has ", "does ", "cannot ", "holds ")):
+        return InputFileError(err.path, f"the {_WHERE} {message}")
+    return InputFileError(err.path, f"in the {_WHERE}, {message}")
 
 
 def _read_one(
     path: Path, phone_column: str, default_country: str | None, country_column: str | None, out: Suppressions
 ) -> None:
     """One file; a workbook's every sheet (hidden ones too: an opt-out anywhere is an opt-out)."""
-    wanted = (phone_column, *PHONE_HEADERS)
-    first = open_recipients(path, allow_empty=True, phone_column=wanted)
-    titles = [title for title, _ in sheets(path)]
-    if len(titles) <= 1:
-        bad = _read_sheet(first, _columns(first, phone_column, default_country), default_country, country_column, out)
+    first = _open(path, None, phone_column)
+    try:
+        titles = [title for title, _ in sheets(path)]
+    except InputFileError as err:
+        raise _named(err) from err
+    bad: list[str] = []
+    taken = 0
+    if first is None:
+        pass
+    elif len(titles) <= 1:
+        bad, taken = _read_sheet(
+            first, _columns(first, phone_column, default_country), default_country, country_column, out
+        )
     else:
-        bad, read = [], 0
+        read = 0
         for title in titles:
             try:
-                file = (
-                    first
-                    if title == first.sheet
-                    else open_recipients(path, sheet=title, allow_empty=True, phone_column=wanted)
-                )
+                file = first if title == first.sheet else _open(path, title, phone_column)
+                if file is None:
+                    continue
                 columns = _columns(file, phone_column, default_country)
             except InputFileError:
                 continue  # an empty sheet, or one without numbers (a lookup table, notes)
             read += 1
-            lines = _read_sheet(file, columns, default_country, country_column, out)
+            lines, count = _read_sheet(file, columns, default_country, country_column, out, f'sheet "{title}", ')
+            taken += count
             bad += [f'sheet "{title}", {line}' for line in lines]
         if not read:
             _columns(first, phone_column, default_country)  # raises: no sheet holds numbers
@@ -126,6 +223,8 @@ def _read_one(
     if len(bad) > MAX_WARNINGS_PER_FILE:
         more = len(bad) - MAX_WARNINGS_PER_FILE
         out.warnings.append(f"suppression file {path.name}: {more:,} more entries are not phone numbers")
+    if not bad and not taken:
+        out.warnings.append(f"suppression file {path.name} holds no phone numbers; it suppresses nobody")
 
 
 def _read_sheet(
@@ -134,35 +233,61 @@ def _read_sheet(
     default_country: str | None,
     country_column: str | None,
     out: Suppressions,
-) -> list[str]:
-    """Add one sheet's numbers to ``out``; return where its entries are not numbers."""
+    sheet: str = "",
+) -> tuple[list[str], int]:
+    """Add one sheet's numbers to ``out``; return where its entries are not numbers, and how
+    many entries were numbers.
+
+    Raises InputFileError for an entry with a plausible number (PLAUSIBLE_DIGITS digits)
+    that cannot be read in a country its own row gives: whoever it is would be messaged.
+    """
     columns, headerless = chosen
     country_index = None if headerless or not country_column else file.find_optional_column(country_column)
     bad: list[str] = []
+    taken = [0]
+    name = file.path.name
+
+    def refuse(where: str, cell: str, reason: str) -> InputFileError:
+        add = f', or add the campaign\'s country column "{country_column}" to this file' if country_column else ""
+        return InputFileError(
+            file.path,
+            f"in the {_WHERE}, {sheet}{where}: {reason.removesuffix(phones.ELSEWHERE)}; an opt-out that cannot be "
+            f"read would let its person be messaged, so nothing was sent: {phones.HOW_TO_WRITE}{add}",
+        )
 
     def take(number: int, cells: Sequence[str]) -> None:
-        country = default_country
+        country, given = default_country, False
         if country_index is not None and country_index < len(cells) and cells[country_index].strip():
             try:
-                country = phones.region_code(cells[country_index])
+                country, given = phones.region_code(cells[country_index]), True
             except phones.PhoneError as err:
-                bad.append(f'row {number} (column "{file.columns[country_index]}"): {err}')
+                where = f'row {number} (column "{file.columns[country_index]}")'
+                if any(_digits(cells[i]) >= PLAUSIBLE_DIGITS for i in columns if i < len(cells)):
+                    raise refuse(where, cells[country_index], str(err)) from None
+                bad.append(f"{where}: {err}")
                 return
         for index in columns:
             cell = cells[index].strip() if index < len(cells) else ""
             if not cell:
                 continue
+            where = f"row {number}" if headerless else f'row {number} (column "{file.columns[index]}")'
             try:
-                out.numbers.setdefault(phones.normalise(cell, country), file.path.name)
+                phone = phones.normalise(cell, country)
             except phones.PhoneError as err:
+                if _digits(cell) >= PLAUSIBLE_DIGITS and not given:
+                    raise refuse(where, cell, str(err)) from None
                 # the first column chosen must hold numbers; others only where they have digits
                 if index == columns[0] or any(c.isdigit() for c in cell):
-                    where = "" if headerless else f' (column "{file.columns[index]}")'
-                    bad.append(f"row {number}{where}: {err}")
+                    bad.append(f"{where}: {err}")
+                continue
+            out.numbers.setdefault(phone, name)
+            taken[0] += 1
+            if not given and "+" not in cell:
+                out.national.append((cell, name))
 
     if headerless:
         take(file.header_row, file.header)
     for chunk in file.chunks():
         for row in chunk:
             take(row.number, row.cells)
-    return bad
+    return bad, taken[0]

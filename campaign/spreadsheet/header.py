@@ -10,6 +10,7 @@ header_row`` names the row outright, 1-based as the spreadsheet program shows it
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from campaign.errors import InputFileError
 from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, filled, header_key
 
 MAX_TITLE_CELLS = 2  # a title row, or a title and a date; more is a table
+NUMBER_DIGITS = 7  # digits from which a cell of digits and phone punctuation is a phone number
+_NUMBER = re.compile(r"[\d\s+()\-./]*\d[\d\s+()\-./]*")
 
 #: What a reader is told to look for: a phone column's names (any one matches), or nothing.
 Wanted = str | Sequence[str] | None
@@ -104,5 +107,13 @@ def titles_only(widths: Iterable[int], header_width: int) -> bool:
 
 
 def count_filled(cells: Iterable[str]) -> int:
-    """How many cells hold more than whitespace."""
+    """How many cells hold more than whitespace; a row holding a phone number counts as wide.
+
+    A row with a cell of :data:`NUMBER_DIGITS` or more digits and phone punctuation only
+    (``+16175550101``, ``07911 123471``) is data, never a title to skip: skipping it would
+    drop a recipient, or an opted-out number from a headerless suppression file.
+    """
+    cells = list(cells)
+    if any(_NUMBER.fullmatch(cell.strip()) and sum(c.isdigit() for c in cell) >= NUMBER_DIGITS for cell in cells):
+        return MAX_TITLE_CELLS + 1
     return sum(1 for cell in cells if cell.strip())
