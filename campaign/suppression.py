@@ -157,9 +157,9 @@ def _columns(file: RecipientFile, phone_column: str, default_country: str | None
     also = "" if wanted in (header_key(name) for name in ACCEPTED) else f', or "{phone_column}" (phone_column)'
     raise InputFileError(
         file.path,
-        f"is a {_WHERE} but no column is named like a phone column (its columns are "
+        f"the {_WHERE} has no column named like a phone column (its columns are "
         f"{', '.join(file.columns)}); name the column holding the numbers \"Phone\" "
-        f"(accepted: {', '.join(ACCEPTED)}{also})",
+        f"(names accepted: {', '.join(ACCEPTED)}{also})",
     )
 
 

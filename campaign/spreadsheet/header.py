@@ -70,7 +70,10 @@ def find_header(
         if not names:
             return seen[-1], []
         if holds(cells, names):
-            if titles_only([count_filled(above) for _, above in seen[:-1]], count_filled(cells)):
+            above = seen[:-1]
+            if titles_only([count_filled(a) for _, a in above], count_filled(cells)) and not any(
+                holds_number(a) for _, a in above
+            ):
                 return seen[-1], []
             break  # a data row naming the phone column: the first row is the header after all
         if len(seen) == HEADER_SEARCH_ROWS:
@@ -85,6 +88,7 @@ def find_header(
 def _table_start(seen: list[Numbered]) -> tuple[Numbered, list[Numbered]]:
     """The header when no row names the phone column (see :func:`table_start`)."""
     i = table_start([count_filled(cells) for _, cells in seen])
+    i = min([i, *(j for j, (_, cells) in enumerate(seen) if holds_number(cells))])  # never skip data
     return seen[i], seen[i + 1 :]
 
 
@@ -107,13 +111,15 @@ def titles_only(widths: Iterable[int], header_width: int) -> bool:
 
 
 def count_filled(cells: Iterable[str]) -> int:
-    """How many cells hold more than whitespace; a row holding a phone number counts as wide.
-
-    A row with a cell of :data:`NUMBER_DIGITS` or more digits and phone punctuation only
-    (``+16175550101``, ``07911 123471``) is data, never a title to skip: skipping it would
-    drop a recipient, or an opted-out number from a headerless suppression file.
-    """
-    cells = list(cells)
-    if any(_NUMBER.fullmatch(cell.strip()) and sum(c.isdigit() for c in cell) >= NUMBER_DIGITS for cell in cells):
-        return MAX_TITLE_CELLS + 1
+    """How many cells hold more than whitespace."""
     return sum(1 for cell in cells if cell.strip())
+
+
+def holds_number(cells: Iterable[str]) -> bool:
+    """Whether a row holds a phone number, which makes it data, never a title to skip.
+
+    A cell of :data:`NUMBER_DIGITS` or more digits and phone punctuation only
+    (``+16175550101``, ``07911 123471``): skipping its row would drop a recipient, or an
+    opted-out number from a headerless suppression file.
+    """
+    return any(_NUMBER.fullmatch(cell.strip()) and sum(c.isdigit() for c in cell) >= NUMBER_DIGITS for cell in cells)
