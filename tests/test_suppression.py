@@ -179,7 +179,8 @@ def test_an_unreadable_suppression_file_stops_the_run_before_sending(tmp_path: P
         url = await box.start()
         try:
             campaign = dataclasses.replace(load_campaign(path), api_url=url)
-            with pytest.raises(InputFileError, match=r"optouts\.csv: line 3 contains a NUL byte"):
+            where = r"optouts\.csv: in the suppression file \(\[recipients\] suppress\), line 3 contains a NUL"
+            with pytest.raises(InputFileError, match=where):
                 await runner.run(campaign, runner.Options(api_key=KEY, backoff_base=0.01))
         finally:
             await box.close()
@@ -190,7 +191,8 @@ def test_an_unreadable_suppression_file_stops_the_run_before_sending(tmp_path: P
     proc = run("send", str(path), "--sandbox", "--yes", cwd=tmp_path, key=KEY)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'optouts.csv'}: line 3 contains a NUL byte: this looks like a binary file, not "
+        f"error: {tmp_path / 'optouts.csv'}: in the suppression file ([recipients] suppress), line 3 contains a "
+        "NUL byte: this looks like a binary file, not "
         "delimited text (if it is UTF-16 text without a BOM, save it as UTF-8)"
     ]
     assert "Traceback" not in proc.stdout + proc.stderr

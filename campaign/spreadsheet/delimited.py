@@ -30,7 +30,15 @@ from campaign.spreadsheet.common import (
     filled,
     header_names,
 )
-from campaign.spreadsheet.header import Wanted, count_filled, folded_names, holds, table_start, titles_only
+from campaign.spreadsheet.header import (
+    Wanted,
+    count_filled,
+    folded_names,
+    holds,
+    table_start,
+    titles_only,
+    width,
+)
 
 MAX_LINE_BYTES = 1 << 20  # a longer line means the file is not really delimited text
 _BLOCK = 1 << 20  # never above MAX_LINE_BYTES: _LineScan relies on it
@@ -190,7 +198,7 @@ def _layout(path: Path, codec: str, suffix: str, wanted: Wanted, header_row: int
             if not found:
                 continue
             d = found[0] if len(found) == 1 else sep or ","
-            above = [count_filled(_cells(lines[j], d)) for j in searched[:n]]
+            above = [width(_cells(lines[j], d)) for j in searched[:n]]
             if titles_only(above, count_filled(_cells(lines[i], d))):  # as header.find_header
                 skip = i
                 if not sep and len(found) == 1:
@@ -199,7 +207,7 @@ def _layout(path: Path, codec: str, suffix: str, wanted: Wanted, header_row: int
         else:  # no row names the phone column: skip title rows, so the error lists the real headers
             if searched:
                 d = sep or max(_DELIMITERS, key=lambda c: sum(lines[i].count(c) for i in searched))
-                skip = searched[table_start([count_filled(_cells(lines[i], d)) for i in searched])]
+                skip = searched[table_start([width(_cells(lines[i], d)) for i in searched])]
     if sep:
         return sep, skip, hint
     header = lines[skip]

@@ -18,6 +18,7 @@ from campaign.errors import InputFileError
 from campaign.spreadsheet.common import HEADER_SEARCH_ROWS, filled, header_key
 
 MAX_TITLE_CELLS = 2  # a title row, or a title and a date; more is a table
+NUMBER_ROW = -1  # the width of a row holding a phone number: never a title (see width)
 NUMBER_DIGITS = 7  # digits from which a cell of digits and phone punctuation is a phone number
 _NUMBER = re.compile(r"[\d\s+()\-./]*\d[\d\s+()\-./]*")
 
@@ -70,10 +71,7 @@ def find_header(
         if not names:
             return seen[-1], []
         if holds(cells, names):
-            above = seen[:-1]
-            if titles_only([count_filled(a) for _, a in above], count_filled(cells)) and not any(
-                holds_number(a) for _, a in above
-            ):
+            if titles_only([width(above) for _, above in seen[:-1]], count_filled(cells)):
                 return seen[-1], []
             break  # a data row naming the phone column: the first row is the header after all
         if len(seen) == HEADER_SEARCH_ROWS:
@@ -87,8 +85,7 @@ def find_header(
 
 def _table_start(seen: list[Numbered]) -> tuple[Numbered, list[Numbered]]:
     """The header when no row names the phone column (see :func:`table_start`)."""
-    i = table_start([count_filled(cells) for _, cells in seen])
-    i = min([i, *(j for j, (_, cells) in enumerate(seen) if holds_number(cells))])  # never skip data
+    i = table_start([width(cells) for _, cells in seen])
     return seen[i], seen[i + 1 :]
 
 
@@ -99,15 +96,15 @@ def table_start(widths: Sequence[int]) -> int:
     missing column lists the real headers (``Mobile, Name``), not a title row above them;
     else the first row.
     """
-    for i, width in enumerate(widths):
-        if titles_only(widths[:i], width) and width >= max(widths[i:]):
+    for i, wide in enumerate(widths):
+        if titles_only(widths[:i], wide) and wide >= max(widths[i:]):
             return i
     return 0
 
 
 def titles_only(widths: Iterable[int], header_width: int) -> bool:
-    """Whether rows of these widths (filled cells) above a header of ``header_width`` are titles."""
-    return all(width <= MAX_TITLE_CELLS and width < header_width for width in widths)
+    """Whether rows of these widths (:func:`width`) above a header of ``header_width`` are titles."""
+    return all(0 <= wide <= MAX_TITLE_CELLS and wide < header_width for wide in widths)
 
 
 def count_filled(cells: Iterable[str]) -> int:
@@ -115,11 +112,15 @@ def count_filled(cells: Iterable[str]) -> int:
     return sum(1 for cell in cells if cell.strip())
 
 
-def holds_number(cells: Iterable[str]) -> bool:
-    """Whether a row holds a phone number, which makes it data, never a title to skip.
+def width(cells: Iterable[str]) -> int:
+    """A row's width for the title-row rules: its filled cells, or :data:`NUMBER_ROW`.
 
-    A cell of :data:`NUMBER_DIGITS` or more digits and phone punctuation only
-    (``+16175550101``, ``07911 123471``): skipping its row would drop a recipient, or an
-    opted-out number from a headerless suppression file.
+    A row holding a phone number (a cell of :data:`NUMBER_DIGITS` or more digits and phone
+    punctuation only: ``+16175550101``, ``07911 123471``) is data, never a title to skip:
+    skipping it would drop a recipient, or an opted-out number from a headerless
+    suppression file.
     """
-    return any(_NUMBER.fullmatch(cell.strip()) and sum(c.isdigit() for c in cell) >= NUMBER_DIGITS for cell in cells)
+    cells = list(cells)
+    if any(_NUMBER.fullmatch(cell.strip()) and sum(c.isdigit() for c in cell) >= NUMBER_DIGITS for cell in cells):
+        return NUMBER_ROW
+    return count_filled(cells)
