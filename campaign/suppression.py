@@ -5,16 +5,25 @@ it"): a plain list of numbers with no header, one column, a ``Mobile``/``Phone N
 ``WhatsApp`` column, an Excel sheet, another campaign's results file. Missing one number in
 one of them messages a person who asked not to be, so the rules lean towards suppressing:
 
-- a first row whose cell is a phone number is a number, not a header;
+- a first row is a header only if it looks like one: it names a phone column, or it has a
+  cell with letters and no cell that is a number (digits, spaces, ``+ ( ) - . /``); a first
+  row of numbers is data, even one ``default_country`` cannot read (``07911 123471`` in a
+  US campaign whose contacts are read as GB through ``country_column``);
 - every sheet of a workbook that holds numbers is read, hidden ones too;
 - a results file (columns ``row``, ``phone``, ``status``) gives its E.164 ``phone`` column;
 - otherwise every column named like the campaign's ``phone_column`` or like a phone
   (``Phone``, ``Telephone``, ``Mobile``, ``WhatsApp``, ``MSISDN``, ``Cell``, ``Tel``) counts;
   failing those, a ``Number`` column (not beside a phone column: an order number is not a
   phone number); and a file with a single column counts that one;
-- an entry that is not a phone number becomes a warning naming the file, row and column;
+- an entry with :data:`PLAUSIBLE_DIGITS` or more digits that cannot be read as a number in
+  the country its own row gives (the file's country column) stops the run (InputFileError,
+  exit 2) before anything is sent: the contacts file may read the same text as a number
+  (in the row's country, or written with ``+``) and message that person. Other entries
+  that are not numbers ("n/a", notes) are warnings naming the file, row and column;
+- an entry written without ``+`` in a file without the country column also suppresses the
+  number the same text is in each contact row's own country (``Suppressions.source``);
 - a file that cannot be read, or in which no column can hold phone numbers, stops the run
-  (InputFileError, exit 2) before anything is sent.
+  (InputFileError, exit 2, naming it as the suppression file); an empty one is a warning.
 """
 
 from __future__ import annotations
@@ -119,12 +128,16 @@ def _digits(cell: str) -> int:
     return sum(c.isdigit() for c in cell)
 
 
-def _is_header(cells: Sequence[str], default_country: str | None) -> bool:
-    """Whether a first row is a header: a cell with letters, and no cell that is a number.
+def _is_header(cells: Sequence[str], default_country: str | None, phone_column: str) -> bool:
+    """Whether a first row is a header: it names a phone column (``Phone``, the campaign's
+    ``phone_column``), or it has a cell with letters and no cell that is a number.
 
     ``07911 123471`` is data even when ``default_country`` cannot read it (the contacts may
     be read in another country); so is ``+16175550101,Ann``.
     """
+    names = {header_key(name) for name in (phone_column, *PHONE_HEADERS)}
+    if any(header_key(cell) in names for cell in cells):
+        return True
     filled = [cell.strip() for cell in cells if cell.strip()]
     if any(_digit_like(cell) or _is_phone(cell, default_country) for cell in filled):
         return False
@@ -138,7 +151,7 @@ def _phone_like(name: str) -> bool:
 
 def _columns(file: RecipientFile, phone_column: str, default_country: str | None) -> tuple[list[int], bool]:
     """The columns holding numbers, and whether the header row is itself a row of numbers."""
-    if not _is_header(file.header, default_country):
+    if not _is_header(file.header, default_country, phone_column):
         cells = [cell.strip() for cell in file.header]
         chosen = [i for i, cell in enumerate(cells) if _is_phone(cell, default_country)]
         chosen = chosen or [i for i, cell in enumerate(cells) if _digit_like(cell)]

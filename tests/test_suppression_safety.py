@@ -211,3 +211,12 @@ def test_a_file_with_no_numbers_gets_a_warning(tmp_path: Path, content: bytes) -
     found = read_suppressions([path], "Phone", "US")
     assert found.numbers == {}
     assert found.warnings == ["suppression file optouts.csv holds no phone numbers; it suppresses nobody"]
+
+
+def test_a_header_naming_the_phone_column_stays_a_header_beside_a_date(tmp_path: Path) -> None:
+    # a column headed by a date ("01/12/2026") is digit-like, but "Mobile" says this is a header
+    path = tmp_path / "optouts.csv"
+    path.write_bytes(b"Mobile,01/12/2026\n+16175550101,yes\n6175550102,no\n")
+    found = read_suppressions([path], "Phone", "US")
+    assert set(found.numbers) == {"+16175550101", "+16175550102"}
+    assert found.warnings == []
