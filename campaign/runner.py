@@ -179,9 +179,16 @@ class Planner:
             batch = self._number_occurrences(batch)
         keys = [p.key for p in batch if p.key is not None and p.status is None]
         first = {} if allow_dup else self.state.first_rows(keys)
+        taken = set() if allow_dup else self._taken_back_or_done(batch)
         for p in batch:
             own_hash = p.job.payload_hash if p.job is not None else ""
             message = p.job.message if p.job is not None else ""
+            if p.phone in taken and p.status is Status.INVALID and p.key is None:
+                # An earlier run sent or scheduled this recipient; that its message no longer
+                # renders now (its schedule has passed since: issue 13) does not make it invalid.
+                records.append(RowRecord(p.row, p.cells, p.phone, p.phone))
+                s.already_done += 1
+                continue
             if not allow_dup:
                 sendable, p = p, skip_duplicate(p, first)
                 if p is not sendable:
@@ -259,6 +266,15 @@ class Planner:
             if dry:
                 self.state.set_status(dry, Status.DRY_RUN)
         return jobs
+
+    def _taken_back_or_done(self, batch: list[Prepared]) -> set[str]:
+        """Phones of this batch's invalid rows whose recipient an earlier run already sent,
+        scheduled or cancelled."""
+        phones = [p.phone for p in batch if p.status is Status.INVALID and p.phone and p.key is None]
+        if not phones:
+            return set()
+        held = DONE | {Status.CANCELLED, Status.CANCELLING}
+        return {key for key, k in self.state.known(phones).items() if k.status in held}
 
     def _should_send(self, known: Known, job: Job) -> bool:
         s = self.summary

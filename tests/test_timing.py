@@ -390,3 +390,23 @@ def test_a_scheduled_row_is_held_to_the_window_at_its_schedule_not_at_the_reques
         "schedule: its schedule, Wed 02 Dec 07:00 in America/Chicago, is outside the sending window 08:00-21:00 "
         "there; move send_at or schedule inside it"
     )
+
+
+def test_a_rerun_after_a_schedule_has_passed_keeps_the_row_scheduled(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Another member of the kind "decided against a clock that has moved": a row scheduled by
+    an earlier run used to turn `invalid` ("schedule ... is in the past") in the results file,
+    with exit 1, once its time had passed."""
+    rows = [(CHICAGO, "chi", "2026-12-02T09:00:00-06:00")]  # each row's own time, in the third column
+    write(tmp_path / "people.csv", rows)
+    path = make_campaign(
+        None, file="people.csv", message='text = "Hi"\nschedule = "{{ Zone }}"', sending="rate = 0\nconcurrency = 1"
+    )
+    clock = timing.ManualClock(utc(2026, 12, 1))
+    send(path, clock)
+    clock.moment = utc(2026, 12, 3)
+    summary, box, _ = send(path, clock)
+    assert box.accepted == [] and summary.already_done == 1
+    assert summary.exit_code() is ExitCode.OK
+    assert results(tmp_path / "test.results.csv")[CHICAGO]["status"] == "scheduled"
