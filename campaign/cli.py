@@ -427,9 +427,18 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
     if s.limit_pending:
         out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
     if s.waiting:
+        windows = s.waiting - s.waiting_limit
+        what = " and ".join(
+            part
+            for part in (
+                f"{windows:,} rows wait for their window" if windows else "",
+                f"{s.waiting_limit:,} rows wait for the daily limit" if s.waiting_limit else "",
+            )
+            if part
+        )
         out.print(
-            f"{s.waiting:,} rows wait for their window; the next opens at {s.next_window}. Run "
-            f"`campaign send {campaign_file}` again then (cron), or add --wait to keep running.",
+            f"{what}; the next opens at {s.next_window}. Run `campaign send {campaign_file}` again then "
+            "(cron), or add --wait to keep running.",
             markup=False,
         )
     unknown = s.counts.get(Status.UNKNOWN, 0)

@@ -108,6 +108,7 @@ class Summary:
     rate: float = 0.0
     # [schedule] (campaign.timing): rows left pending for their window or the daily limit
     waiting: int = 0
+    waiting_limit: int = 0  # of those, rows held by the daily limit (the rest wait for their window)
     next_window: str = ""  # when the first of them may go: "08:00 America/Chicago (13:00 UTC)"
     waiting_for: str = ""  # what --wait is waiting for right now (progress)
     zones: Counter[tuple[str, ...]] = field(default_factory=Counter)  # sendable rows per time-zone group
@@ -485,6 +486,7 @@ async def _send(
         summary.rate_limited = sender.rate_limited
         summary.requests = sender.requests
         summary.waiting = len(sender.held)
+        summary.waiting_limit = sum(hold.limit for hold, _ in sender.held.values())
         summary.waiting_for = ""
         first = sender.next_opening()
         if first is not None:

@@ -410,6 +410,7 @@ class Hold:
     until: datetime
     label: str  # "08:00 America/Chicago"
     short: bool = False  # seconds (the pair rate limit): the sender waits for it in the run
+    limit: bool = False  # held by the daily limit, not by the window
 
     @property
     def utc(self) -> str:
@@ -445,7 +446,7 @@ class Gate:
                 if (until - at).total_seconds() <= PAIR_GAP:
                     return Hold(until, "6 s since the last message to this number", short=True)
                 shown = describe_opening(until, zones) if zones else f"{until.astimezone(UTC):%H:%M} UTC"
-                return Hold(until, f"{shown} (daily limit)")
+                return Hold(until, f"{shown} (daily limit)", limit=True)
         return None
 
 

@@ -6,6 +6,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import os
+import re
+import subprocess
+import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,7 +324,7 @@ def test_two_campaigns_on_one_channel_never_exceed_the_daily_limit(
             summary, _, sent = send_on(loop, path, clock, box)
             sends += sent
             if path == second and at == timedelta(hours=1):
-                assert summary.waiting == 3 and summary.exit_code() is ExitCode.OK
+                assert summary.waiting == summary.waiting_limit == 3 and summary.exit_code() is ExitCode.OK
                 assert summary.next_window == "12:00 UTC (daily limit)"
     finally:
         loop.run_until_complete(box.close())
@@ -410,3 +414,30 @@ def test_a_rerun_after_a_schedule_has_passed_keeps_the_row_scheduled(
     assert box.accepted == [] and summary.already_done == 1
     assert summary.exit_code() is ExitCode.OK
     assert results(tmp_path / "test.results.csv")[CHICAGO]["status"] == "scheduled"
+
+
+def test_cli_send_ends_with_exit_0_saying_when_the_window_opens(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """`campaign send --sandbox` as a user runs it (a real process, the real clock): a window
+    that is closed now, in UTC so the test needs no zone arithmetic of its own."""
+    now = datetime.now(UTC)
+    start = (now + timedelta(hours=2)).replace(minute=0, second=0, microsecond=0)
+    window = f"{start:%H:%M}-{start + timedelta(hours=1):%H:%M}"
+    rows = [(LONDON, "ldn", "Etc/UTC")]
+    path = campaign_file(make_campaign, tmp_path, rows, f'window = "{window}"\ntimezone_column = "Zone"')
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
+    env["CAMPAIGN_LEDGER"] = str(tmp_path / "ledger.sqlite")
+    done = subprocess.run(
+        [sys.executable, "-m", "campaign", "send", str(path), "--sandbox", "--yes"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    # (after 22:00 UTC the opening is tomorrow, and says its date)
+    said = rf"1 rows wait for their window; the next opens at (\w{{3}} \d\d \w{{3}} )?{start:%H:%M} Etc/UTC "
+    assert re.search(said + rf"\({start:%H:%M} UTC\)\.", " ".join(done.stdout.split())), done.stdout
