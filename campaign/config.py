@@ -132,6 +132,7 @@ class Sending:
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 IF_PAST = ("now", "next-day")
 
 
@@ -521,13 +522,13 @@ class _Parser:
             raise self.fail(f'{where}days must be a list of day names, like ["mon", "tue", "wed", "thu", "fri"].')
         days = set()
         for day in days_raw:
-            key = day.strip().lower()[:3]
-            if key not in DAYS or not day.strip().lower().startswith(key):
+            name = day.strip().lower()
+            if name not in DAYS and name not in _DAY_NAMES:
                 raise self.fail(
                     f"{where}days holds {day!r}, which is not a day name (mon, tue, wed, thu, fri, sat, sun)."
                 )
-            days.add(DAYS.index(key))
-        if days_raw and not days:
+            days.add(DAYS.index(name[:3]))
+        if "days" in data and not days:
             raise self.fail(f"{where}days is empty, so no day would ever send; remove it or name the days.")
         limit = data.get("daily_limit")
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):

@@ -204,6 +204,8 @@ def test_send_at_more_than_30_days_ahead_is_refused(make_campaign: CampaignFacto
         ('window = "8-21"', "is not a time range"),
         ('window = "08:00-08:00"', "is empty"),
         ('days = ["mon", "funday"]', "'funday', which is not a day name"),
+        ('days = ["monxyz"]', "'monxyz', which is not a day name"),
+        ("days = []", "days is empty"),
         ('send_at = "tomorrow 9"', "is not a date and time"),
         ("daily_limit = 0", "at least 1"),
         ('if_past = "later"', 'must be "now"'),
