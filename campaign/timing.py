@@ -443,7 +443,7 @@ class Gate:
         if self.ledger is not None:
             until = self.ledger.admit(phone, at, reserve=reserve)
             if until is not None:
-                if (until - at).total_seconds() <= PAIR_GAP:
+                if (until - at).total_seconds() <= PAIR_GAP + 1:  # (a pair gap, not a day)
                     return Hold(until, "6 s since the last message to this number", short=True)
                 shown = describe_opening(until, zones) if zones else f"{until.astimezone(UTC):%H:%M} UTC"
                 return Hold(until, f"{shown} (daily limit)", limit=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import dataclasses
+import itertools
 import os
 import re
 import subprocess
@@ -443,3 +444,29 @@ def test_cli_send_ends_with_exit_0_saying_when_the_window_opens(
     # (after 22:00 UTC the opening is tomorrow, and says its date)
     said = rf"1 rows wait for their window; the next opens at (\w{{3}} \d\d \w{{3}} )?{start:%H:%M} Etc/UTC "
     assert re.search(said + rf"\({start:%H:%M} UTC\)\.", " ".join(done.stdout.split())), done.stdout
+
+
+def test_whatsapp_duplicates_to_one_number_are_six_seconds_apart(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """WhatsApp's pair rate limit: with allow_duplicates, one number never gets two messages
+    within 6 s; the sender waits it out on the one clock (moved, not slept)."""
+    mobile = "+447911123456"  # a UK mobile (WhatsApp cannot reach a landline)
+    rows = [(CHICAGO, "a", ""), (CHICAGO, "b", ""), (mobile, "c", ""), (CHICAGO, "d", "")]
+    write(tmp_path / "people.csv", rows)
+    path = make_campaign(
+        None,
+        file="people.csv",
+        provider="twlowa",
+        message='template_id = "HX0123456789abcdef0123456789abcdef"\n[message.variables]\n"1" = "{{ name }}"',
+        recipients="allow_duplicates = true",
+        sending="rate = 0\nconcurrency = 1",
+    )
+    start = utc(2026, 12, 2, 12)
+    summary, box, sent = send(path, timing.ManualClock(start))
+    assert summary.exit_code() is ExitCode.OK and summary.waiting == 0
+    assert len(box.accepted) == 4
+    chicago = [at for key, at in sent if key.startswith(CHICAGO)]
+    assert len(chicago) == 3
+    assert all(b - a >= timedelta(seconds=6) for a, b in itertools.pairwise(chicago))
+    assert [at for key, at in sent if key.startswith(mobile)] == [chicago[1]]  # the other number did not wait
