@@ -273,11 +273,18 @@ def _intersect(
 def common_windows(schedule: Schedule, zones: Sequence[str], at: datetime) -> list[tuple[datetime, datetime]]:
     """The UTC intervals, from ``at`` on (about a week), during which the window holds in every
     one of ``zones``; an interval that has already begun starts at ``at``."""
+    hour = at.replace(minute=0, second=0, microsecond=0)
+    return [(max(a, at), b) for a, b in _common(schedule, tuple(zones), hour) if b > at]
+
+
+@functools.lru_cache(maxsize=1024)
+def _common(schedule: Schedule, zones: tuple[str, ...], hour: datetime) -> tuple[tuple[datetime, datetime], ...]:
+    """common_windows from the start of an hour, cached: the sender asks for every row."""
     common: list[tuple[datetime, datetime]] | None = None
     for name in zones:
-        mine = _intervals(schedule, name, at, _HORIZON)
+        mine = _intervals(schedule, name, hour, _HORIZON)
         common = mine if common is None else _intersect(common, mine)
-    return [(max(a, at), b) for a, b in common or [] if b > at]
+    return tuple(common or ())
 
 
 def next_opening(schedule: Schedule, zones: Sequence[str], at: datetime) -> datetime | None:
