@@ -383,6 +383,7 @@ async def run(
                 state.finish_read()
                 state.attribute()
                 if options.command == "check":
+                    summary.counts = Counter(state.counts())
                     _forecast(campaign, summary)
             else:
                 outcome_label = await _send(
@@ -528,6 +529,13 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
     """``check``: when each time zone's rows go out at the configured rate, and a warning for
     each zone whose rows cannot all go out inside their window."""
     sched = campaign.schedule
+    sendable = summary.counts.get(Status.DRY_RUN, 0) or sum(summary.zones.values())
+    if sched.daily_limit is not None and sendable > sched.daily_limit:
+        days = -(-sendable // sched.daily_limit)
+        summary.warnings.append(
+            f"{sendable:,} recipients but [schedule] daily_limit is {sched.daily_limit:,} per 24 hours (with every "
+            f"other campaign on this channel): they go out over at least {days} days; rows over the limit wait."
+        )
     if not sched.has_window or not summary.zones:
         return
     at = timing.now()

@@ -274,7 +274,11 @@ def test_check_counts_zones_and_warns_when_the_window_is_too_short(
 ) -> None:
     rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(30)] + [(LONDON, "ldn", "")]
     path = campaign_file(
-        make_campaign, tmp_path, rows, 'window = "08:00-08:05"', sending="rate = 0.05\nconcurrency = 1"
+        make_campaign,
+        tmp_path,
+        rows,
+        'window = "08:00-08:05"\ndaily_limit = 10',
+        sending="rate = 0.05\nconcurrency = 1",
     )
 
     async def main() -> runner.Summary:
@@ -284,6 +288,7 @@ def test_check_counts_zones_and_warns_when_the_window_is_too_short(
         summary = asyncio.run(main())
     assert dict(summary.zones) == {("America/Chicago",): 30, ("Europe/London",): 1}
     assert any(line.startswith("America/Chicago: 30 rows") for line in summary.forecast)
+    assert "31 recipients but [schedule] daily_limit is 10 per 24 hours" in " ".join(summary.warnings)
     late = [w for w in summary.warnings if "cannot all go out inside their window" in w]
     assert len(late) == 1 and late[0].startswith("30 rows for America/Chicago")
 
