@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     us["plan: Planner.plan (256-row transactions)"] = _time(
         lambda: [jobs.extend(planner.plan(prepared[i : i + prepare.BATCH])) for i in range(0, n, prepare.BATCH)])
     assert len(jobs) == n
-    marks = [(j.key, j.payload_hash, j.message, j.content) for j in jobs]  # type: ignore[attr-defined]
+    marks = [(j.key, j.payload_hash, j.message, j.content, j.schedule_at) for j in jobs]  # type: ignore[attr-defined]
     commit: dict[str, float] = {}
     start = 0
     for per in (1, 10, 50):

@@ -143,8 +143,46 @@ class SociocsClient:
 
     async def send(self, body: bytes) -> Reply:
         """POST one pre-encoded request body to /message and classify the answer."""
+        return await self._exchange("POST", self._message_url, body)
+
+    async def delete_scheduled(self, message_id: str) -> Reply:
+        """``DELETE /messages/scheduled/{message_id}`` (sociocs-api.md section 8): ACCEPTED when
+        deleted; REJECTED (with the API's words) when the API refuses, as it does for a message
+        already sending or sent; UNKNOWN when the answer was lost (it may have been deleted)."""
+        url = URL(f"{self.api_url}/messages/scheduled/") / message_id
+        reply = await self._exchange("DELETE", url, None)
+        if reply.http_status == 404 and reply.verdict is Verdict.FATAL:
+            return Reply(Verdict.REJECTED, 404, error="the API has no scheduled message with this id (HTTP 404)")
+        return reply
+
+    async def list_scheduled(self) -> list[dict[str, Any]]:
+        """``GET /messages/scheduled``: up to 100 scheduled messages, newest scheduled date
+        first, no paging (sociocs-api.md section 8). Raises CampaignError when it fails."""
         try:
-            async with self.session.post(self._message_url, data=body) as resp:
+            async with self.session.get(f"{self.api_url}/messages/scheduled") as resp:
+                raw = await resp.read()
+                status = resp.status
+        except (TimeoutError, aiohttp.ClientError) as err:
+            raise CampaignError(
+                self.scrub(f"cannot list scheduled messages from {self.api_url}: {type(err).__name__}")
+            ) from None
+        try:
+            payload = json.loads(raw)
+        except ValueError:
+            payload = None
+        if status in (401, 403):
+            raise RunStopped("The API refused the key (HTTP 401); check SOCIOCS_API_KEY.")
+        if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
+            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}"
+            raise CampaignError(f"GET /messages/scheduled failed: {detail}")
+        data = payload.get("data")
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+    async def _exchange(self, method: str, url: URL, body: bytes | None) -> Reply:
+        """One request, its answer classified; the network failures sorted by whether the
+        request can have reached the API."""
+        try:
+            async with self.session.request(method, url, data=body) as resp:
                 raw = await resp.read()
                 return self._classify(resp.status, raw, resp.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError:

@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from campaign import __version__, delivery_runner, runner
+from campaign import __version__, delivery_runner, runner, timing
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
 from campaign.delivery import SECRET_ENV, Report, error_meaning
 from campaign.delivery_store import Funnel
@@ -39,7 +39,7 @@ T = TypeVar("T")
 out = Console(highlight=False, soft_wrap=True)  # long lines stay whole: commands in them can be copied
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
+STATUS_ORDER = [s.value for s in Status if s not in (Status.SENDING, Status.CANCELLING)]
 
 
 class _Ctx:
@@ -148,6 +148,9 @@ def preview(campaign_file: str, count: int) -> None:
 )
 @click.option("--results", type=click.Path(dir_okay=False), help="Where to write the results CSV.")
 @click.option("--sandbox", is_flag=True, help="Send to a built-in local Sociocs API; no account needed.")
+@click.option(
+    "--wait", is_flag=True, help="Keep running and send rows held by [schedule] window/days/daily_limit as they open."
+)
 def send(
     campaign_file: str,
     yes: bool,
@@ -160,6 +163,7 @@ def send(
     retry_undelivered: bool,
     results: str | None,
     sandbox: bool,
+    wait: bool,
 ) -> None:
     """Send every row not yet sent, and write the results file.
 
@@ -174,6 +178,7 @@ def send(
         resend_unknown=resend_unknown,
         retry_undelivered=retry_undelivered,
         api_key=os.environ.get(API_KEY_ENV, ""),
+        wait=wait,
     )
     results_path = Path(results) if results else None
 
@@ -321,6 +326,8 @@ class _progress:
     def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
         """Called for every outcome: does real work only a few times a second."""
         now = time.monotonic()
+        if summary.waiting_for and outcome is None:
+            out.print(f"waiting for {summary.waiting_for} (--wait)", markup=False)
         if self.bar is not None:
             self.latest = summary
             if self.task is None:
@@ -364,6 +371,10 @@ def _counts_table(counts: dict[str, int], title: str) -> Table:
 def _print_warnings(s: runner.Summary) -> None:
     for warning in s.warnings:
         out.print(f"[yellow]warning:[/] {escape(warning)}")  # the file's own text: no markup
+    for note, noted in s.row_notes.items():
+        listed = ", ".join(map(str, noted))
+        shown = f" row{'s' if len(noted) > 1 else ''} {listed}: {note}"
+        out.print(Text.assemble(("note:", "yellow"), shown))
     for variable, n in s.blanks.most_common():
         rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
         plural = "s" if n != 1 else ""
@@ -415,6 +426,21 @@ def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) ->
         )
     if s.limit_pending:
         out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
+    if s.waiting:
+        windows = s.waiting - s.waiting_limit
+        what = " and ".join(
+            part
+            for part in (
+                f"{windows:,} rows wait for their window" if windows else "",
+                f"{s.waiting_limit:,} rows wait for the daily limit" if s.waiting_limit else "",
+            )
+            if part
+        )
+        out.print(
+            f"{what}; the next opens at {s.next_window}. Run `campaign send {campaign_file}` again then "
+            "(cron), or add --wait to keep running.",
+            markup=False,
+        )
     unknown = s.counts.get(Status.UNKNOWN, 0)
     if unknown:
         out.print(
@@ -453,6 +479,11 @@ def _print_check(s: runner.Summary) -> None:
     if s.already_done:
         out.print(f"Already sent by an earlier run: {s.already_done:,}")
     _print_destinations(s)
+    if s.zones:
+        zones = ", ".join(f"{timing.zone_label(z)} {n:,}" for z, n in s.zones.most_common())
+        out.print(f"Time zones: {zones}", markup=False)
+    for line in s.forecast:
+        out.print(f"  goes out: {line}", markup=False)
     if s.segments:
         out.print(
             f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
@@ -526,6 +557,13 @@ def status(campaign_file: str, results: str | None, sandbox: bool, undeliverable
     if report.last_run:
         r = report.last_run
         out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
+    if report.scheduled:
+        hint = f"`campaign cancel {campaign_file}` takes them back"
+        out.print(f"{len(report.scheduled):,} scheduled rows still to go out ({hint}):", markup=False)
+        for r in report.scheduled[:50]:
+            out.print(f"  {r['schedule_at']}  row {r['row']}  {r['phone']}", markup=False)
+        if len(report.scheduled) > 50:
+            out.print(f"  … and {len(report.scheduled) - 50:,} more")
     if report.unknown:
         out.print(f"[yellow]{len(report.unknown):,} unknown rows[/] (run `campaign reconcile {campaign_file}`):")
         for u in report.unknown[:50]:
@@ -672,6 +710,44 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
             f"message, {report.uncovered:,} fall outside what the API listed); `campaign status {campaign_file}` "
             "says why for each."
         )
+
+
+@cli.command()
+@click.argument("campaign_file", type=click.Path(dir_okay=False))
+@click.option("--row", "rows", type=click.IntRange(min=2), multiple=True, help="Cancel only this row (repeatable).")
+@click.option("--sandbox", is_flag=True, help="Cancel what `send --sandbox` scheduled (its own state file).")
+def cancel(campaign_file: str, rows: tuple[int, ...], sandbox: bool) -> None:
+    """Delete the campaign's scheduled messages at the API before they go out (rows become
+    cancelled). Paced and journaled like sends: run it again after a crash to finish."""
+
+    def go() -> runner.CancelReport:
+        campaign = _load(campaign_file)
+        if sandbox:
+            campaign = for_sandbox(campaign, campaign.api_url)
+        key = os.environ.get(API_KEY_ENV, "")
+        if not key:
+            raise CampaignError(f"Set {API_KEY_ENV} to your Sociocs API key to cancel.")
+        return asyncio.run(runner.cancel(campaign, key, list(rows) or None, sandbox=sandbox))
+
+    report = _guard(_Ctx.debug, go)
+    out.print(f"Cancelled {len(report.cancelled):,} scheduled messages.", markup=False)
+    for item in report.too_late:
+        shown = f"  row {item['row']} {item['phone']}: too late, the API sends or sent it already ({item['error']})"
+        out.print(shown, markup=False)
+    for item in report.failed:
+        out.print(f"  row {item['row']} {item['phone']}: not cancelled: {item['error']}", markup=False)
+    for item in report.not_scheduled:
+        out.print(f"  row {item['row']}: nothing to cancel ({item['error']})", markup=False)
+    if report.unresolved:
+        out.print(
+            f"{len(report.unresolved):,} rows got no answer (the message may or may not be deleted); run "
+            f"`campaign cancel {campaign_file}` again to settle them.",
+            markup=False,
+        )
+    if report.stop_reason:
+        err.print(f"stopped: {report.stop_reason}", markup=False)
+        sys.exit(int(ExitCode.STOPPED))
+    sys.exit(int(ExitCode.ROWS_NOT_SENT if report.failed or report.unresolved else ExitCode.OK))
 
 
 @cli.command(name="sandbox")

@@ -15,6 +15,7 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import urlsplit
@@ -45,6 +46,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "contact_saving",
         "sending",
         "output",
+        "schedule",
     ),
     "recipients": (
         "file",
@@ -69,6 +71,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "variables",
     ),
     "contact_saving": ("save", "list_id", "extra_fields"),
+    "schedule": ("send_at", "window", "days", "timezone_column", "daily_limit", "if_past"),
     "sending": ("rate", "concurrency", "max_attempts", "timeout", "max_consecutive_errors"),
     "output": ("results", "state", "report"),
 }
@@ -128,6 +131,36 @@ class Sending:
     max_consecutive_errors: int = 20
 
 
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
+_DAY_NAMES = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+IF_PAST = ("now", "next-day")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``[schedule]``: when each recipient may get the message (PRODUCT.md, "Sending windows
+    and local time"); :mod:`campaign.timing` applies it."""
+
+    send_at: datetime | None = None  # naive: each recipient's wall-clock time; aware: one instant
+    send_at_text: str = ""
+    window: tuple[int, int] = (0, 1440)  # minutes after local midnight: [start, end); end <= start crosses midnight
+    window_text: str = ""
+    days: frozenset[int] = frozenset()  # weekday numbers (Monday 0); empty: every day
+    timezone_column: str | None = None
+    daily_limit: int | None = None  # unique recipients per rolling 24 h on the channel
+    if_past: str = "now"  # a send_at already past in a zone: "now" sends at once, "next-day" a day later
+
+    @property
+    def has_window(self) -> bool:
+        """Whether quiet hours (``window`` or ``days``) apply."""
+        return bool(self.window_text or self.days)
+
+    @property
+    def needs_zone(self) -> bool:
+        """Whether every row needs a time zone (a local send_at, or quiet hours)."""
+        return self.has_window or (self.send_at is not None and self.send_at.tzinfo is None)
+
+
 @dataclass(frozen=True)
 class Campaign:
     """One campaign file, checked. Build it with :func:`load_campaign`."""
@@ -144,6 +177,7 @@ class Campaign:
     results: Path = Path("results.csv")
     state: Path = Path("state.sqlite")
     report: Path = Path("check.csv")
+    schedule: Schedule = field(default_factory=Schedule)
 
     @property
     def folder(self) -> Path:
@@ -283,6 +317,9 @@ class _Parser:
         saving_raw = self.table(raw, "contact_saving", required=False)
         contact_saving = self.contact_saving(saving_raw) if saving_raw else None
         sending = self.sending(self.table(raw, "sending", required=False))
+        schedule = self.schedule(self.table(raw, "schedule", required=False))
+        if schedule.send_at is not None and message.schedule is not None:
+            raise self.fail("has both [message] schedule and [schedule] send_at; keep one.")
         output = self.table(raw, "output", required=False)
         folder = self.path.parent
 
@@ -303,6 +340,7 @@ class _Parser:
             results=out("results", f"{name}.results.csv"),
             state=out("state", f"{name}.state.sqlite"),
             report=out("report", f"{name}.check.csv"),
+            schedule=schedule,
         )
 
     def recipients(self, data: dict[str, Any]) -> Recipients:
@@ -460,6 +498,72 @@ class _Parser:
         else:
             raise self.fail("[contact_saving] extra_fields must be a list of columns or a table.")
         return ContactSaving(save=save, list_id=list_id, extra_fields=extra_fields)
+
+    def schedule(self, data: dict[str, Any]) -> Schedule:
+        where = "[schedule] "
+        send_at: datetime | None = None
+        text = self.string(data, "send_at", where)
+        if text is not None:
+            try:
+                send_at = datetime.fromisoformat(text.strip())
+            except ValueError:
+                raise self.fail(
+                    f'{where}send_at {text!r} is not a date and time; write it like "2026-12-01 09:00" '
+                    '(each recipient\'s local time) or "2026-12-01T09:00:00-05:00" (one moment for everyone).'
+                ) from None
+        window = (0, 1440)
+        window_text = self.string(data, "window", where) or ""
+        if window_text:
+            window = self._window(window_text.strip())
+        days_raw = data.get("days", [])
+        if isinstance(days_raw, str):
+            days_raw = [days_raw]
+        if not isinstance(days_raw, list) or not all(isinstance(d, str) for d in days_raw):
+            raise self.fail(f'{where}days must be a list of day names, like ["mon", "tue", "wed", "thu", "fri"].')
+        days = set()
+        for day in days_raw:
+            name = day.strip().lower()
+            if name not in DAYS and name not in _DAY_NAMES:
+                raise self.fail(
+                    f"{where}days holds {day!r}, which is not a day name (mon, tue, wed, thu, fri, sat, sun)."
+                )
+            days.add(DAYS.index(name[:3]))
+        if "days" in data and not days:
+            raise self.fail(f"{where}days is empty, so no day would ever send; remove it or name the days.")
+        limit = data.get("daily_limit")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise self.fail(f"{where}daily_limit must be a whole number of recipients, at least 1 (for example 1000).")
+        if_past = data.get("if_past", "now")
+        if if_past not in IF_PAST:
+            raise self.fail(f'{where}if_past must be "now" (send at once) or "next-day" (the same time a day later).')
+        column = self.string(data, "timezone_column", where)
+        return Schedule(
+            send_at=send_at,
+            send_at_text=(text or "").strip(),
+            window=window,
+            window_text=window_text.strip(),
+            days=frozenset(days),
+            timezone_column=column.strip() if column else None,
+            daily_limit=limit,
+            if_past=if_past,
+        )
+
+    def _window(self, text: str) -> tuple[int, int]:
+        """``08:00-21:00`` → minutes after midnight (start, end)."""
+        parts = text.replace("–", "-").split("-")
+        try:
+            if len(parts) != 2:
+                raise ValueError
+            start, end = (time.fromisoformat(p.strip()) if p.strip() != "24:00" else None for p in parts)
+        except ValueError:
+            raise self.fail(f'[schedule] window {text!r} is not a time range; write it like "08:00-21:00".') from None
+        if start is None:
+            raise self.fail(f'[schedule] window {text!r} cannot start at 24:00; write it like "08:00-21:00".')
+        lo = start.hour * 60 + start.minute
+        hi = 1440 if end is None else end.hour * 60 + end.minute
+        if lo == hi:
+            raise self.fail(f"[schedule] window {text!r} is empty; remove it to send at any hour.")
+        return lo, hi
 
     def sending(self, data: dict[str, Any]) -> Sending:
         d = Sending()

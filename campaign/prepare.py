@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from campaign import phones
+from campaign import phones, timing
 from campaign.config import Campaign
-from campaign.errors import CampaignError, InputFileError, RunStopped
+from campaign.errors import CampaignError, ConfigError, InputFileError, RunStopped
 from campaign.render import Renderer, RowInvalid, encode
 from campaign.sender import Job
 from campaign.spreadsheet import RecipientFile, SourceRow, open_recipients, visible
@@ -109,6 +109,15 @@ class Pipeline:
         )
         self.warnings: list[str] = []  # sentences for the summary: allowed, but probably not meant
         self.suppressed = load_suppressions(campaign, self.warnings)
+        sched = campaign.schedule
+        self.zone_index = (
+            self.file.find_column(sched.timezone_column, key="[schedule] timezone_column")
+            if sched.timezone_column
+            else None
+        )
+        problem = timing.check_send_at(sched, timing.now())
+        if problem:
+            raise ConfigError(campaign.path, problem)
 
     def _phone_column(self) -> int:
         """The column ``phone_column`` names, else the one headed ``phone`` (PRODUCT.md)."""
@@ -166,12 +175,34 @@ class Pipeline:
             rendered = self.renderer.render(row.cells, phone)
         except RowInvalid as err:
             return Prepared(n, cells, phone, None, Status.INVALID, str(err))
-        body = encode(rendered.body)
-        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
         content = json.dumps(
             {k: rendered.body[k] for k in _CONTENT if k in rendered.body}, ensure_ascii=False, separators=(",", ":")
         )
-        job = Job(phone, n, body, digest, rendered.message, rendered.scheduled, content)
+        scheduled = rendered.scheduled
+        zones: tuple[str, ...] = ()
+        note = rendered.note
+        sched = c.schedule
+        if sched.needs_zone or sched.send_at is not None:
+            column = row.cells[self.zone_index] if self.zone_index is not None else None
+            try:
+                zones = timing.row_zones(sched, column, phone, c.message.timezone)
+                if sched.send_at is not None:
+                    when = timing.send_at(sched, zones, timing.now())
+                    note = when.note
+                    if when.instant is not None:
+                        rendered.body["schedule"] = timing.api_time(when.instant, zones)
+                        scheduled = True
+                if scheduled and sched.has_window:
+                    # The API delivers a scheduled message at its time, so that time, not the
+                    # moment of the request, must fall inside the recipient's quiet hours.
+                    timing.check_in_window(sched, zones, rendered.body["schedule"])
+            except timing.ZoneError as err:
+                fix = f"; fix it in column {sched.timezone_column!r}" if column and column.strip() else ""
+                return Prepared(n, cells, phone, None, Status.INVALID, f"schedule: {err}{fix}")
+        body = encode(rendered.body)
+        digest = hashlib.blake2b(body, digest_size=12).hexdigest()
+        schedule_at = str(rendered.body.get("schedule", ""))
+        job = Job(phone, n, body, digest, rendered.message, scheduled, content, zones, note, schedule_at)
         text = rendered.text if c.provider == "twlo" else None
         return Prepared(
             n,
@@ -231,6 +262,9 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
         job.message,
         job.scheduled,
         job.content,
+        job.zones,
+        job.note,
+        job.schedule_at,
         p.text,
         p.blanks,
         p.region,
@@ -241,9 +275,9 @@ def _flat(p: Prepared) -> tuple[Any, ...]:
 def _unflat(t: tuple[Any, ...]) -> Prepared:
     if len(t) == 6:
         return Prepared(*t)
-    (number, cells, phone, key, status, error, body, digest, message, scheduled, content, text, blanks, region,
-     landline) = t
-    job = Job(key, number, body, digest, message, scheduled, content)
+    (number, cells, phone, key, status, error, body, digest, message, scheduled, content, zones, note, schedule_at,
+     text, blanks, region, landline) = t
+    job = Job(key, number, body, digest, message, scheduled, content, zones, note, schedule_at)
     return Prepared(number, cells, phone, key, status, error, job, text, blanks, region, landline)
 
 

@@ -21,7 +21,7 @@ import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +29,7 @@ import jinja2
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 
-from campaign import rules
+from campaign import rules, timing
 from campaign.config import GSWA_SECTIONS, MEDIA_FIELDS, Campaign
 from campaign.errors import ConfigError
 from campaign.recipients import header_key, visible
@@ -72,6 +72,7 @@ class Rendered:
     scheduled: bool
     text: str | None  # the SMS text, for segment counting
     blanks: tuple[str, ...] = ()  # variables that were empty in this row and left a blank in the message
+    note: str = ""  # what reading the schedule decided (a DST gap or fold in [message] timezone)
 
 
 
@@ -308,7 +309,7 @@ class Renderer:
         if self._leaked:
             blanks = tuple(sorted(set(self._leaked)))
             self._leaked.clear()
-            return Rendered(rendered.body, rendered.message, rendered.scheduled, rendered.text, blanks)
+            return Rendered(rendered.body, rendered.message, rendered.scheduled, rendered.text, blanks, rendered.note)
         return rendered
 
     def _finalize(self, value: Any) -> Any:
@@ -344,14 +345,15 @@ class Renderer:
         if saving is not None:
             body["contact_saving"] = saving
         scheduled = False
+        note = ""
         if self.schedule is not None:
             when = self.schedule.render(ctx).strip()
             if when:  # an empty per-row schedule means "send now"
-                body["schedule"] = self._schedule(when)
+                body["schedule"], note = self._schedule(when)
                 scheduled = True
         if self.user_id is not None:
             body["user_id"] = self.user_id.render(ctx).strip()
-        return Rendered(body=body, message=message, scheduled=scheduled, text=text)
+        return Rendered(body=body, message=message, scheduled=scheduled, text=text, note=note)
 
     def _variables(self, ctx: dict[str, Any]) -> dict[str, Any]:
         if self.flat_vars:
@@ -395,8 +397,12 @@ class Renderer:
             }
         return out
 
-    def _schedule(self, when: str) -> str:
-        """Parse a schedule, give it an offset, refuse the past: sent as ISO 8601 with offset."""
+    def _schedule(self, when: str) -> tuple[str, str]:
+        """Parse a schedule, give it an offset, refuse the past: sent as ISO 8601 with offset.
+
+        A time without an offset is read in ``[message] timezone`` by RFC 5545's rules for a
+        time the clocks skip or repeat (:func:`campaign.timing.resolve_local`); the second value
+        says what was decided then, for the row's results, else ''."""
         try:
             moment = datetime.fromisoformat(when)
         except ValueError:
@@ -408,11 +414,13 @@ class Renderer:
                 raise RowInvalid(
                     f"schedule {when!r} has no UTC offset; add one (e.g. -05:00) or set [message] timezone"
                 )
-            moment = moment.replace(tzinfo=self.tz)
-        now = self.now or datetime.now(UTC)
+            moment, note = timing.resolve_local(moment, self.tz.key)
+        else:
+            note = ""
+        now = self.now or timing.now()  # the one clock (campaign.timing)
         if moment <= now:
             raise RowInvalid(f"schedule {when!r} is in the past; set a future time or remove schedule to send now")
-        return moment.isoformat()
+        return moment.isoformat(), note
 
 
 def _check_url(rendered: str, field: str) -> None:

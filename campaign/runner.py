@@ -22,13 +22,18 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from campaign import timing
 from campaign.api import SociocsClient
-from campaign.config import Campaign
+from campaign.cancel import CancelReport as CancelReport  # re-exported: what cancel() returns
+from campaign.cancel import cancel_state
+from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
 from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError
+from campaign.ledger import PAIR_GAP, Ledger, ledger_path
 from campaign.lock import CampaignLock
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -54,6 +59,7 @@ class Options:
     write_results: bool = True  # False for the count behind the confirmation question
     prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
     sandbox: bool = False  # sent to the built-in sandbox (recorded as such in the state file)
+    wait: bool = False  # --wait: keep running and send each held row when its window opens
 
 
 @dataclass
@@ -74,6 +80,7 @@ class Summary:
     held_failed: int = 0  # failed rows not retried (no --retry-failed)
     held_unknown: int = 0  # unknown rows not resent (no --resend-unknown)
     retried_undelivered: int = 0  # sent rows resent by --retry-undelivered
+    held_cancelled: int = 0  # rows `campaign cancel` took back: never sent again by send
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)
     invalid_first: dict[str, str] = field(default_factory=dict)  # kind -> the first row's own error
@@ -99,12 +106,20 @@ class Summary:
     interrupted: bool = False
     dry_run: bool = False
     rate: float = 0.0
+    # [schedule] (campaign.timing): rows left pending for their window or the daily limit
+    waiting: int = 0
+    waiting_limit: int = 0  # of those, rows held by the daily limit (the rest wait for their window)
+    next_window: str = ""  # when the first of them may go: "08:00 America/Chicago (13:00 UTC)"
+    waiting_for: str = ""  # what --wait is waiting for right now (progress)
+    zones: Counter[tuple[str, ...]] = field(default_factory=Counter)  # sendable rows per time-zone group
+    forecast: list[str] = field(default_factory=list)  # check: when each zone's rows go out
+    row_notes: dict[str, list[int]] = field(default_factory=dict)  # what a row's schedule decided -> rows
 
     @property
     def to_send(self) -> int:
         """Rows read so far that this run hands to the sender (the progress bar's total)."""
         held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending + self.not_reached
-        held += self.held_ambiguous
+        held += self.held_ambiguous + self.held_cancelled
         return self.rows - held - self.duplicates - self.suppressed - sum(self.invalid_reasons.values())
 
     def exit_code(self) -> ExitCode:
@@ -114,7 +129,7 @@ class Summary:
         if self.stop_reason:
             return ExitCode.STOPPED
         bad = sum(self.counts[s] for s in (Status.FAILED, Status.INVALID, Status.UNKNOWN, Status.PENDING))
-        bad -= self.limit_pending
+        bad -= self.limit_pending + self.waiting
         return ExitCode.ROWS_NOT_SENT if bad > 0 else ExitCode.OK
 
 
@@ -165,9 +180,16 @@ class Planner:
             batch = self._number_occurrences(batch)
         keys = [p.key for p in batch if p.key is not None and p.status is None]
         first = {} if allow_dup else self.state.first_rows(keys)
+        taken = set() if allow_dup else self._taken_back_or_done(batch)
         for p in batch:
             own_hash = p.job.payload_hash if p.job is not None else ""
             message = p.job.message if p.job is not None else ""
+            if p.phone in taken and p.status is Status.INVALID and p.key is None:
+                # An earlier run sent or scheduled this recipient; that its message no longer
+                # renders now (its schedule has passed since: issue 13) does not make it invalid.
+                records.append(RowRecord(p.row, p.cells, p.phone, p.phone))
+                s.already_done += 1
+                continue
             if not allow_dup:
                 sendable, p = p, skip_duplicate(p, first)
                 if p is not sendable:
@@ -226,6 +248,12 @@ class Planner:
                 s.retried_undelivered += retrying
                 self.queued += 1
                 s.countries[p.region] += 1
+                if job.zones:
+                    s.zones[job.zones] += 1
+                if job.note:
+                    rows = s.row_notes.setdefault(job.note, [])
+                    if len(rows) < 5:
+                        rows.append(p.row)
                 if p.landline and self.campaign.provider == "twlo":
                     s.landlines += 1
                     if len(s.landline_examples) < 5:
@@ -240,10 +268,22 @@ class Planner:
                 self.state.set_status(dry, Status.DRY_RUN)
         return jobs
 
+    def _taken_back_or_done(self, batch: list[Prepared]) -> set[str]:
+        """Phones of this batch's invalid rows whose recipient an earlier run already sent,
+        scheduled or cancelled."""
+        phones = [p.phone for p in batch if p.status is Status.INVALID and p.phone and p.key is None]
+        if not phones:
+            return set()
+        held = DONE | {Status.CANCELLED, Status.CANCELLING}
+        return {key for key, k in self.state.known(phones).items() if k.status in held}
+
     def _should_send(self, known: Known, job: Job) -> bool:
         s = self.summary
         if known.status in DONE:
             s.already_done += 1  # whether its message changed is known once the file is read
+            return False
+        if known.status in (Status.CANCELLED, Status.CANCELLING):
+            s.held_cancelled += 1  # the user took it back: a rerun must not send it after all
             return False
         if known.status is Status.FAILED and not self.options.retry_failed:
             s.held_failed += 1
@@ -342,6 +382,9 @@ async def run(
                         on_progress(summary, None)
                 state.finish_read()
                 state.attribute()
+                if options.command == "check":
+                    summary.counts = Counter(state.counts())
+                    _forecast(campaign, summary)
             else:
                 outcome_label = await _send(
                     campaign, batches, planner, state, options, summary, on_progress, stop_event
@@ -395,7 +438,8 @@ async def _send(
                     f"--resend-unknown reconciles the unknown rows first, and that failed: {err}. "
                     "Nothing was sent; rerun when the API answers."
                 ) from None
-        sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress)
+        gate = stack.enter_context(_gate(campaign, options))
+        sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress, gate=gate)
         await sender.start()
         watcher = None
         input_error: CampaignError | None = None
@@ -420,6 +464,14 @@ async def _send(
                             break
                     await asyncio.sleep(0)  # let workers and the journal run between batches
                 state.finish_read()  # the whole file was read: this run's rows are the snapshot
+                if options.wait:
+
+                    def waiting(label: str) -> None:
+                        summary.waiting_for = label
+                        if on_progress:
+                            on_progress(summary, None)
+
+                    await sender.wait_for_windows(waiting)
             except CampaignError as err:
                 # The file broke halfway (the checks at open catch what they can). Queued rows
                 # are dropped; requests in flight finish. If none had gone out this is an input
@@ -434,6 +486,12 @@ async def _send(
             state.attribute()  # after the last outcome: a send of this run is attributed too
         summary.rate_limited = sender.rate_limited
         summary.requests = sender.requests
+        summary.waiting = len(sender.held)
+        summary.waiting_limit = sum(hold.limit for hold, _ in sender.held.values())
+        summary.waiting_for = ""
+        first = sender.next_opening()
+        if first is not None:
+            summary.next_window = first.shown
         if input_error is not None and sender.requests == 0:
             raise input_error
         if sender.stop_reason:
@@ -443,6 +501,53 @@ async def _send(
             summary.interrupted = True
             return "interrupted"
     return "finished"
+
+
+@contextlib.contextmanager
+def _gate(campaign: Campaign, options: Options) -> Iterator[timing.Gate | None]:
+    """What the sender asks before each row (campaign.timing.Gate), or None when nothing in
+    ``[schedule]`` limits when rows go. The daily limit counts on the shared ledger, per API and
+    channel (a sandbox run counts among sandbox runs only); WhatsApp's one message per number
+    every 6 seconds (``allow_duplicates``) is kept in this run's memory when there is no limit."""
+    sched = campaign.schedule
+    pair = PAIR_GAP if campaign.recipients.allow_duplicates and campaign.provider in WHATSAPP else None
+    ident = identity(campaign, options)
+    channel = f"{ident.api} {ident.provider} {ident.channel_key}"
+    ledger: Ledger | None = None
+    if sched.daily_limit is not None:
+        ledger = Ledger(ledger_path(), channel, daily_limit=sched.daily_limit, pair_gap=pair)
+    elif pair is not None:
+        ledger = Ledger(":memory:", channel, daily_limit=None, pair_gap=pair)
+    try:
+        yield timing.Gate(sched, ledger) if ledger is not None or sched.has_window else None
+    finally:
+        if ledger is not None:
+            ledger.close()
+
+
+def _forecast(campaign: Campaign, summary: Summary) -> None:
+    """``check``: when each time zone's rows go out at the configured rate, and a warning for
+    each zone whose rows cannot all go out inside their window."""
+    sched = campaign.schedule
+    sendable = summary.counts.get(Status.DRY_RUN, 0) or sum(summary.zones.values())
+    if sched.daily_limit is not None and sendable > sched.daily_limit:
+        days = -(-sendable // sched.daily_limit)
+        summary.warnings.append(
+            f"{sendable:,} recipients but [schedule] daily_limit is {sched.daily_limit:,} per 24 hours (with every "
+            f"other campaign on this channel): they go out over at least {days} days; rows over the limit wait."
+        )
+    if not sched.has_window or not summary.zones:
+        return
+    at = timing.now()
+    for line in timing.forecast(sched, dict(summary.zones), campaign.sending.rate, at):
+        summary.forecast.append(line.describe())
+        if not line.fits:
+            summary.warnings.append(
+                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their window "
+                f"{sched.window_text or 'days'} at {campaign.sending.rate:g} per second; the last go out "
+                f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
+                "or split the campaign."
+            )
 
 
 def export(state: State, path: Path, *, with_segments: bool = False) -> int:
@@ -539,6 +644,7 @@ class StatusReport:
     journal: dict[str, int]
     last_run: dict[str, Any] | None
     unknown: list[dict[str, Any]]
+    scheduled: list[dict[str, Any]] = field(default_factory=list)  # upcoming scheduled rows, soonest first
 
 
 def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusReport:
@@ -551,6 +657,8 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
         report = StatusReport(
             state.counts(), state.journal_counts(), state.last_run(), state.by_status(Status.UNKNOWN) + in_flight
         )
+        at = timing.now()
+        report.scheduled = [r for r in state.scheduled() if _upcoming(r["schedule_at"], at)]
         if results_path is not None:
             export(state, results_path)
         return report
@@ -571,6 +679,35 @@ async def reconcile(campaign: Campaign, api_key: str, *, sandbox: bool = False) 
                 campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
             ) as client:
                 report = await reconcile_state(campaign, state, client)
+            export(state, campaign.results)
+        finally:
+            state.close()
+    return report
+
+
+def _upcoming(schedule_at: str, at: datetime) -> bool:
+    try:
+        return datetime.fromisoformat(schedule_at) > at
+    except ValueError:
+        return False
+
+
+async def cancel(
+    campaign: Campaign, api_key: str, rows: list[int] | None = None, *, sandbox: bool = False
+) -> CancelReport:
+    """``campaign cancel``: delete the campaign's scheduled messages at the API (all, or the
+    rows numbered ``rows``), under the campaign's lock, then rewrite the results file. See
+    :mod:`campaign.cancel`. Raises UsageError when the campaign was never sent."""
+    if not campaign.state.exists():
+        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
+    with CampaignLock(campaign.state, campaign.name):
+        state = State(campaign.state)
+        try:
+            state.claim(campaign.path, identity(campaign, Options(sandbox=sandbox)), record=False)
+            async with SociocsClient(
+                campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
+            ) as client:
+                report = await cancel_state(campaign, state, client, rows)
             export(state, campaign.results)
         finally:
             state.close()

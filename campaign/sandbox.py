@@ -14,6 +14,8 @@ It serves what the sender uses (``sociocs-api.md`` sections 2-4, 6-8, 10):
 * ``GET /messages``: what was accepted, so ``campaign reconcile`` can be tested.
 * ``/webhook-subscriptions`` and signed status reports for every accepted message
   (:mod:`campaign.sandbox_webhooks`).
+* ``GET /messages/scheduled``, ``DELETE /messages/scheduled/{message_id}``: messages accepted
+  with a future ``schedule``, held until the one clock reaches it (:mod:`campaign.sandbox_scheduled`).
 * ``GET /_sandbox/requests``: not Sociocs; the request log, for benchmarks in another process.
 
 Every error uses the section 7 envelope ``{"status": "error", "errors": [{"msg": ...}]}``.
@@ -45,6 +47,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from campaign.sandbox_scheduled import ScheduledBook
 from campaign.sandbox_webhooks import WebhookFaults, Webhooks
 
 __all__ = ["AcceptedMessage", "Faults", "LoggedRequest", "Sandbox", "SandboxConfig", "WebhookFaults", "serve"]
@@ -329,6 +332,9 @@ class Sandbox:
         self.app = web.Application(middlewares=[self._log_and_envelope])
         self.app.router.add_post("/message", self._post_message)
         self.app.router.add_get("/messages", self._get_messages, allow_head=False)
+        self.scheduled = ScheduledBook()
+        self.app.router.add_get("/messages/scheduled", self._authorized_only(self.scheduled.list), allow_head=False)
+        self.app.router.add_delete("/messages/scheduled/{message_id}", self._authorized_only(self.scheduled.delete))
         self.app.router.add_get("/_sandbox/requests", self._sandbox_requests, allow_head=False)
         self.webhooks = Webhooks(self.config.webhooks)  # subscriptions and delivery reports
         self.webhooks.add_routes(self.app, self._authorized)
@@ -475,7 +481,17 @@ class Sandbox:
             created_at=datetime.now(UTC),
         )
         self.accepted.append(message)
+        if "schedule" in body:
+            self.scheduled.add(message.message_id, body)
         return message
+
+    def _authorized_only(self, handler: _Handler) -> _Handler:
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            if not self._authorized(request):
+                return _envelope_error(401, "Check apikey header.")
+            return await handler(request)
+
+        return guarded
 
     async def _get_messages(self, request: web.Request) -> web.StreamResponse:
         """List accepted messages created (UTC) between start_date and end_date, inclusive."""

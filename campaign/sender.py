@@ -24,9 +24,11 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from aiolimiter import AsyncLimiter
 
+from campaign import timing
 from campaign.api import Reply, SociocsClient, Verdict
 from campaign.config import Sending
 from campaign.state import Outcome, State, Status
@@ -43,6 +45,9 @@ class Job:
     message: str
     scheduled: bool
     content: str = ""  # the content fields as JSON (text, media, template): what reconcile compares
+    zones: tuple[str, ...] = ()  # the recipient's time zones, when [schedule] needs them (campaign.timing)
+    note: str = ""  # what the row's schedule had to decide (a DST gap, a past send_at): kept with its outcome
+    schedule_at: str = ""  # the request's ``schedule`` (ISO 8601), '' when it goes at once
 
 
 class Pacer:
@@ -145,14 +150,14 @@ class Journal:
         self.state = state
         self.interval = interval
         self.outcomes: list[Outcome] = []
-        self.marks: list[tuple[str, str, str, str]] = []
+        self.marks: list[tuple[str, str, str, str, str]] = []
         self._commit: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.commits = 0
         self.error: Exception | None = None  # the first failed commit; the journal is broken
 
     async def mark(self, job: Job) -> None:
-        self.marks.append((job.key, job.payload_hash, job.message, job.content))
+        self.marks.append((job.key, job.payload_hash, job.message, job.content, job.schedule_at))
         if self._commit is None:
             loop = asyncio.get_running_loop()
             self._commit = loop.create_future()
@@ -207,6 +212,7 @@ class Sender:
         backoff_base: float = 1.0,
         rate_limit_patience: float = 900.0,
         on_outcome: Callable[[Outcome], None] | None = None,
+        gate: timing.Gate | None = None,
     ) -> None:
         self.client = client
         self.sending = sending
@@ -225,6 +231,10 @@ class Sender:
         self.stopping = False
         self.failure: Exception | None = None  # the first unexpected error of a worker
         self.last_progress = 0.0
+        self.gate = gate
+        self.held: dict[str, tuple[timing.Hold, Job]] = {}  # rows waiting for their window or the daily limit
+        self.waiting_for = ""  # what --wait waits for now ("08:00 America/Chicago"), for progress
+        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         self.last_progress = asyncio.get_running_loop().time()
@@ -240,6 +250,7 @@ class Sender:
     def stop(self, reason: str | None = None) -> None:
         """Stop handing out rows; requests in flight finish. ``reason`` marks an API stop."""
         self.stopping = True
+        self._stopped.set()
         if reason and self.stop_reason is None:
             self.stop_reason = reason
 
@@ -258,11 +269,11 @@ class Sender:
     async def _worker(self) -> None:
         while True:
             job = await self.queue.get()
-            if job is None:
-                return
-            if self.stopping:
-                continue  # never marked: it stays pending for the next run
             try:
+                if job is None:
+                    return
+                if self.stopping:
+                    continue  # never marked: it stays pending for the next run
                 await self._process(job)
             except Exception as err:
                 # A bug or a broken state file: stop handing out rows, but keep draining the
@@ -270,10 +281,71 @@ class Sender:
                 # sees it as unknown: never resent blindly.
                 self.failure = self.failure or err
                 self.stop(f"internal error: {type(err).__name__}: {err}")
+            finally:
+                self.queue.task_done()
+
+    async def _may_go(self, job: Job, *, reserve: bool) -> bool:
+        """Ask timing whether the row may go now (its window, the daily limit); a row that may
+        not is held: recorded ``pending`` with what it waits for, and kept for ``--wait``. A
+        wait of seconds (one number's 6-second gap) is waited out here."""
+        if self.gate is None:
+            return True
+        # A scheduled row's window was checked against its schedule when it was prepared: the
+        # request itself may go at any hour (campaign.prepare).
+        zones = () if job.scheduled else job.zones
+        while (hold := self.gate.hold(zones, job.key, reserve=reserve)) is not None:
+            if not hold.short:
+                self.held[job.key] = (hold, job)
+                self.journal.record(Outcome(job.key, Status.PENDING, error=f"waits for {hold.label}"))
+                return False
+            await self._sleep_until(hold.until)
+            if self.stopping:
+                return False
+        return True
+
+    async def _sleep_until(self, until: datetime) -> None:
+        """Sleep on the one clock until ``until``, or until the run stops."""
+        delay = (until - timing.now()).total_seconds()
+        sleeper = asyncio.ensure_future(timing.clock().sleep(delay))
+        stopper = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            stopper.cancel()
+
+    async def wait_for_windows(self, on_wait: Callable[[str], None] | None = None) -> None:
+        """``--wait``: once every queued row is done, sleep until the earliest held row may go,
+        hand the rows whose time has come back to the workers, and repeat until none is held."""
+        while not self.stopping:
+            await self.queue.join()
+            if not self.held or self.stopping:
+                return
+            first = min((hold for hold, _ in self.held.values()), key=lambda h: h.until)
+            self.waiting_for = first.shown
+            if on_wait is not None:
+                on_wait(self.waiting_for)
+            await self._sleep_until(first.until)
+            self.waiting_for = ""
+            at = timing.now()
+            due = [key for key, (hold, _) in self.held.items() if hold.until <= at]
+            for key in due:
+                _, job = self.held.pop(key)
+                if not await self.put(job):
+                    return
+
+    def next_opening(self) -> timing.Hold | None:
+        """The earliest instant a held row may go (None when no row is held)."""
+        holds = [hold for hold, _ in self.held.values()]
+        return min(holds, key=lambda h: h.until) if holds else None
 
     async def _process(self, job: Job) -> None:
+        # Asked before the pacer (a held row must not use up a start) and again after it: the
+        # window is checked at the moment of sending, not when the row was queued.
+        if not await self._may_go(job, reserve=False):
+            return
         await self.pacer.acquire()
-        if self.stopping:
+        if self.stopping or not await self._may_go(job, reserve=True):
             return
         await self.journal.mark(job)
         if self.stopping:  # stopped while the mark was committed: nothing was written
@@ -307,7 +379,7 @@ class Sender:
                 self.consecutive_errors = 0
                 self.last_progress = loop.time()
                 status = Status.SCHEDULED if job.scheduled else Status.SENT
-                return Outcome(job.key, status, reply.message_id, "", reply.http_status, new)
+                return Outcome(job.key, status, reply.message_id, job.note, reply.http_status, new)
             if verdict is Verdict.REJECTED:
                 self.consecutive_errors = 0
                 self.last_progress = loop.time()

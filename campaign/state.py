@@ -52,7 +52,7 @@ from typing import Any
 from campaign.delivery import error_text, iso_ms
 from campaign.errors import StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -130,6 +130,12 @@ _MIGRATIONS: dict[int, str] = {
     );
     CREATE INDEX recipients_message_id ON recipients(message_id);
     """,
+    # 4: sending windows and cancelling (issue 13). Each recipient keeps the ``schedule`` it was
+    # sent with (ISO 8601, '' when sent at once), so ``status`` can list upcoming rows by time
+    # and ``cancel`` can tell a message deleted by a killed run from one the API already sent.
+    4: """
+    ALTER TABLE recipients ADD COLUMN schedule_at TEXT NOT NULL DEFAULT '';
+    """,
 }
 
 
@@ -145,6 +151,8 @@ class Status(StrEnum):
     PENDING = "pending"  # not attempted yet
     DRY_RUN = "dry-run"  # rendered and valid; --dry-run sent nothing
     SENDING = "sending"  # internal write-ahead mark: committed before the request is written
+    CANCELLED = "cancelled"  # was scheduled; `campaign cancel` deleted it at the API
+    CANCELLING = "cancelling"  # internal write-ahead mark: committed before the DELETE is written
 
 
 DONE = frozenset({Status.SENT, Status.SCHEDULED})
@@ -153,6 +161,7 @@ DONE = frozenset({Status.SENT, Status.SCHEDULED})
 # internal write-ahead mark shown as what it means once no run is sending it.
 _ROW_STATUS = (
     "CASE WHEN r.status IS NOT NULL THEN r.status WHEN p.status = 'sending' THEN 'unknown'"
+    " WHEN p.status = 'cancelling' THEN 'scheduled'"
     " ELSE coalesce(p.status, 'pending') END"
 )
 
@@ -555,10 +564,10 @@ class State:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str, str]]) -> None:
+    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str, str, str]]) -> None:
         """One group commit: outcomes of finished requests, then write-ahead marks of new ones.
 
-        ``marks`` are (key, payload_hash, message, content): the row goes ``sending`` with the
+        ``marks`` are (key, payload_hash, message, content, schedule_at): the row goes ``sending`` with the
         exact request about to be written; its first attempt's time is kept for reconcile. A
         new ``unknown`` outcome clears the last reconcile's verdict: it predates this attempt.
         """
@@ -579,9 +588,9 @@ class State:
             if marks:
                 self.db.executemany(
                     "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, content = ?,"
-                    " updated_at = ?, first_attempt_at = coalesce(first_attempt_at, ?), reconciled = ''"
-                    " WHERE key = ?",
-                    [(h, m, c, stamp, stamp, k) for k, h, m, c in marks],
+                    " schedule_at = ?, updated_at = ?, first_attempt_at = coalesce(first_attempt_at, ?),"
+                    " reconciled = '' WHERE key = ?",
+                    [(h, m, c, at, stamp, stamp, k) for k, h, m, c, at in marks],
                 )
 
     # --- reading back -----------------------------------------------------------------------
@@ -646,6 +655,32 @@ class State:
             "UPDATE recipients SET reconciled = ?, error = ? WHERE key = ? AND status = 'unknown'",
             [(verdict, error, key) for key, verdict, error in items],
         )
+
+    # --- cancelling (campaign.cancel) ---------------------------------------------------------
+
+    def scheduled(self, rows: Sequence[int] | None = None, *, statuses: Sequence[str] = ("scheduled",)) -> list[
+        dict[str, Any]
+    ]:
+        """Recipients with one of ``statuses`` (of the rows named, or all), by schedule time:
+        key, row, phone, message_id, schedule_at, status, error."""
+        marks = ", ".join("?" for _ in statuses)
+        cur = self.db.execute(
+            "SELECT key, row, phone, message_id, schedule_at, status, error FROM recipients"
+            f" WHERE status IN ({marks}) ORDER BY schedule_at, row",
+            tuple(statuses),
+        )
+        names = [d[0] for d in cur.description]
+        found = [dict(zip(names, r, strict=True)) for r in cur]
+        return found if rows is None else [d for d in found if d["row"] in set(rows)]
+
+    def set_cancel(self, key: str, status: Status, error: str = "") -> None:
+        """Commit a cancel step for one recipient: ``cancelling`` before its DELETE is written
+        (so a kill leaves a trace), then ``cancelled``, or back to what the API says it is."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE recipients SET status = ?, error = ?, updated_at = ? WHERE key = ?",
+                (status, error, now_iso(), key),
+            )
 
     def message_ids(self) -> set[str]:
         """Every message id the journal holds (reconcile must not give one to two rows)."""

@@ -142,7 +142,8 @@ def test_a_state_file_of_the_previous_schema_opens_and_upgrades(make_campaign: C
     path = make_campaign(contacts(3))
     shutil.copy(Path(__file__).parent / "data" / "state-v1.sqlite", tmp_path / "test.state.sqlite")
     state = State(tmp_path / "test.state.sqlite")
-    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3  # 3: delivery reports
+    # 3: delivery reports, 4: each recipient's schedule (issue 13)
+    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert state.counts() == {"sent": 1, "unknown": 1, "pending": 1}
     [unknown] = state.by_status(Status.UNKNOWN)
     assert unknown["first_attempt_at"] and unknown["content"] == ""  # falls back to when it was created

@@ -831,7 +831,7 @@ def test_sandbox_requests_log_needs_no_auth() -> None:
         ("GET", "/message"),
         ("POST", "/messages"),
         ("DELETE", "/messages"),
-        ("GET", "/messages/scheduled"),
+        ("POST", "/messages/scheduled"),
         ("POST", "/_sandbox/requests"),
     ],
 )

@@ -228,7 +228,7 @@ def test_unfinished_read_keeps_the_last_complete_snapshot() -> None:
         state.add_rows(RowRecord(r, f'["+1617555000{r}"]', f"+1617555000{r}", f"+1617555000{r}") for r in (2, 3, 4))
         state.add_recipients([(f"+1617555000{r}", f"+1617555000{r}", r, "h", "m") for r in (2, 3, 4)])
     state.finish_read()
-    state.write([Outcome("+16175550002", Status.SENT, "SM1", "", 200, 1)], [("+16175550003", "h", "m", "")])
+    state.write([Outcome("+16175550002", Status.SENT, "SM1", "", 200, 1)], [("+16175550003", "h", "m", "", "")])
     # A second run is killed after reading one row: the snapshot is still the full first read.
     state.begin_run("send", ["Phone"])
     with state.transaction():
