@@ -867,6 +867,39 @@ def sandbox_cmd(
     )
 
 
+@cli.command()
+@click.argument("folder", default=".", type=click.Path(file_okay=False, exists=True))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others can reach it!).")
+@click.option("--port", default=8800, show_default=True, help="Port to listen on (0 = any free port).")
+@click.option("--sandbox", is_flag=True, help="Send to a built-in local Sociocs API; no account needed.")
+@click.option(
+    "--max-upload-mb", default=50.0, show_default=True, type=click.FloatRange(min=0.001), help="Largest upload."
+)
+def web(folder: str, host: str, port: int, sandbox: bool, max_upload_mb: float) -> None:
+    """The web page: upload, check, preview, send, follow and download the campaigns in FOLDER.
+
+    Prints a URL with a token; open it in a browser. SOCIOCS_API_KEY stays in this process.
+    """
+    from campaign.config import _is_loopback
+    from campaign.web import serve
+
+    if not _is_loopback(host):
+        err.print(
+            f"warning: listening on {host}, not only on this machine: anyone who can reach it and has the "
+            "token can send from this folder, and the page is plain http (the token travels unencrypted).",
+            markup=False,
+        )
+
+    def ready(url: str) -> None:
+        out.print(f"campaign web serves {Path(folder).resolve()}", markup=False)
+        out.print(f"Open {url}", markup=False)
+        out.print("(the token in it is required; Ctrl-C stops the server and any send, cleanly)", markup=False)
+        sys.stdout.flush()
+
+    limit = int(max_upload_mb * 1024 * 1024)
+    _guard(_Ctx.debug, lambda: serve(Path(folder), host, port, sandbox=sandbox, max_upload=limit, ready=ready))
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="campaign")

@@ -570,9 +570,13 @@ def export(state: State, path: Path, *, with_segments: bool = False) -> int:
     return write_results(path, state.columns(), rows, extra)
 
 
-async def check(campaign: Campaign, *, report: Path | None = None) -> Summary:
-    """``campaign check``: everything but the sending, on a copy of the state."""
-    return await run(campaign, Options(dry_run=True, command="check"), results_path=report)
+async def check(
+    campaign: Campaign, *, report: Path | None = None, prepare_in_child: bool | None = None
+) -> Summary:
+    """``campaign check``: everything but the sending, on a copy of the state.
+    ``prepare_in_child=False`` prepares rows in this process (the web server does not fork)."""
+    options = Options(dry_run=True, command="check", prepare_in_child=prepare_in_child)
+    return await run(campaign, options, results_path=report)
 
 
 def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:

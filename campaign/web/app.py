@@ -1,0 +1,464 @@
+"""The routes of ``campaign web``: each page calls one :mod:`campaign.runner` function.
+
+Pages (server-rendered Jinja2 with autoescape, no JavaScript; the run page refreshes itself
+while a send runs): campaigns list ``/``, ``/new``, and per campaign (the campaign file's stem)
+``/c/NAME`` (check), ``/preview``, ``/send`` (confirm), ``/run`` (progress, Stop),
+``/results`` (downloads, rerun failed rows, reconcile), plus ``/sandbox`` (what the built-in
+sandbox received) in sandbox mode. The HTML templates use their own Environment: the
+campaign's sandboxed message renderer is never used for pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import openpyxl
+from aiohttp import BodyPartReader, web
+
+from campaign import runner
+from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
+from campaign.errors import CampaignError, UsageError
+from campaign.sandbox import Sandbox, SandboxConfig
+from campaign.state import Status
+from campaign.web import forms
+from campaign.web.jobs import Jobs
+from campaign.web.security import Secrets, UploadError, inside, middleware, read_field, save_upload
+
+STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
+PREVIEW_ROWS = 5
+
+
+@dataclass
+class Site:
+    """One server's folder, secrets, sends, and (in sandbox mode) its built-in sandbox."""
+
+    folder: Path
+    keys: Secrets = field(default_factory=Secrets)
+    jobs: Jobs = field(default_factory=Jobs)
+    max_upload: int = 50 * 1024 * 1024
+    sandbox: Sandbox | None = None
+    sandbox_key: str = ""
+    env: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("campaign.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["num"] = lambda n: f"{n:,}"
+
+    def api_key(self) -> str:
+        """The key sends use: the sandbox's, or SOCIOCS_API_KEY from the server's environment."""
+        return self.sandbox_key if self.sandbox is not None else os.environ.get(API_KEY_ENV, "")
+
+    def campaign(self, name: str) -> Campaign:
+        """The campaign ``NAME.toml`` in the folder, as this server sends it (404 if none)."""
+        if not forms.NAME.fullmatch(name) or not (self.folder / f"{name}.toml").is_file():
+            raise web.HTTPNotFound(text=f"No campaign named {name!r} in this folder.", content_type="text/plain")
+        campaign = load_campaign(self.folder / f"{name}.toml")
+        if self.sandbox is not None:
+            campaign = for_sandbox(campaign, self.sandbox.url)  # its own state and results files
+        return campaign
+
+    def options(self, **kw: Any) -> runner.Options:
+        # No forked preparer inside a server with threads; rows are prepared in this process.
+        return runner.Options(api_key=self.api_key(), sandbox=self.sandbox is not None, prepare_in_child=False, **kw)
+
+    def page(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+        html = self.env.get_template(template).render(
+            csrf=self.keys.csrf, sandbox=self.sandbox is not None, path=request.path, **context
+        )
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    async def form(self, request: web.Request) -> dict[str, str]:
+        """A url-encoded POST's fields, after the CSRF check."""
+        data = await request.post()
+        if not self.keys.csrf_ok(str(data.get("csrf", ""))):
+            raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+        return {k: str(v) for k, v in data.items()}
+
+    async def multipart(self, request: web.Request) -> tuple[dict[str, str], Path | None]:
+        """A multipart POST: its text fields and the uploaded file (streamed to disk).
+        The CSRF field must come first, before anything is stored."""
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        upload: Path | None = None
+        try:
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise UploadError("Nested multipart forms are not accepted.")
+                if "csrf" not in fields:
+                    value = await read_field(part) if part.name == "csrf" else None
+                    if not self.keys.csrf_ok(value):
+                        raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+                    fields["csrf"] = value or ""
+                elif part.filename is not None:
+                    if upload is not None or part.name != "file":
+                        raise UploadError("Upload one recipients file.")
+                    if part.filename == "":  # the file input left empty
+                        await part.release()
+                        continue
+                    upload = await save_upload(part, self.folder, self.max_upload)
+                elif part.name:
+                    fields[part.name] = await read_field(part)
+        except BaseException:
+            if upload is not None:
+                upload.unlink(missing_ok=True)
+            raise
+        return fields, upload
+
+
+SITE = web.AppKey("site", Site)
+
+
+def _site(request: web.Request) -> Site:
+    return request.app[SITE]
+
+
+def _name(request: web.Request) -> str:
+    return request.match_info["name"]
+
+
+# --- campaigns -------------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.Response:
+    site = _site(request)
+    rows = []
+    for path in sorted(site.folder.glob("*.toml")):
+        item: dict[str, Any] = {"name": path.stem, "counts": {}, "last_run": None, "error": None}
+        try:
+            campaign = site.campaign(path.stem) if forms.NAME.fullmatch(path.stem) else load_campaign(path)
+            item["title"] = campaign.name
+            if campaign.state.exists():
+                report = runner.status(campaign)
+                item["counts"], item["last_run"] = report.counts, report.last_run
+        except CampaignError as err:
+            item["error"] = str(err)
+        item["running"] = (job := site.jobs.get(path.stem)) is not None and job.running
+        rows.append(item)
+    return site.page(request, "index.html", campaigns=rows, order=STATUS_ORDER)
+
+
+async def new_form(request: web.Request) -> web.Response:
+    return _site(request).page(request, "new.html", form={"provider": "twlo", "default_country": "US"}, error=None)
+
+
+async def new_post(request: web.Request) -> web.StreamResponse:
+    site = _site(request)
+    form: dict[str, str] = {}
+    try:
+        form, upload = await site.multipart(request)
+        if upload is None:
+            raise UsageError("Choose the spreadsheet with the recipients (CSV or Excel).")
+        try:
+            path = forms.write_campaign(site.folder, form, upload)
+        finally:
+            upload.unlink(missing_ok=True)
+    except CampaignError as err:
+        return site.page(request, "new.html", status=400, form=form, error=str(err))
+    raise web.HTTPSeeOther(f"/c/{path.stem}")
+
+
+# --- one campaign ----------------------------------------------------------------------------
+
+
+async def check(request: web.Request) -> web.Response:
+    site, name = _site(request), _name(request)
+    context: dict[str, Any] = {"name": name, "error": None, "summary": None, "problems": None, "eta": None}
+    try:
+        campaign = site.campaign(name)
+        context["campaign"] = campaign
+        summary = await runner.check(campaign, prepare_in_child=False)
+        context["summary"] = summary
+        if summary.results_path is not None and summary.results_path.exists():
+            problems = forms.read_problems(summary.results_path, None)
+            problems = forms.read_problems(summary.results_path, forms.phone_header(campaign, problems.columns))
+            context["problems"] = problems
+        sendable = summary.counts.get(Status.DRY_RUN.value, 0)
+        rate = campaign.sending.rate
+        context["eta"] = runner_duration(sendable / rate) if rate > 0 else "as fast as the API answers"
+        context["countries"] = summary.countries.most_common()
+    except CampaignError as err:
+        context["error"] = str(err)
+    return site.page(request, "check.html", **context)
+
+
+def runner_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
+async def upload_fixed(request: web.Request) -> web.StreamResponse:
+    site, name = _site(request), _name(request)
+    try:
+        campaign = site.campaign(name)
+        _, upload = await site.multipart(request)
+        if upload is None:
+            raise UsageError("Choose the fixed spreadsheet to upload.")
+        try:
+            forms.replace_recipients(campaign, upload)
+        finally:
+            upload.unlink(missing_ok=True)
+    except CampaignError as err:
+        return site.page(request, "error.html", status=400, name=name, error=str(err))
+    raise web.HTTPSeeOther(f"/c/{name}")
+
+
+async def preview(request: web.Request) -> web.Response:
+    site, name = _site(request), _name(request)
+    items: list[dict[str, Any]] = []
+    error = None
+    campaign = None
+    try:
+        campaign = site.campaign(name)
+        items = runner.preview(campaign, PREVIEW_ROWS)
+    except CampaignError as err:
+        error = str(err)
+    return site.page(request, "preview.html", name=name, campaign=campaign, items=items, error=error)
+
+
+def _flags(data: dict[str, str] | Any) -> dict[str, bool]:
+    return {k: data.get(k) == "1" for k in ("retry_failed", "resend_unknown")}
+
+
+async def send_confirm(request: web.Request) -> web.Response:
+    site, name = _site(request), _name(request)
+    flags = _flags(request.query)
+    context: dict[str, Any] = {"name": name, "error": None, "count": 0, "flags": flags, "countries": []}
+    job = site.jobs.get(name)
+    context["running"] = job is not None and job.running
+    try:
+        campaign = site.campaign(name)
+        context["campaign"] = campaign
+        if not site.api_key():
+            raise UsageError(
+                f"Set {API_KEY_ENV} in the environment of `campaign web` to your Sociocs API key "
+                "(Profile & settings → API), or start it with --sandbox to try the campaign locally."
+            )
+        planned = await runner.run(campaign, site.options(dry_run=True, command="plan", write_results=False, **flags))
+        context["count"] = planned.counts.get(Status.DRY_RUN.value, 0)
+        context["countries"] = planned.countries.most_common()
+    except CampaignError as err:
+        context["error"] = str(err)
+    return site.page(request, "send.html", **context)
+
+
+async def send_post(request: web.Request) -> web.StreamResponse:
+    site, name = _site(request), _name(request)
+    data = await site.form(request)
+    try:
+        campaign = site.campaign(name)
+        site.jobs.start(name, campaign, site.options(**_flags(data)))
+    except CampaignError as err:
+        return site.page(request, "error.html", status=409, name=name, error=str(err))
+    raise web.HTTPSeeOther(f"/c/{name}/run")
+
+
+async def run_page(request: web.Request) -> web.Response:
+    site, name = _site(request), _name(request)
+    site.campaign(name)  # 404 for a name that is not a campaign
+    job = site.jobs.get(name)
+    return site.page(
+        request,
+        "run.html",
+        name=name,
+        job=job,
+        progress=job.progress() if job else None,
+        order=STATUS_ORDER,
+        duration=runner_duration,
+    )
+
+
+async def stop(request: web.Request) -> web.StreamResponse:
+    site, name = _site(request), _name(request)
+    await site.form(request)
+    job = site.jobs.get(name)
+    if job is not None and job.running:
+        job.stop.set()  # Ctrl-C: requests in flight finish, every row is recorded, resumable
+    raise web.HTTPSeeOther(f"/c/{name}/run")
+
+
+async def results(request: web.Request) -> web.Response:
+    site, name = _site(request), _name(request)
+    context: dict[str, Any] = {"name": name, "report": None, "error": None, "order": STATUS_ORDER, "message": None}
+    context["message"] = request.query.get("done")
+    try:
+        campaign = site.campaign(name)
+        context["campaign"] = campaign
+        context["report"] = runner.status(campaign, results_path=campaign.results)
+    except CampaignError as err:
+        context["error"] = str(err)
+    return site.page(request, "results.html", **context)
+
+
+async def reconcile(request: web.Request) -> web.StreamResponse:
+    site, name = _site(request), _name(request)
+    await site.form(request)
+    try:
+        campaign = site.campaign(name)
+        if not site.api_key():
+            raise UsageError(f"Set {API_KEY_ENV} in the environment of `campaign web` to reconcile.")
+        r = await runner.reconcile(campaign, site.api_key(), sandbox=site.sandbox is not None)
+    except CampaignError as err:
+        return site.page(request, "error.html", status=409, name=name, error=str(err))
+    done = (
+        f"Checked {r.checked:,} unknown rows: {r.found:,} were sent, {r.pending:,} were not (send sends them); "
+        f"{r.ambiguous + r.uncovered:,} stay unknown."
+    )
+    raise web.HTTPSeeOther(request.app.router["results"].url_for(name=name).with_query(done=done))
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    site, name = _site(request), _name(request)
+    campaign = site.campaign(name)
+    kind = request.match_info["kind"]
+    files = {"results.csv": campaign.results, "check.csv": campaign.report}
+    if kind == "results.xlsx":
+        source = inside(site.folder, campaign.results)
+        body = _xlsx(source)
+        filename = f"{source.stem}.xlsx"
+        return web.Response(
+            body=body,
+            content_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        )
+    if kind not in files:
+        raise web.HTTPNotFound(text="No such download.", content_type="text/plain")
+    path = inside(site.folder, files[kind])
+    return web.FileResponse(
+        path, headers={"Content-Disposition": f'attachment; filename="{path.name}"', "Content-Type": "text/csv"}
+    )
+
+
+def _xlsx(source: Path) -> bytes:
+    """The results CSV as an .xlsx workbook, every cell text (as written: formulas neutralised)."""
+    book = openpyxl.Workbook(write_only=True)
+    sheet = book.create_sheet("results")
+    with source.open(newline="", encoding="utf-8-sig") as handle:
+        for cells in csv.reader(handle):
+            row = []
+            for value in cells:
+                cell = openpyxl.cell.WriteOnlyCell(sheet, value=value)
+                cell.data_type = "s"  # never a formula, whatever the text starts with
+                row.append(cell)
+            sheet.append(row)
+    out = io.BytesIO()
+    book.save(out)
+    return out.getvalue()
+
+
+async def sandbox_record(request: web.Request) -> web.StreamResponse:
+    """What the built-in sandbox accepted, to compare with a results file (sandbox mode only)."""
+    site = _site(request)
+    if site.sandbox is None:
+        raise web.HTTPNotFound(text="This server was not started with --sandbox.", content_type="text/plain")
+    messages = [
+        {
+            "message_id": m.message_id,
+            "to": m.to,
+            "channel_key": m.channel_key,
+            "text": m.body.get("text", ""),
+            "created_at": m.created_at.isoformat(),
+        }
+        for m in site.sandbox.accepted
+    ]
+    if request.path.endswith(".csv"):
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=["message_id", "to", "channel_key", "text", "created_at"])
+        writer.writeheader()
+        writer.writerows(messages)
+        return web.Response(
+            text=out.getvalue(),
+            content_type="text/csv",
+            headers={"Content-Disposition": 'attachment; filename="sandbox-record.csv"'},
+        )
+    return site.page(request, "sandbox.html", messages=messages)
+
+
+def make_app(site: Site) -> web.Application:
+    """The aiohttp application of one server (the token middleware guards every route)."""
+    app = web.Application(middlewares=[middleware(site.keys)], client_max_size=256 * 1024)
+    app[SITE] = site
+    r = app.router
+    r.add_get("/", index, name="index")
+    r.add_get("/new", new_form)
+    r.add_post("/new", new_post)
+    r.add_get("/sandbox", sandbox_record)
+    r.add_get("/sandbox.csv", sandbox_record)
+    r.add_get("/c/{name}", check, name="check")
+    r.add_post("/c/{name}/upload", upload_fixed)
+    r.add_get("/c/{name}/preview", preview)
+    r.add_get("/c/{name}/send", send_confirm)
+    r.add_post("/c/{name}/send", send_post)
+    r.add_get("/c/{name}/run", run_page)
+    r.add_post("/c/{name}/stop", stop)
+    r.add_get("/c/{name}/results", results, name="results")
+    r.add_post("/c/{name}/reconcile", reconcile)
+    r.add_get("/c/{name}/download/{kind}", download)
+    r.add_static("/static", Path(__file__).parent / "static")
+
+    async def shutdown(app: web.Application) -> None:
+        await site.jobs.close()
+
+    app.on_shutdown.append(shutdown)
+    return app
+
+
+async def start(site: Site, host: str, port: int, *, sandbox: bool = False) -> tuple[web.AppRunner, str]:
+    """Start the sandbox (if asked) and the server; return the runner and the URL with the token."""
+    if sandbox:
+        site.sandbox_key = f"{os.urandom(8).hex()}:{os.urandom(16).hex()}"
+        site.sandbox = Sandbox(SandboxConfig(api_key=site.sandbox_key))
+        await site.sandbox.start()
+    app_runner = web.AppRunner(make_app(site), access_log=None, shutdown_timeout=5.0)
+    await app_runner.setup()
+    await web.TCPSite(app_runner, host, port).start()
+    bound_host, bound_port = app_runner.addresses[0][:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    return app_runner, f"http://{shown}:{bound_port}/?token={site.keys.token}"
+
+
+def serve(
+    folder: Path,
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    *,
+    sandbox: bool = False,
+    max_upload: int = 50 * 1024 * 1024,
+    ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``folder`` until SIGINT/SIGTERM; running sends stop as with Ctrl-C first."""
+
+    async def main() -> None:
+        site = Site(folder.resolve(), max_upload=max_upload)
+        app_runner, url = await start(site, host, port, sandbox=sandbox)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        if ready is not None:
+            ready(url)
+        try:
+            await stopping.wait()
+        finally:
+            await app_runner.cleanup()
+            if site.sandbox is not None:
+                await site.sandbox.close()
+
+    asyncio.run(main())
+
+
+__all__ = ["Site", "make_app", "serve", "start"]

@@ -1,0 +1,203 @@
+"""The "New campaign" form as a campaign file, and the check page's problem rows.
+
+The form writes an ordinary campaign file (TOML, PRODUCT.md "The campaign file") and an
+ordinary recipients file beside it, so ``campaign send NAME.toml`` runs the same campaign from
+a terminal. The file is checked with :func:`campaign.config.load_campaign` before it is kept.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from campaign.config import PROVIDERS, Campaign, load_campaign
+from campaign.errors import ConfigError, UsageError
+from campaign.results import RESULT_COLUMNS
+from campaign.runner import _reason_kind
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+FIELDS = (
+    "name",
+    "provider",
+    "channel_key",
+    "text",
+    "image_url",
+    "template_id",
+    "variables",
+    "schedule",
+    "default_country",
+    "phone_column",
+    "name_column",
+    "rate",
+)
+
+
+def check_name(name: str) -> str:
+    """A campaign name usable as a file name and in a URL, or UsageError."""
+    if not NAME.fullmatch(name):
+        raise UsageError(f"The name {name!r} cannot be used: use 1 to 64 letters, digits, - or _ (e.g. spring-sale).")
+    return name
+
+
+def _variables(text: str) -> dict[str, Any]:
+    """``1 = {{ first_name }}`` lines (Twilio) or ``Body.1 = ...`` lines (Gupshup sections)."""
+    out: dict[str, Any] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        key, eq, value = line.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"Template variables, line {n}: write one per line as `1 = {{{{ first_name }}}}`.")
+        section, dot, name = key.strip().partition(".")
+        if dot:
+            out.setdefault(section, {})[name.strip()] = value.strip()
+        else:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def campaign_toml(form: Mapping[str, str], recipients_file: str) -> dict[str, Any]:
+    """The campaign file's tables from the form's fields (UsageError for what cannot be one)."""
+    name = check_name(form.get("name", "").strip())
+    provider = form.get("provider", "")
+    if provider not in PROVIDERS:
+        raise UsageError(f"Choose the provider: one of {', '.join(PROVIDERS)}.")
+    recipients: dict[str, Any] = {"file": recipients_file}
+    for key in ("default_country", "phone_column", "name_column"):
+        if value := form.get(key, "").strip():
+            recipients[key] = value.upper() if key == "default_country" else value
+    message: dict[str, Any] = {}
+    if template_id := form.get("template_id", "").strip():
+        message["template_id"] = template_id
+        if variables := _variables(form.get("variables", "")):
+            message["variables"] = variables
+    elif text := form.get("text", "").replace("\r\n", "\n").strip():
+        message["text"] = text
+    else:
+        raise UsageError("Write the message text, or give an approved template's id.")
+    for key in ("image_url", "schedule"):
+        if value := form.get(key, "").strip():
+            message[key] = value
+    sending: dict[str, Any] = {}
+    if rate := form.get("rate", "").strip():
+        try:
+            sending["rate"] = float(rate)
+        except ValueError:
+            raise UsageError(f"Messages per second must be a number, not {rate!r}.") from None
+    doc: dict[str, Any] = {
+        "name": name,
+        "provider": provider,
+        "channel_key": form.get("channel_key", "").strip(),
+        "recipients": recipients,
+        "message": message,
+    }
+    if sending:
+        doc["sending"] = sending
+    return doc
+
+
+def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
+    """Keep the uploaded recipients as ``NAME.recipients.<suffix>`` and write ``NAME.toml``.
+
+    Nothing is kept unless the campaign file loads (ConfigError names the key); an existing
+    campaign of that name is never overwritten (UsageError)."""
+    name = check_name(form.get("name", "").strip())
+    path = folder / f"{name}.toml"
+    recipients = folder / f"{name}.recipients{upload.suffix}"
+    if path.exists() or recipients.exists():
+        raise UsageError(f"A campaign named {name!r} already exists in this folder; choose another name.")
+    doc = campaign_toml(form, recipients.name)
+    draft = folder / f".{name}.toml.draft"
+    draft.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    try:
+        load_campaign(draft)
+    except ConfigError as err:
+        draft.unlink(missing_ok=True)
+        raise ConfigError(path, err.message) from None
+    os.replace(upload, recipients)
+    os.replace(draft, path)
+    return path
+
+
+def replace_recipients(campaign: Campaign, upload: Path) -> None:
+    """Put a fixed upload in place of the campaign's recipients file (same kind of file)."""
+    current = campaign.recipients.file
+    if not current.resolve().is_relative_to(campaign.folder.resolve()):
+        raise UsageError(f"This campaign reads {current}, outside its folder; replace that file yourself.")
+    if upload.suffix != current.suffix.lower():
+        raise UsageError(
+            f"This campaign reads {current.name}: upload a {current.suffix} file (or change [recipients] file)."
+        )
+    os.replace(upload, current)
+
+
+@dataclass
+class Problems:
+    """The check report's rows that will not be sent, the first few of each kind."""
+
+    columns: list[str] = field(default_factory=list)  # the recipients file's columns
+    kinds: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # reason kind → rows
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def problem_column(error: str, columns: list[str], phone_column: str | None) -> str | None:
+    """The column a row's error is about: the phone column for phone errors, else a column
+    the sentence names in quotes or in ``{{ }}``; None when it names none."""
+    if error.startswith("phone:") or error.startswith("duplicate of") or error.startswith("suppressed"):
+        return phone_column
+    for column in columns:
+        if f"'{column}'" in error or f'"{column}"' in error or f"{{{{ {column} }}}}" in error:
+            return column
+    return None
+
+
+def read_problems(report: Path, phone_column: str | None, first: int = 10) -> Problems:
+    """Stream the check report (``campaign check``'s CSV) and keep the first rows per kind."""
+    out = Problems()
+    with report.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, [])
+        try:
+            row_at = header.index("row")
+        except ValueError:
+            return out
+        # The report keeps an input column named like one of its own as NAME_input: show NAME.
+        ours = {c.lower() for c in RESULT_COLUMNS}
+        out.columns = [
+            c[: -len("_input")] if c.endswith("_input") and c[:-6].strip().lower() in ours else c
+            for c in header[:row_at]
+        ]
+        status_at, error_at = header.index("status"), header.index("error")
+        for cells in reader:
+            status = cells[status_at]
+            if status not in ("invalid", "skipped"):
+                continue
+            error = cells[error_at]
+            kind = f"{status}: {_reason_kind(error)}"
+            out.counts[kind] = out.counts.get(kind, 0) + 1
+            rows = out.kinds.setdefault(kind, [])
+            if len(rows) < first:
+                rows.append(
+                    {
+                        "row": cells[row_at],
+                        "cells": cells[:row_at],
+                        "error": error,
+                        "column": problem_column(error, out.columns, phone_column),
+                    }
+                )
+    return out
+
+
+def phone_header(campaign: Campaign, columns: list[str]) -> str | None:
+    """The header of the phone column, as the pipeline picks it (PRODUCT.md)."""
+    rc = campaign.recipients
+    if rc.phone_column_given:
+        return rc.phone_column
+    return next((c for c in columns if c.strip().lower() == "phone"), None)

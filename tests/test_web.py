@@ -1,0 +1,209 @@
+"""``campaign web`` over real HTTP: what it refuses, and that it sends through the runner.
+
+The server runs in a child process (``campaign web DIR --port 0``); the sandbox API too.
+The browser flow is in test_web_browser.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from pathlib import Path
+
+import requests
+
+from campaign.config import for_sandbox, load_campaign
+from campaign.lock import CampaignLock
+from campaign.runner import Options
+from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
+from campaign.web.jobs import Jobs
+from tests.conftest import KEY, CampaignFactory, contacts, write_csv
+from tests.webserver import web_server
+
+
+def test_every_page_needs_the_token_then_a_cookie(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    make_campaign(contacts(2))
+    with web_server(tmp_path, "--sandbox") as server:
+        for path in ("/", "/new", "/c/test", "/c/test/results", "/static/style.css", "/sandbox.csv"):
+            r = requests.get(server.base + path, timeout=10)
+            assert r.status_code == 403, path
+            assert "token" in r.text
+        assert requests.get(f"{server.base}/?token=wrong{server.token}", timeout=10).status_code == 403
+        s = requests.Session()
+        r = s.get(server.url, allow_redirects=False, timeout=10)
+        assert r.status_code == 303
+        assert r.headers["Location"] == "/"  # the token leaves the address bar
+        cookie = r.headers["Set-Cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+        page = s.get(server.base + "/", timeout=10)
+        assert page.status_code == 200 and "test" in page.text
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_forms_without_the_csrf_token_are_refused(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    make_campaign(contacts(2))
+    with web_server(tmp_path, "--sandbox") as server:
+        s = server.session()
+        csrf = server.csrf(s)
+        for data in ({}, {"csrf": "forged"}):
+            assert s.post(f"{server.base}/c/test/send", data=data, timeout=10).status_code == 403
+            assert s.post(f"{server.base}/c/test/stop", data=data, timeout=10).status_code == 403
+            assert s.post(f"{server.base}/c/test/reconcile", data=data, timeout=10).status_code == 403
+        form = {"name": "fresh", "provider": "twlo", "channel_key": "twlo_1", "text": "Hi"}
+        upload = {"file": ("c.csv", b"phone\n+16175550101\n")}
+        assert s.post(f"{server.base}/new", data=form, files=upload, timeout=10).status_code == 403
+        # The token must come first: a file before it is never stored.
+        r = s.post(f"{server.base}/new", files={"file": ("c.csv", b"phone\n"), "csrf": (None, csrf)}, timeout=10)
+        assert r.status_code == 403
+        assert not (tmp_path / "test.sandbox.state.sqlite").exists()  # nothing was sent
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.csv", "test.toml"]
+
+
+def test_downloads_and_campaign_names_cannot_leave_the_folder(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    folder = tmp_path / "campaigns"
+    folder.mkdir()
+    secret = tmp_path / "secret.csv"
+    secret.write_text("phone\n+1 not yours\n", encoding="utf-8")
+    (tmp_path / "secret.sandbox.csv").write_text("phone\n+1 not yours\n", encoding="utf-8")  # what --sandbox reads
+    write_csv(folder / "contacts.csv", contacts(2))
+    # A hand-written campaign whose results file is outside the folder: never served.
+    (folder / "out.toml").write_text(
+        'name = "out"\nprovider = "twlo"\nchannel_key = "twlo_1"\n[recipients]\nfile = "contacts.csv"\n'
+        'phone_column = "Phone"\n[message]\ntext = "Hi"\n[output]\nresults = "../secret.csv"\n',
+        encoding="utf-8",
+    )
+    with web_server(folder, "--sandbox") as server:
+        s = server.session()
+        for path in (
+            "/c/out/download/results.csv",  # the sandbox results path, outside the folder
+            "/c/out/download/..%2F..%2Fsecret.csv",
+            "/c/..%2Fsecret/download/results.csv",
+            "/c/%2e%2e/results",
+            "/static/..%2F..%2F..%2Fconfig.py",
+            "/static/%2e%2e/app.py",
+        ):
+            r = s.get(server.base + path, timeout=10)
+            assert r.status_code in (403, 404), path
+            assert "not yours" not in r.text
+        # The real (non-sandbox) results path, ../secret.csv, is refused the same way.
+        campaign = load_campaign(folder / "out.toml")
+        assert campaign.results == secret.resolve()
+        csrf = server.csrf(s)
+        # An upload's own name never becomes a path.
+        form = {
+            "csrf": csrf,
+            "name": "evil",
+            "provider": "twlo",
+            "channel_key": "twlo_1",
+            "text": "Hi",
+            "default_country": "US",
+        }
+        r = s.post(
+            f"{server.base}/new", data=form, files={"file": ("../../evil.csv", b"phone\n+16175550101\n")}, timeout=10
+        )
+        assert r.status_code == 200 and r.url.endswith("/c/evil")
+        assert (folder / "evil.recipients.csv").read_bytes() == b"phone\n+16175550101\n"
+        assert not (tmp_path / "evil.csv").exists() and not any(tmp_path.glob("*.upload*"))
+        bad_name = dict(form, name="../evil2")
+        r = s.post(f"{server.base}/new", data=bad_name, files={"file": ("c.csv", b"phone\n")}, timeout=10)
+        assert r.status_code == 400 and "cannot be used" in r.text
+        assert not (tmp_path / "evil2.toml").exists()
+        assert not any(folder.glob(".upload-*"))
+
+
+def test_an_oversized_upload_is_refused_with_a_sentence_and_not_kept(tmp_path: Path) -> None:
+    with web_server(tmp_path, "--sandbox", "--max-upload-mb", "0.01") as server:
+        s = server.session()
+        csrf = server.csrf(s)
+        big = b"phone\n" + b"+16175550101\n" * 2000  # 26 KB > 10 KB
+        form = {"csrf": csrf, "name": "big", "provider": "twlo", "channel_key": "twlo_1", "text": "Hi"}
+        r = s.post(f"{server.base}/new", data=form, files={"file": ("big.csv", big)}, timeout=10)
+        assert r.status_code == 400
+        assert "big.csv is larger than the 10 KB this page accepts" in r.text
+        assert "--max-upload-mb" in r.text
+        assert list(tmp_path.iterdir()) == []
+        r = s.post(f"{server.base}/new", data=form, files={"file": ("big.exe", b"MZ")}, timeout=10)
+        assert r.status_code == 400 and "upload the recipients as .csv" in r.text
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_the_api_key_never_reaches_the_browser(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    """Not sandbox mode: the page sends with SOCIOCS_API_KEY, here to a sandbox that wants it."""
+    with spawn("--api-key", KEY) as api:
+        make_campaign(contacts(3), api_url=api)
+        with web_server(tmp_path, env={"SOCIOCS_API_KEY": KEY}) as server:
+            s = server.session()
+            pages = [s.get(server.base + p, timeout=10).text for p in ("/", "/c/test", "/c/test/preview")]
+            confirm = s.get(f"{server.base}/c/test/send", timeout=10).text
+            assert "Send 3 messages via twlo channel twlo_16175550000?" in confirm
+            r = s.post(f"{server.base}/c/test/send", data={"csrf": server.csrf(s)}, timeout=10)
+            assert r.url.endswith("/c/test/run")
+            pages.append(_wait_finished(s, f"{server.base}/c/test/run"))
+            pages += [s.get(f"{server.base}/c/test/{p}", timeout=10).text for p in ("results", "download/results.csv")]
+            assert "3 sent" in pages[-2] or ">3<" in pages[-2]
+            assert pages[-1].count(",sent,") == 3
+            secret = KEY.split(":")[1]
+            for page in pages:
+                assert KEY not in page and secret not in page
+            assert not any(secret in line for line in server.output)
+
+
+def test_the_page_and_the_cli_share_the_campaign_lock(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(2))
+    with web_server(tmp_path, "--sandbox") as server:
+        s = server.session()
+        state = for_sandbox(load_campaign(path), "http://127.0.0.1:1").state
+        with CampaignLock(state, "test"):  # as a `campaign send test.toml --sandbox` would hold it
+            s.post(f"{server.base}/c/test/send", data={"csrf": server.csrf(s)}, timeout=10)
+            page = _wait_finished(s, f"{server.base}/c/test/run")
+        assert "The send did not run: Campaign &#39;test&#39; is already being sent" in page
+        assert "sent" not in re.sub(r"being sent|already being sent", "", page.split('id="run-state"')[1][:200])
+
+
+def test_the_host_option_warns_when_not_loopback(tmp_path: Path) -> None:
+    with web_server(tmp_path, "--host", "0.0.0.0") as server:
+        assert any("warning: listening on 0.0.0.0" in line for line in server.output)
+    with web_server(tmp_path) as server:
+        assert not any("warning" in line for line in server.output)
+
+
+def test_stop_is_ctrl_c_the_run_ends_cleanly_and_resumes(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    """The page's Stop: requests in flight finish, the rest stay pending, the next send sends
+    each remaining row once (the sandbox's record has every row exactly once)."""
+    path = make_campaign(contacts(40), sending="rate = 0\nconcurrency = 2\ntimeout = 5")
+
+    async def go() -> tuple[int, int, int]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(latency=0.05))) as box:
+            campaign = for_sandbox(load_campaign(path), box.url)
+            options = Options(api_key=KEY, sandbox=True, prepare_in_child=False)
+            jobs = Jobs()
+            job = jobs.start("test", campaign, options)
+            while job.outcomes.total() < 4:
+                await asyncio.sleep(0.01)
+            job.stop.set()
+            assert job.task is not None
+            await job.task
+            assert job.summary is not None and job.summary.interrupted
+            first = len(box.accepted)
+            pending = job.summary.counts["pending"]
+            again = jobs.start("test", campaign, options)
+            assert again.task is not None
+            await again.task
+            assert again.summary is not None and again.summary.counts["sent"] == 40
+            return first, pending, len({m.to for m in box.accepted})
+
+    first, pending, distinct = asyncio.run(go())
+    assert 4 <= first < 40 and pending == 40 - first
+    assert distinct == 40
+
+
+def _wait_finished(s: requests.Session, url: str) -> str:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        page = s.get(url, timeout=10).text
+        if 'http-equiv="refresh"' not in page:
+            return page
+        time.sleep(0.2)
+    raise AssertionError("the send did not finish")
