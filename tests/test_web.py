@@ -11,12 +11,14 @@ import re
 import time
 from pathlib import Path
 
+import aiohttp
 import requests
 
 from campaign.config import for_sandbox, load_campaign
 from campaign.lock import CampaignLock
 from campaign.runner import Options
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
+from campaign.web.app import Site, start
 from campaign.web.jobs import Jobs
 from tests.conftest import KEY, CampaignFactory, contacts, write_csv
 from tests.webserver import web_server
@@ -207,3 +209,47 @@ def _wait_finished(s: requests.Session, url: str) -> str:
             return page
         time.sleep(0.2)
     raise AssertionError("the send did not finish")
+
+
+def test_results_page_reconciles_unknown_rows_and_sends_failed_rows_again(
+    tmp_path: Path, make_campaign: CampaignFactory
+) -> None:
+    """In-process server (to set the sandbox's faults between sends): a blocked number fails,
+    accepted-then-500 rows are unknown; reconcile finds those sent, and "send the failed rows
+    again" sends only the failed one. Each number reaches the sandbox exactly once."""
+    make_campaign(contacts(3))
+
+    async def go() -> tuple[list[str], str, str, str]:
+        site = Site(tmp_path)
+        runner, url = await start(site, "127.0.0.1", 0, sandbox=True)
+        base = url.split("/?")[0]
+        assert site.sandbox is not None
+        site.sandbox.config.faults = Faults(accept_then_500=1.0, blocked=frozenset({"+16175550000"}))
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                await (await s.get(url)).text()
+                csrf = {"csrf": site.keys.csrf}
+                await s.post(f"{base}/c/test/send", data=csrf)
+                job = site.jobs.get("test")
+                assert job is not None and job.task is not None
+                await job.task
+                first = await (await s.get(f"{base}/c/test/results")).text()
+                site.sandbox.config.faults = Faults()
+                reconciled = await (await s.post(f"{base}/c/test/reconcile", data=csrf)).text()
+                confirm = await (await s.get(f"{base}/c/test/send?retry_failed=1")).text()
+                await s.post(f"{base}/c/test/send", data={**csrf, "retry_failed": "1"})
+                job = site.jobs.get("test")
+                assert job is not None and job.task is not None
+                await job.task
+                final = await (await s.get(f"{base}/c/test/download/results.csv")).text()
+                return [m.to for m in site.sandbox.accepted], first, reconciled + confirm, final
+        finally:
+            await runner.cleanup()
+            await site.sandbox.close()
+
+    accepted, first, after, final = asyncio.run(go())
+    assert "2 rows with an unknown outcome" in first and "Send the 1 failed row again" in first
+    assert "Checked 2 unknown rows: 2 were sent" in after
+    assert "Send 1 message via twlo channel" in after
+    assert final.count(",sent,") == 3
+    assert sorted(accepted) == ["+16175550000", "+16175550001", "+16175550002"]
