@@ -253,3 +253,36 @@ def test_results_page_reconciles_unknown_rows_and_sends_failed_rows_again(
     assert "Send 1 message via twlo channel" in after
     assert final.count(",sent,") == 3
     assert sorted(accepted) == ["+16175550000", "+16175550001", "+16175550002"]
+
+
+def test_hostile_uploads_meet_the_cli_defences_and_cells_are_shown_escaped(tmp_path: Path) -> None:
+    with web_server(tmp_path, "--sandbox") as server:
+        s = server.session()
+        form = {
+            "csrf": server.csrf(s),
+            "provider": "twlo",
+            "channel_key": "twlo_1",
+            "default_country": "US",
+            "text": "Hi {{ name }}",
+        }
+        # A zip archive named .csv: the recipients reader's own sentence, no traceback.
+        zipped = b"PK\x03\x04" + b"\x00" * 200
+        r = s.post(f"{server.base}/new", data={**form, "name": "zip"}, files={"file": ("z.csv", zipped)}, timeout=10)
+        assert r.status_code == 200 and r.url.endswith("/c/zip")
+        assert "is a zip archive (an Excel .xlsx file?), not delimited text: name it .xlsx" in r.text
+        assert "Traceback" not in r.text and 'id="upload-fixed"' in r.text
+        # Markup in a cell is text on the page, never HTML.
+        evil = b"phone,name\n<script>alert(1)</script>,<img src=x onerror=alert(2)>\n+16175550101,=1+1\n"
+        r = s.post(f"{server.base}/new", data={**form, "name": "xss"}, files={"file": ("x.csv", evil)}, timeout=10)
+        assert r.status_code == 200
+        assert "<script>alert(1)" not in r.text and "<img src=x" not in r.text
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text and "&lt;img src=x onerror=alert(2)&gt;" in r.text
+        # A campaign file that would not load is not kept; the form comes back filled in.
+        broken = {**form, "name": "broken", "text": "Hi {{ name"}
+        r = s.post(f"{server.base}/new", data=broken, files={"file": ("b.csv", b"phone\n+16175550101\n")}, timeout=10)
+        assert r.status_code == 400
+        assert "broken.toml: [message] text: template error on line 1" in r.text
+        assert 'value="broken"' in r.text and "Hi {{ name</textarea>" in r.text
+        assert not any(tmp_path.glob("broken*")) and not any(tmp_path.glob(".*"))
+        preview = s.get(f"{server.base}/c/xss/preview", timeout=10).text
+        assert "Hi =1+1" in preview and "<img src=x" not in preview

@@ -7,18 +7,20 @@ a terminal. The file is checked with :func:`campaign.config.load_campaign` befor
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from campaign.config import PROVIDERS, Campaign, load_campaign
-from campaign.errors import ConfigError, UsageError
+from campaign.errors import ConfigError, InputFileError, UsageError
+from campaign.prepare import Pipeline
 from campaign.results import RESULT_COLUMNS
 from campaign.runner import _reason_kind
 
@@ -106,7 +108,8 @@ def campaign_toml(form: Mapping[str, str], recipients_file: str) -> dict[str, An
 def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
     """Keep the uploaded recipients as ``NAME.recipients.<suffix>`` and write ``NAME.toml``.
 
-    Nothing is kept unless the campaign file loads (ConfigError names the key); an existing
+    Nothing is kept unless the campaign file loads and its templates fit the upload's columns
+    (ConfigError names the key); an existing
     campaign of that name is never overwritten (UsageError)."""
     name = check_name(form.get("name", "").strip())
     path = folder / f"{name}.toml"
@@ -117,10 +120,15 @@ def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
     draft = folder / f".{name}.toml.draft"
     draft.write_text(tomli_w.dumps(doc), encoding="utf-8")
     try:
-        load_campaign(draft)
+        campaign = load_campaign(draft)
+        # The templates against the upload's header, as check will: a mistake in the message
+        # is fixed in this form. A file that cannot be read is kept: the check page says why
+        # and takes a fixed file.
+        with contextlib.suppress(InputFileError):
+            Pipeline(replace(campaign, recipients=replace(campaign.recipients, file=upload)))
     except ConfigError as err:
         draft.unlink(missing_ok=True)
-        raise ConfigError(path, err.message) from None
+        raise ConfigError(Path(path.name), err.message) from None  # the name the user knows
     os.replace(upload, recipients)
     os.replace(draft, path)
     return path
