@@ -42,6 +42,11 @@ def test_every_page_needs_the_token_then_a_cookie(tmp_path: Path, make_campaign:
         assert page.status_code == 200 and "test" in page.text
         assert "default-src 'none'" in page.headers["Content-Security-Policy"]
         assert page.headers["Referrer-Policy"] == "no-referrer"
+        # A second server on the same machine: cookies ignore ports, yet neither evicts the other.
+        with web_server(tmp_path, "--sandbox") as other:
+            assert s.get(other.url, timeout=10).status_code == 200
+            assert s.get(server.base + "/", timeout=10).status_code == 200
+            assert s.get(other.base + "/", timeout=10).status_code == 200
 
 
 def test_forms_without_the_csrf_token_are_refused(tmp_path: Path, make_campaign: CampaignFactory) -> None:

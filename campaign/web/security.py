@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable
@@ -21,9 +22,9 @@ from aiohttp import BodyPartReader, web
 from aiohttp.typedefs import Middleware
 
 from campaign.errors import CampaignError
+from campaign.spreadsheet.common import EXCEL_SUFFIXES, LEGACY_SUFFIXES, TEXT_SUFFIXES
 
-COOKIE = "campaign_web_token"
-UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".xlsx", ".xlsm", ".xls", ".ods")
+UPLOAD_SUFFIXES = TEXT_SUFFIXES + EXCEL_SUFFIXES + LEGACY_SUFFIXES  # what the recipients reader opens
 CHUNK = 64 * 1024
 FIELD_LIMIT = 64 * 1024  # bytes of one text field of a form (a message is far shorter)
 
@@ -57,6 +58,12 @@ class Secrets:
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
+    @property
+    def cookie(self) -> str:
+        """The cookie's name, its own per server: cookies do not tell ports apart, so two
+        servers on one machine would otherwise overwrite each other's."""
+        return "campaign_web_" + hashlib.sha256(self.token.encode()).hexdigest()[:12]
+
     def token_ok(self, value: str | None) -> bool:
         return value is not None and hmac.compare_digest(value.encode(), self.token.encode())
 
@@ -76,9 +83,9 @@ def middleware(keys: Secrets) -> Middleware:
             # Keep it in a cookie and take it out of the address bar (and of the history).
             query = {k: v for k, v in request.query.items() if k != "token"}
             redirect = web.HTTPSeeOther(request.rel_url.with_query(query))
-            redirect.set_cookie(COOKIE, keys.token, httponly=True, samesite="Strict", path="/")
+            redirect.set_cookie(keys.cookie, keys.token, httponly=True, samesite="Strict", path="/")
             raise redirect
-        if not keys.token_ok(request.cookies.get(COOKIE)):
+        if not keys.token_ok(request.cookies.get(keys.cookie)):
             raise Forbidden("This page needs its token: open the URL that `campaign web` printed, token included.")
         response = await handler(request)
         response.headers.update(HEADERS)
