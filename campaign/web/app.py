@@ -15,10 +15,10 @@ import csv
 import io
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
 import openpyxl
@@ -33,6 +33,7 @@ from campaign.web import forms
 from campaign.web.jobs import Jobs
 from campaign.web.security import Secrets, UploadError, inside, middleware, read_field, save_upload
 
+T = TypeVar("T")
 STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
 PREVIEW_ROWS = 5
 
@@ -121,6 +122,13 @@ class Site:
 SITE = web.AppKey("site", Site)
 
 
+async def _off_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a whole-file pass (check, the count behind the confirmation) on its own event loop
+    in a worker thread: it reads every row without awaiting, and the server's loop, which
+    also runs the sends started from the page, must keep answering meanwhile."""
+    return await asyncio.to_thread(lambda: asyncio.run(work()))
+
+
 def _site(request: web.Request) -> Site:
     return request.app[SITE]
 
@@ -179,7 +187,7 @@ async def check(request: web.Request) -> web.Response:
     try:
         campaign = site.campaign(name)
         context["campaign"] = campaign
-        summary = await runner.check(campaign, prepare_in_child=False)
+        summary = await _off_loop(lambda: runner.check(campaign, prepare_in_child=False))
         context["summary"] = summary
         if summary.results_path is not None and summary.results_path.exists():
             problems = forms.read_problems(summary.results_path, None)
@@ -224,7 +232,7 @@ async def preview(request: web.Request) -> web.Response:
     campaign = None
     try:
         campaign = site.campaign(name)
-        items = runner.preview(campaign, PREVIEW_ROWS)
+        items = await asyncio.to_thread(runner.preview, campaign, PREVIEW_ROWS)
     except CampaignError as err:
         error = str(err)
     return site.page(request, "preview.html", name=name, campaign=campaign, items=items, error=error)
