@@ -291,3 +291,39 @@ def test_hostile_uploads_meet_the_cli_defences_and_cells_are_shown_escaped(tmp_p
         assert not any(tmp_path.glob("broken*")) and not any(tmp_path.glob(".*"))
         preview = s.get(f"{server.base}/c/xss/preview", timeout=10).text
         assert "Hi =1+1" in preview and "<img src=x" not in preview
+
+
+def test_a_fixed_file_waits_until_the_send_has_ended(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    make_campaign(contacts(20), sending="rate = 0\nconcurrency = 1\ntimeout = 5")
+    before = (tmp_path / "contacts.csv").read_bytes()
+
+    async def go() -> tuple[int, str, str]:
+        site = Site(tmp_path)
+        runner, url = await start(site, "127.0.0.1", 0, sandbox=True)
+        base = url.split("/?")[0]
+        assert site.sandbox is not None
+        site.sandbox.config.faults = Faults(latency=0.05)
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                await (await s.get(url)).text()
+                await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf})
+                form = aiohttp.FormData()
+                form.add_field("csrf", site.keys.csrf)
+                form.add_field("file", b"Phone\n+16175550101\n", filename="contacts.csv")
+                r = await s.post(f"{base}/c/test/upload", data=form)
+                refused = (r.status, await r.text())
+                run = await (await s.get(f"{base}/c/test/run")).text()
+                job = site.jobs.get("test")
+                assert job is not None and job.task is not None
+                job.stop.set()
+                await job.task
+                return *refused, run
+        finally:
+            await runner.cleanup()
+            await site.sandbox.close()
+
+    status, text, run = asyncio.run(go())
+    assert status == 400 and "This campaign is being sent now; upload the fixed file when the send has ended." in text
+    assert 'http-equiv="refresh"' in run and 'id="stop-button"' in run
+    assert (tmp_path / "contacts.csv").read_bytes() == before
+    assert not any(tmp_path.glob(".upload-*"))

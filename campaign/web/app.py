@@ -214,6 +214,10 @@ async def upload_fixed(request: web.Request) -> web.StreamResponse:
     try:
         campaign = site.campaign(name)
         _, upload = await site.multipart(request)
+        if (job := site.jobs.get(name)) is not None and job.running:
+            if upload is not None:
+                upload.unlink(missing_ok=True)
+            raise UsageError("This campaign is being sent now; upload the fixed file when the send has ended.")
         if upload is None:
             raise UsageError("Choose the fixed spreadsheet to upload.")
         try:
