@@ -18,8 +18,9 @@ from campaign.config import for_sandbox, load_campaign
 from campaign.lock import CampaignLock
 from campaign.runner import Options
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
-from campaign.web.app import Site, start
+from campaign.web.app import start
 from campaign.web.jobs import Jobs
+from campaign.web.site import Site
 from tests.conftest import KEY, CampaignFactory, contacts, write_csv
 from tests.webserver import web_server
 

@@ -1,0 +1,119 @@
+"""One server of ``campaign web``: its folder, secrets, sends and (sandbox mode) sandbox.
+
+:class:`Site` is what every route reads: which campaign a name means (a ``NAME.toml`` in the
+folder, never a path from the browser), the options a send gets (the API key from the server's
+environment, never from a page), the HTML Environment (autoescape, separate from the
+campaign's message renderer), and the CSRF-checked forms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jinja2
+from aiohttp import BodyPartReader, web
+
+from campaign import runner
+from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
+from campaign.sandbox import Sandbox
+from campaign.web import forms
+from campaign.web.jobs import Jobs
+from campaign.web.security import Secrets, UploadError, read_field, save_upload
+
+T = TypeVar("T")
+
+
+@dataclass
+class Site:
+    """One server's folder, secrets, sends, and (in sandbox mode) its built-in sandbox."""
+
+    folder: Path
+    keys: Secrets = field(default_factory=Secrets)
+    jobs: Jobs = field(default_factory=Jobs)
+    max_upload: int = 50 * 1024 * 1024
+    sandbox: Sandbox | None = None
+    sandbox_key: str = ""
+    env: jinja2.Environment = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("campaign.web", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+        )
+        self.env.filters["num"] = lambda n: f"{n:,}"
+
+    def api_key(self) -> str:
+        """The key sends use: the sandbox's, or SOCIOCS_API_KEY from the server's environment."""
+        return self.sandbox_key if self.sandbox is not None else os.environ.get(API_KEY_ENV, "")
+
+    def campaign(self, name: str) -> Campaign:
+        """The campaign ``NAME.toml`` in the folder, as this server sends it (404 if none)."""
+        if not forms.NAME.fullmatch(name) or not (self.folder / f"{name}.toml").is_file():
+            raise web.HTTPNotFound(text=f"No campaign named {name!r} in this folder.", content_type="text/plain")
+        campaign = load_campaign(self.folder / f"{name}.toml")
+        if self.sandbox is not None:
+            campaign = for_sandbox(campaign, self.sandbox.url)  # its own state and results files
+        return campaign
+
+    def options(self, **kw: Any) -> runner.Options:
+        # No forked preparer inside a server with threads; rows are prepared in this process.
+        return runner.Options(api_key=self.api_key(), sandbox=self.sandbox is not None, prepare_in_child=False, **kw)
+
+    def page(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+        html = self.env.get_template(template).render(
+            csrf=self.keys.csrf, sandbox=self.sandbox is not None, path=request.path, **context
+        )
+        return web.Response(text=html, content_type="text/html", status=status)
+
+    async def form(self, request: web.Request) -> dict[str, str]:
+        """A url-encoded POST's fields, after the CSRF check."""
+        data = await request.post()
+        if not self.keys.csrf_ok(str(data.get("csrf", ""))):
+            raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+        return {k: str(v) for k, v in data.items()}
+
+    async def multipart(self, request: web.Request) -> tuple[dict[str, str], Path | None]:
+        """A multipart POST: its text fields and the uploaded file (streamed to disk).
+        The CSRF field must come first, before anything is stored."""
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        upload: Path | None = None
+        try:
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader):
+                    raise UploadError("Nested multipart forms are not accepted.")
+                if "csrf" not in fields:
+                    value = await read_field(part) if part.name == "csrf" else None
+                    if not self.keys.csrf_ok(value):
+                        raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
+                    fields["csrf"] = value or ""
+                elif part.filename is not None:
+                    if upload is not None or part.name != "file":
+                        raise UploadError("Upload one recipients file.")
+                    if part.filename == "":  # the file input left empty
+                        await part.release()
+                        continue
+                    upload = await save_upload(part, self.folder, self.max_upload)
+                elif part.name:
+                    fields[part.name] = await read_field(part)
+        except BaseException:
+            if upload is not None:
+                upload.unlink(missing_ok=True)
+            raise
+        return fields, upload
+
+
+SITE = web.AppKey("site", Site)
+
+
+async def off_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a whole-file pass (check, the count behind the confirmation) on its own event loop
+    in a worker thread: it reads every row without awaiting, and the server's loop, which
+    also runs the sends started from the page, must keep answering meanwhile."""
+    return await asyncio.to_thread(lambda: asyncio.run(work()))
