@@ -144,6 +144,8 @@ def test_the_api_key_never_reaches_the_browser(tmp_path: Path, make_campaign: Ca
         with web_server(tmp_path, env={"SOCIOCS_API_KEY": KEY}) as server:
             s = server.session()
             pages = [s.get(server.base + p, timeout=10).text for p in ("/", "/c/test", "/c/test/preview")]
+            cost = s.get(f"{server.base}/c/test?price=0.0079", timeout=10).text
+            assert "About 0.02 for 3 segments at 0.0079 each." in cost
             confirm = s.get(f"{server.base}/c/test/send", timeout=10).text
             assert "Send 3 messages via twlo channel twlo_16175550000?" in confirm
             r = s.post(f"{server.base}/c/test/send", data={"csrf": server.csrf(s)}, timeout=10)

@@ -23,7 +23,7 @@ import openpyxl
 from aiohttp import web
 
 from campaign import runner
-from campaign.config import API_KEY_ENV, load_campaign
+from campaign.config import API_KEY_ENV, Campaign, load_campaign
 from campaign.errors import CampaignError, UsageError
 from campaign.sandbox import Sandbox, SandboxConfig
 from campaign.state import Status
@@ -90,6 +90,7 @@ async def new_post(request: web.Request) -> web.StreamResponse:
 async def check(request: web.Request) -> web.Response:
     site, name = _site(request), _name(request)
     context: dict[str, Any] = {"name": name, "error": None, "summary": None, "problems": None, "eta": None}
+    context["price"] = request.query.get("price", "")
     try:
         campaign = site.campaign(name)
         context["campaign"] = campaign
@@ -103,9 +104,26 @@ async def check(request: web.Request) -> web.Response:
         rate = campaign.sending.rate
         context["eta"] = runner_duration(sendable / rate) if rate > 0 else "as fast as the API answers"
         context["countries"] = summary.countries.most_common()
+        context["cost"] = _cost(request.query.get("price", ""), campaign, summary)
     except CampaignError as err:
         context["error"] = str(err)
     return site.page(request, "check.html", **context)
+
+
+def _cost(price: str, campaign: Campaign, summary: runner.Summary) -> str | None:
+    """The cost at the price the user typed: per SMS segment (Twilio bills SMS per segment) or
+    per WhatsApp message. None without a price; a sentence for one that is not a number."""
+    if not price.strip():
+        return None
+    try:
+        each = float(price.replace(",", "."))
+    except ValueError:
+        return f"{price!r} is not a price; write it as a number, e.g. 0.0079."
+    if campaign.provider == "twlo":
+        units, what = summary.segments, "segments"
+    else:
+        units, what = summary.counts.get(Status.DRY_RUN.value, 0), "messages"
+    return f"About {units * each:,.2f} for {units:,} {what} at {each:g} each."
 
 
 def runner_duration(seconds: float) -> str:
