@@ -95,6 +95,10 @@ def test_downloads_and_campaign_names_cannot_leave_the_folder(tmp_path: Path, ma
             r = s.get(server.base + path, timeout=10)
             assert r.status_code in (403, 404), path
             assert "not yours" not in r.text
+        (folder / "two words.toml").write_text((folder / "out.toml").read_text(encoding="utf-8"), encoding="utf-8")
+        index = s.get(server.base + "/", timeout=10).text
+        assert "two words.toml: this page opens campaign files named with letters" in index
+        assert 'href="/c/two words"' not in index and 'href="/c/out"' in index
         # The real (non-sandbox) results path, ../secret.csv, is refused the same way.
         campaign = load_campaign(folder / "out.toml")
         assert campaign.results == secret.resolve()

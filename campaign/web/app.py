@@ -23,7 +23,7 @@ import openpyxl
 from aiohttp import web
 
 from campaign import runner
-from campaign.config import API_KEY_ENV, Campaign, load_campaign
+from campaign.config import API_KEY_ENV, Campaign
 from campaign.errors import CampaignError, UsageError
 from campaign.sandbox import Sandbox, SandboxConfig
 from campaign.state import Status
@@ -50,9 +50,15 @@ async def index(request: web.Request) -> web.Response:
     site = _site(request)
     rows = []
     for path in sorted(site.folder.glob("*.toml")):
-        item: dict[str, Any] = {"name": path.stem, "counts": {}, "last_run": None, "error": None}
+        linked = bool(forms.NAME.fullmatch(path.stem))
+        item: dict[str, Any] = {"name": path.stem, "counts": {}, "last_run": None, "error": None, "linked": linked}
         try:
-            campaign = site.campaign(path.stem) if forms.NAME.fullmatch(path.stem) else load_campaign(path)
+            if not forms.NAME.fullmatch(path.stem):
+                raise UsageError(
+                    f"{path.name}: this page opens campaign files named with letters, digits, - and _ only; "
+                    "rename the file to open it here."
+                )
+            campaign = site.campaign(path.stem)
             item["title"] = campaign.name
             if campaign.state.exists():
                 report = runner.status(campaign)
