@@ -89,7 +89,7 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
         page.fill("input[name=name]", "orders")
         page.fill("input[name=channel_key]", "twlo_16175550100")
         page.fill("textarea[name=text]", "Hi {{ first_name }}, order {{ order_id }} is ready.")
-        page.fill("input[name=phone_column]", "Phone")
+        page.fill("input[name=phone_column]", "phone")  # matched as the reader does: any case
         page.set_input_files("input[name=file]", str(tmp_path / "orders.csv"))
         shot(page, "new")
         page.click("button[type=submit]")

@@ -103,9 +103,7 @@ async def check(request: web.Request) -> web.Response:
         summary = await off_loop(lambda: runner.check(campaign, prepare_in_child=False))
         context["summary"] = summary
         if summary.results_path is not None and summary.results_path.exists():
-            problems = forms.read_problems(summary.results_path, None)
-            problems = forms.read_problems(summary.results_path, forms.phone_header(campaign, problems.columns))
-            context["problems"] = problems
+            context["problems"] = forms.read_problems(summary.results_path, campaign)
         sendable = summary.counts.get(Status.DRY_RUN.value, 0)
         rate = campaign.sending.rate
         context["eta"] = runner_duration(sendable / rate) if rate > 0 else "as fast as the API answers"

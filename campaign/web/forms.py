@@ -23,6 +23,7 @@ from campaign.errors import ConfigError, InputFileError, UsageError
 from campaign.prepare import Pipeline
 from campaign.results import RESULT_COLUMNS
 from campaign.runner import _reason_kind
+from campaign.spreadsheet.common import header_key
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FIELDS = (
@@ -166,8 +167,9 @@ def problem_column(error: str, columns: list[str], phone_column: str | None) -> 
     return None
 
 
-def read_problems(report: Path, phone_column: str | None, first: int = 10) -> Problems:
-    """Stream the check report (``campaign check``'s CSV) and keep the first rows per kind."""
+def read_problems(report: Path, campaign: Campaign, first: int = 10) -> Problems:
+    """Stream the check report (``campaign check``'s CSV) and keep the first rows per kind,
+    each with the column its problem is in (see :func:`problem_column`)."""
     out = Problems()
     with report.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
@@ -183,6 +185,7 @@ def read_problems(report: Path, phone_column: str | None, first: int = 10) -> Pr
             for c in header[:row_at]
         ]
         status_at, error_at = header.index("status"), header.index("error")
+        phone_column = phone_header(campaign, out.columns)
         for cells in reader:
             status = cells[status_at]
             if status not in ("invalid", "skipped"):
@@ -204,8 +207,7 @@ def read_problems(report: Path, phone_column: str | None, first: int = 10) -> Pr
 
 
 def phone_header(campaign: Campaign, columns: list[str]) -> str | None:
-    """The header of the phone column, as the pipeline picks it (PRODUCT.md)."""
+    """The header of the phone column, matched as the reader matches names (header_key)."""
     rc = campaign.recipients
-    if rc.phone_column_given:
-        return rc.phone_column
-    return next((c for c in columns if c.strip().lower() == "phone"), None)
+    wanted = header_key(rc.phone_column if rc.phone_column_given else "phone")
+    return next((c for c in columns if header_key(c) == wanted), None)
