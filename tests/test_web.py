@@ -176,11 +176,16 @@ def test_the_page_and_the_cli_share_the_campaign_lock(tmp_path: Path, make_campa
         assert "sent" not in re.sub(r"being sent|already being sent", "", page.split('id="run-state"')[1][:200])
 
 
-def test_the_host_option_warns_when_not_loopback(tmp_path: Path) -> None:
+def test_the_host_option_warns_when_not_loopback(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    make_campaign(contacts(2))
     with web_server(tmp_path, "--host", "0.0.0.0") as server:
         assert any("warning: listening on 0.0.0.0" in line for line in server.output)
-    with web_server(tmp_path) as server:
+    with web_server(tmp_path, env={"SOCIOCS_API_KEY": ""}) as server:
         assert not any("warning" in line for line in server.output)
+        # Not sandbox mode and no key: the confirmation says what to do instead of asking.
+        page = server.session().get(f"{server.base}/c/test/send", timeout=10).text
+        assert "Set SOCIOCS_API_KEY in the environment of `campaign web`" in page
+        assert 'id="send-button"' not in page
 
 
 def test_stop_is_ctrl_c_the_run_ends_cleanly_and_resumes(tmp_path: Path, make_campaign: CampaignFactory) -> None:
