@@ -18,6 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from tests.webserver import web_server
@@ -137,6 +138,12 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
         with page.expect_download() as got:
             page.click("#download-xlsx")
         assert got.value.suggested_filename == "orders.sandbox.results.xlsx"
+        got.value.save_as(tmp_path / "results.xlsx")
+        book = openpyxl.load_workbook(tmp_path / "results.xlsx", read_only=True)
+        sheet = book.active
+        assert sheet is not None
+        workbook_rows = [[c or "" for c in row] for row in sheet.iter_rows(values_only=True)]
+        book.close()
 
         page.goto(f"{server.base}/sandbox")
         shot(page, "sandbox")
@@ -158,4 +165,5 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
     for r in sent:
         m = by_id[r["message_id"]]
         assert (m["to"], m["text"]) == (r["phone"], r["message"])
+    assert workbook_rows[0] == list(results[0]) and workbook_rows[1:] == [list(r.values()) for r in results]
     assert errors == []
