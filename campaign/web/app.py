@@ -188,7 +188,8 @@ async def send_confirm(request: web.Request) -> web.Response:
                 f"Set {API_KEY_ENV} in the environment of `campaign web` to your Sociocs API key "
                 "(Profile & settings → API), or start it with --sandbox to try the campaign locally."
             )
-        planned = await runner.run(campaign, site.options(dry_run=True, command="plan", write_results=False, **flags))
+        options = site.options(dry_run=True, command="plan", write_results=False, **flags)
+        planned = await off_loop(lambda: runner.run(campaign, options))
         context["count"] = planned.counts.get(Status.DRY_RUN.value, 0)
         context["countries"] = planned.countries.most_common()
     except CampaignError as err:
@@ -238,7 +239,8 @@ async def results(request: web.Request) -> web.Response:
     try:
         campaign = site.campaign(name)
         context["campaign"] = campaign
-        context["report"] = runner.status(campaign, results_path=campaign.results)
+        # Rewrites the results file from the state: a whole-file pass, off the server's loop.
+        context["report"] = await asyncio.to_thread(runner.status, campaign, results_path=campaign.results)
     except CampaignError as err:
         context["error"] = str(err)
     return site.page(request, "results.html", **context)
