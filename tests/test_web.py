@@ -103,6 +103,12 @@ def test_downloads_and_campaign_names_cannot_leave_the_folder(tmp_path: Path, ma
         campaign = load_campaign(folder / "out.toml")
         assert campaign.results == secret.resolve()
         csrf = server.csrf(s)
+        # A hand-written campaign file is never rewritten: a fixed file must be of its kind.
+        r = s.post(f"{server.base}/c/out/upload", data={"csrf": csrf}, files={"file": ("x.xlsx", b"PK")}, timeout=10)
+        assert r.status_code == 400
+        assert "This campaign reads contacts.csv: upload a .csv file (or change [recipients] file)." in r.text
+        assert (folder / "out.toml").read_text(encoding="utf-8").count('file = "contacts.csv"') == 1
+        assert not any(folder.glob(".upload-*"))
         # An upload's own name never becomes a path.
         form = {
             "csrf": csrf,

@@ -3,7 +3,7 @@
 Never Playwright's own browser download (it cannot work here): ``executable_path`` is the
 system chromium, which ``.ci/run`` installs when missing. The flow is issue 14's: open the URL
 with its token, create a campaign, upload a spreadsheet with bad rows and see them
-highlighted, upload a fixed file, preview, send to the sandbox, follow the progress to the end
+highlighted, upload a fixed file (as .xlsx), preview, send to the sandbox, follow the progress to the end
 (closing the tab and opening it again), download the results and compare them row for row
 with what the sandbox received. Every page is checked at 375 px wide (a phone): nothing
 wider than the screen, no JavaScript error. Set CAMPAIGN_WEB_SCREENSHOTS=docs/screenshots to
@@ -59,7 +59,12 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
     folder = tmp_path / "campaigns"
     folder.mkdir()
     (tmp_path / "orders.csv").write_text(BAD, encoding="utf-8")
-    (tmp_path / "orders-fixed.csv").write_text(FIXED, encoding="utf-8")
+    fixed = openpyxl.Workbook()  # fixed in a spreadsheet program, saved as .xlsx
+    sheet = fixed.active
+    assert sheet is not None
+    for line in FIXED.splitlines():
+        sheet.append(line.split(","))
+    fixed.save(tmp_path / "orders-fixed.xlsx")
     errors: list[str] = []
 
     with web_server(folder, "--sandbox") as server, sync_api.sync_playwright() as pw:
@@ -105,10 +110,13 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
         assert [r.get_attribute("data-row") for r in page.locator(".problem-row").all()] == ["3", "6", "5"]
         shot(page, "check")
 
-        page.set_input_files("#upload-fixed input[name=file]", str(tmp_path / "orders-fixed.csv"))
+        page.set_input_files("#upload-fixed input[name=file]", str(tmp_path / "orders-fixed.xlsx"))
         page.click("#upload-fixed button")
         assert "5 rows: 4 can be sent, 1 skipped." in page.inner_text("#check-banner")
         assert page.locator("tr.problem-row").count() == 1  # the duplicate, still shown
+        # The campaign file now names the workbook, so `campaign send orders.toml` reads it too.
+        assert 'file = "orders.recipients.xlsx"' in (folder / "orders.toml").read_text(encoding="utf-8")
+        assert not (folder / "orders.recipients.csv").exists()
 
         page.click("text=Preview the messages")
         bubbles = page.locator(".bubble").all_inner_texts()

@@ -11,6 +11,7 @@ import contextlib
 import csv
 import os
 import re
+import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -136,15 +137,32 @@ def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
 
 
 def replace_recipients(campaign: Campaign, upload: Path) -> None:
-    """Put a fixed upload in place of the campaign's recipients file (same kind of file)."""
+    """Put a fixed upload in place of the campaign's recipients file.
+
+    A campaign this page made (``NAME.recipients.<suffix>``) takes any kind of spreadsheet:
+    its campaign file is rewritten to name the new one. Any other campaign file is the
+    user's own text (comments, layout), so it is never rewritten: the upload must then be the
+    same kind of file. Raises UsageError otherwise, or for a recipients file outside the folder.
+    """
     current = campaign.recipients.file
     if not current.resolve().is_relative_to(campaign.folder.resolve()):
         raise UsageError(f"This campaign reads {current}, outside its folder; replace that file yourself.")
-    if upload.suffix != current.suffix.lower():
+    if upload.suffix == current.suffix.lower():
+        os.replace(upload, current)
+        return
+    stem = campaign.path.stem
+    if current.name != f"{stem}.recipients{current.suffix}" or current.parent != campaign.folder:
         raise UsageError(
             f"This campaign reads {current.name}: upload a {current.suffix} file (or change [recipients] file)."
         )
-    os.replace(upload, current)
+    doc = tomllib.loads(campaign.path.read_text(encoding="utf-8"))
+    fresh = current.with_name(f"{stem}.recipients{upload.suffix}")
+    doc["recipients"]["file"] = fresh.name
+    draft = campaign.path.with_name(f".{stem}.toml.draft")
+    draft.write_text(tomli_w.dumps(doc), encoding="utf-8")
+    os.replace(upload, fresh)
+    os.replace(draft, campaign.path)
+    current.unlink(missing_ok=True)
 
 
 @dataclass
