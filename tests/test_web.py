@@ -311,7 +311,9 @@ def test_hostile_uploads_meet_the_cli_defences_and_cells_are_shown_escaped(tmp_p
         assert "Hi =1+1" in preview and "<img src=x" not in preview
 
 
-def test_a_fixed_file_waits_until_the_send_has_ended(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
+    tmp_path: Path, make_campaign: CampaignFactory
+) -> None:
     make_campaign(contacts(20), sending="rate = 0\nconcurrency = 1\ntimeout = 5")
     before = (tmp_path / "contacts.csv").read_bytes()
 
@@ -331,10 +333,13 @@ def test_a_fixed_file_waits_until_the_send_has_ended(tmp_path: Path, make_campai
                 r = await s.post(f"{base}/c/test/upload", data=form)
                 refused = (r.status, await r.text())
                 run = await (await s.get(f"{base}/c/test/run")).text()
+                stopped = await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
+                assert stopped.url.path == "/c/test/run"
                 job = site.jobs.get("test")
                 assert job is not None and job.task is not None
-                job.stop.set()
                 await job.task
+                assert job.summary is not None and job.summary.interrupted  # Stop is Ctrl-C
+                assert job.summary.counts["pending"] > 0
                 return *refused, run
         finally:
             await runner.cleanup()
@@ -343,5 +348,6 @@ def test_a_fixed_file_waits_until_the_send_has_ended(tmp_path: Path, make_campai
     status, text, run = asyncio.run(go())
     assert status == 400 and "This campaign is being sent now; upload the fixed file when the send has ended." in text
     assert 'http-equiv="refresh"' in run and 'id="stop-button"' in run
+    assert re.search(r"Sending: \d+ of 20 \([\d.]+ per second", run)
     assert (tmp_path / "contacts.csv").read_bytes() == before
     assert not any(tmp_path.glob(".upload-*"))
