@@ -314,7 +314,7 @@ def test_hostile_uploads_meet_the_cli_defences_and_cells_are_shown_escaped(tmp_p
 def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
     tmp_path: Path, make_campaign: CampaignFactory
 ) -> None:
-    make_campaign(contacts(20), sending="rate = 0\nconcurrency = 1\ntimeout = 5")
+    make_campaign(contacts(40), sending="rate = 0\nconcurrency = 1\ntimeout = 5")
     before = (tmp_path / "contacts.csv").read_bytes()
 
     async def go() -> tuple[int, str, str]:
@@ -348,6 +348,6 @@ def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
     status, text, run = asyncio.run(go())
     assert status == 400 and "This campaign is being sent now; upload the fixed file when the send has ended." in text
     assert 'http-equiv="refresh"' in run and 'id="stop-button"' in run
-    assert re.search(r"Sending: \d+ of 20 \([\d.]+ per second", run)
+    assert re.search(r"Sending: \d+ of 40 \([\d.]+ per second", run)
     assert (tmp_path / "contacts.csv").read_bytes() == before
     assert not any(tmp_path.glob(".upload-*"))
