@@ -106,7 +106,7 @@ async def check(request: web.Request) -> web.Response:
             context["problems"] = forms.read_problems(summary.results_path, campaign)
         sendable = summary.counts.get(Status.DRY_RUN.value, 0)
         rate = campaign.sending.rate
-        context["eta"] = runner_duration(sendable / rate) if rate > 0 else "as fast as the API answers"
+        context["eta"] = f"about {runner_duration(sendable / rate)}" if rate > 0 else "as fast as the API answers"
         context["countries"] = summary.countries.most_common()
         context["cost"] = _cost(request.query.get("price", ""), campaign, summary)
     except CampaignError as err:
