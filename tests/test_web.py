@@ -332,7 +332,10 @@ def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
                 form.add_field("file", b"Phone\n+16175550101\n", filename="contacts.csv")
                 r = await s.post(f"{base}/c/test/upload", data=form)
                 refused = (r.status, await r.text())
-                run = await (await s.get(f"{base}/c/test/run")).text()
+                run = ""
+                while not re.search(r"Sending: [1-9]", run):  # reload, as the page does itself
+                    run = await (await s.get(f"{base}/c/test/run")).text()
+                    await asyncio.sleep(0.02)
                 stopped = await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
                 assert stopped.url.path == "/c/test/run"
                 job = site.jobs.get("test")
@@ -348,6 +351,6 @@ def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
     status, text, run = asyncio.run(go())
     assert status == 400 and "This campaign is being sent now; upload the fixed file when the send has ended." in text
     assert 'http-equiv="refresh"' in run and 'id="stop-button"' in run
-    assert re.search(r"Sending: \d+ of 40 \([\d.]+ per second", run)
+    assert re.search(r"Sending: \d+ of 40 \([\d.]+ per second", run), re.findall(r'id="run-state">([^<]*)', run)
     assert (tmp_path / "contacts.csv").read_bytes() == before
     assert not any(tmp_path.glob(".upload-*"))

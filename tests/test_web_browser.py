@@ -139,6 +139,9 @@ def test_upload_check_fix_preview_send_follow_download(tmp_path: Path) -> None:
         shot(page, "run")
 
         page.click("#results-link")
+        # The sandbox posted delivery reports to the server's listener: the funnel shows them.
+        funnel = page.inner_text("#funnel")
+        assert "accepted\t4\t100.0%" in funnel
         shot(page, "results")
         with page.expect_download() as got:
             page.click("#download-csv")

@@ -22,8 +22,9 @@ from typing import Any
 import openpyxl
 from aiohttp import web
 
-from campaign import runner
+from campaign import delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign
+from campaign.delivery import error_meaning
 from campaign.errors import CampaignError, UsageError
 from campaign.sandbox import Sandbox, SandboxConfig
 from campaign.state import Status
@@ -171,7 +172,7 @@ async def preview(request: web.Request) -> web.Response:
 
 
 def _flags(data: dict[str, str] | Any) -> dict[str, bool]:
-    return {k: data.get(k) == "1" for k in ("retry_failed", "resend_unknown")}
+    return {k: data.get(k) == "1" for k in ("retry_failed", "resend_unknown", "retry_undelivered")}
 
 
 async def send_confirm(request: web.Request) -> web.Response:
@@ -202,7 +203,7 @@ async def send_post(request: web.Request) -> web.StreamResponse:
     data = await site.form(request)
     try:
         campaign = site.campaign(name)
-        site.jobs.start(name, campaign, site.options(**_flags(data)))
+        site.jobs.start(name, campaign, site.options(**_flags(data)), around=lambda: site.sandbox_reports(campaign))
     except CampaignError as err:
         return site.page(request, "error.html", status=409, name=name, error=str(err))
     raise web.HTTPSeeOther(f"/c/{name}/run")
@@ -234,13 +235,15 @@ async def stop(request: web.Request) -> web.StreamResponse:
 
 async def results(request: web.Request) -> web.Response:
     site, name = _site(request), _name(request)
-    context: dict[str, Any] = {"name": name, "report": None, "error": None, "order": STATUS_ORDER, "message": None}
+    context: dict[str, Any] = {"name": name, "report": None, "error": None, "order": STATUS_ORDER, "funnel": None}
     context["message"] = request.query.get("done")
     try:
         campaign = site.campaign(name)
         context["campaign"] = campaign
         # Rewrites the results file from the state: a whole-file pass, off the server's loop.
         context["report"] = await asyncio.to_thread(runner.status, campaign, results_path=campaign.results)
+        context["funnel"] = await asyncio.to_thread(delivery_runner.delivery_funnel, campaign)
+        context["meaning"] = error_meaning
     except CampaignError as err:
         context["error"] = str(err)
     return site.page(request, "results.html", **context)

@@ -10,9 +10,12 @@ again shows the same run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +25,8 @@ from campaign.errors import CampaignError, UsageError
 from campaign.state import Outcome
 
 log = logging.getLogger(__name__)
+AfterSend = Callable[[runner.Summary], Awaitable[None]]
+Around = Callable[[], AbstractAsyncContextManager[AfterSend | None]]
 
 
 @dataclass
@@ -37,6 +42,7 @@ class Job:
     error: str | None = None  # the CampaignError sentence that ended the run before it sent
     task: asyncio.Task[None] | None = None
     finished_at: float | None = None
+    collecting: bool = False  # sent; waiting for the sandbox's delivery reports
 
     @property
     def running(self) -> bool:
@@ -62,9 +68,19 @@ class Jobs:
     def get(self, name: str) -> Job | None:
         return self.jobs.get(name)
 
-    def start(self, name: str, campaign: Campaign, options: runner.Options, results: Path | None = None) -> Job:
+    def start(
+        self,
+        name: str,
+        campaign: Campaign,
+        options: runner.Options,
+        results: Path | None = None,
+        *,
+        around: Around | None = None,
+    ) -> Job:
         """Start sending; raise UsageError if this server is already sending the campaign
-        (another process sending it is found by the lock, and reported as the run's error)."""
+        (another process sending it is found by the lock, and reported as the run's error).
+        ``around`` is entered around the run; what it yields, if not None, is awaited with
+        the summary after it (sandbox mode: collect the delivery reports)."""
         current = self.jobs.get(name)
         if current is not None and current.running:
             raise UsageError(f"Campaign {name!r} is already being sent from this page.")
@@ -77,9 +93,14 @@ class Jobs:
 
         async def go() -> None:
             try:
-                job.summary = await runner.run(
-                    campaign, options, results_path=results, on_progress=on_progress, stop_event=job.stop
-                )
+                async with around() if around is not None else contextlib.nullcontext(None) as after:
+                    summary = await runner.run(
+                        campaign, options, results_path=results, on_progress=on_progress, stop_event=job.stop
+                    )
+                    job.summary = summary
+                    if after is not None:
+                        job.collecting = True
+                        await after(summary)
             except CampaignError as err:
                 job.error = str(err)
             except Exception:  # a bug: the page says so; the traceback goes to the server's console

@@ -9,8 +9,10 @@ campaign's message renderer), and the CSRF-checked forms.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Callable, Coroutine
+import secrets
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,11 +20,12 @@ from typing import Any, TypeVar
 import jinja2
 from aiohttp import BodyPartReader, web
 
-from campaign import runner
+from campaign import delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
 from campaign.sandbox import Sandbox
+from campaign.state import State
 from campaign.web import forms
-from campaign.web.jobs import Jobs
+from campaign.web.jobs import AfterSend, Jobs
 from campaign.web.security import Secrets, UploadError, read_field, save_upload
 
 T = TypeVar("T")
@@ -64,6 +67,34 @@ class Site:
     def options(self, **kw: Any) -> runner.Options:
         # No forked preparer inside a server with threads; rows are prepared in this process.
         return runner.Options(api_key=self.api_key(), sandbox=self.sandbox is not None, prepare_in_child=False, **kw)
+
+    @contextlib.asynccontextmanager
+    async def sandbox_reports(self, campaign: Campaign) -> AsyncIterator[AfterSend | None]:
+        """Sandbox mode: a listener in this process, subscribed at the sandbox, records its
+        delivery reports into the campaign's (sandbox) state file, as ``campaign send --sandbox``
+        does; what this yields waits for them after the send and rewrites the results file
+        with the delivery columns. Yields None otherwise (real reports come to ``campaign
+        listen``)."""
+        if self.sandbox is None:
+            yield None
+            return
+        sandbox = self.sandbox
+        secret = secrets.token_hex(16)
+        listener = delivery_runner.listener_for([campaign], secret, refresh=False, lazy=True)
+        try:
+            hook = await listener.start()
+            await delivery_runner.subscribe(campaign, self.sandbox_key, url=hook, secret=secret)
+
+            async def after(summary: runner.Summary) -> None:
+                if summary.results_path is None:
+                    return
+                await sandbox.webhooks.drain()
+                await listener.close()
+                await asyncio.to_thread(export_results, campaign, summary.results_path)
+
+            yield after
+        finally:
+            await listener.close()
 
     def page(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
         html = self.env.get_template(template).render(
@@ -117,3 +148,12 @@ async def off_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
     in a worker thread: it reads every row without awaiting, and the server's loop, which
     also runs the sends started from the page, must keep answering meanwhile."""
     return await asyncio.to_thread(lambda: asyncio.run(work()))
+
+
+def export_results(campaign: Campaign, results: Path) -> None:
+    """Rewrite the results file from the state file (after delivery reports came in)."""
+    state = State(campaign.state)
+    try:
+        runner.export(state, results)
+    finally:
+        state.close()
