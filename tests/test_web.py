@@ -354,3 +354,39 @@ def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
     assert re.search(r"Sending: \d+ of 40 \([\d.]+ per second", run), re.findall(r'id="run-state">([^<]*)', run)
     assert (tmp_path / "contacts.csv").read_bytes() == before
     assert not any(tmp_path.glob(".upload-*"))
+
+
+def test_new_whatsapp_template_campaigns_write_their_variables(tmp_path: Path) -> None:
+    """The form's `1 = ...` / `Body.1 = ...` lines become [message.variables] as the CLI reads them."""
+    rows = b"phone,first_name,order_id\n+16175550101,Ann,A-1\n"
+    with web_server(tmp_path, "--sandbox") as server:
+        s = server.session()
+        base = {"csrf": server.csrf(s), "default_country": "US"}
+        twilio = {
+            **base,
+            "name": "wa",
+            "provider": "twlowa",
+            "channel_key": "twlowa_16175550100",
+            "template_id": "HX0123456789abcdef0123456789abcdef",
+            "variables": "1 = {{ first_name }}\r\n\r\n2 = {{ order_id }}",
+        }
+        r = s.post(f"{server.base}/new", data=twilio, files={"file": ("c.csv", rows)}, timeout=10)
+        assert r.status_code == 200 and "1 row: 1 can be sent." in r.text and r.url.endswith("/c/wa")
+        preview = s.get(f"{server.base}/c/wa/preview", timeout=10).text
+        assert "template HX0123456789abcdef0123456789abcdef<br>1: Ann<br>2: A-1<br>" in preview
+        gupshup = {
+            **twilio,
+            "name": "gs",
+            "provider": "gswa",
+            "channel_key": "gswa_16175550100",
+            "template_id": "007b7c0e-fc8d-4698-a9a8-3938151dd5da",
+            "variables": "Body.1 = {{ first_name }}",
+        }
+        r = s.post(f"{server.base}/new", data=gupshup, files={"file": ("c.csv", rows)}, timeout=10)
+        assert r.url.endswith("/c/gs"), r.text
+        assert load_campaign(tmp_path / "gs.toml").message.variables == {"Body": {"1": "{{ first_name }}"}}
+        bad = {**twilio, "name": "bad", "variables": "first_name"}
+        r = s.post(f"{server.base}/new", data=bad, files={"file": ("c.csv", rows)}, timeout=10)
+        assert r.status_code == 400
+        assert "Template variables, line 1: write one per line as `1 = {{ first_name }}`." in r.text
+        assert not (tmp_path / "bad.toml").exists()
