@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -390,3 +391,46 @@ def test_new_whatsapp_template_campaigns_write_their_variables(tmp_path: Path) -
         assert r.status_code == 400
         assert "Template variables, line 1: write one per line as `1 = {{ first_name }}`." in r.text
         assert not (tmp_path / "bad.toml").exists()
+
+
+def test_schedule_quiet_hours_and_cancel_from_the_page(tmp_path: Path) -> None:
+    """[schedule] from the form; a scheduled send is listed on the results page and Cancel
+    takes it back at the (sandbox) API: the rows become cancelled."""
+    rows = b"phone,first_name\n+16175550101,Ann\n+16175550102,Bob\n"
+    when = (datetime.now(UTC) + timedelta(days=2)).replace(second=0, microsecond=0).isoformat()
+    with web_server(tmp_path, "--sandbox") as server:
+        s = server.session()
+        csrf = server.csrf(s)
+        form = {
+            "csrf": csrf,
+            "provider": "twlo",
+            "channel_key": "twlo_16175550100",
+            "default_country": "US",
+            "text": "Hi {{ first_name }}",
+            "rate": "0",
+        }
+        quiet = {**form, "name": "quiet", "window": "08:00-21:00", "days": "mon, fri", "daily_limit": "500"}
+        r = s.post(f"{server.base}/new", data=quiet, files={"file": ("c.csv", rows)}, timeout=10)
+        assert r.url.endswith("/c/quiet") and "Time zones" in r.text and "America/New_York 2" in r.text
+        schedule = load_campaign(tmp_path / "quiet.toml").schedule
+        assert (schedule.window_text, sorted(schedule.days), schedule.daily_limit) == ("08:00-21:00", [0, 4], 500)
+
+        r = s.post(
+            f"{server.base}/new",
+            data={**form, "name": "later", "send_at": when},
+            files={"file": ("c.csv", rows)},
+            timeout=10,
+        )
+        assert r.url.endswith("/c/later")
+        confirm = s.get(f"{server.base}/c/later/send", timeout=10).text
+        assert f"At {when}: the API holds each message until then." in confirm
+        s.post(f"{server.base}/c/later/send", data={"csrf": csrf}, timeout=10)
+        _wait_finished(s, f"{server.base}/c/later/run")
+        results = s.get(f"{server.base}/c/later/results", timeout=10).text
+        assert "2 scheduled messages still to go out" in results and 'id="cancel-button"' in results
+        assert s.post(f"{server.base}/c/later/cancel", data={}, timeout=10).status_code == 403  # CSRF
+        r = s.post(f"{server.base}/c/later/cancel", data={"csrf": csrf}, timeout=10)
+        assert "Cancelled 2 scheduled messages." in r.text
+        assert "still to go out" not in r.text
+        csv_text = s.get(f"{server.base}/c/later/download/results.csv", timeout=10).text
+        assert csv_text.count(",cancelled,") == 2

@@ -22,7 +22,7 @@ from typing import Any
 import openpyxl
 from aiohttp import web
 
-from campaign import delivery_runner, runner
+from campaign import delivery_runner, runner, timing
 from campaign.config import API_KEY_ENV, Campaign
 from campaign.delivery import error_meaning
 from campaign.errors import CampaignError, UsageError
@@ -109,6 +109,7 @@ async def check(request: web.Request) -> web.Response:
         rate = campaign.sending.rate
         context["eta"] = f"about {runner_duration(sendable / rate)}" if rate > 0 else "as fast as the API answers"
         context["countries"] = summary.countries.most_common()
+        context["zones"] = [(timing.zone_label(z), n) for z, n in summary.zones.most_common()]
         context["cost"] = _cost(request.query.get("price", ""), campaign, summary)
     except CampaignError as err:
         context["error"] = str(err)
@@ -266,6 +267,30 @@ async def reconcile(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther(request.app.router["results"].url_for(name=name).with_query(done=done))
 
 
+async def cancel(request: web.Request) -> web.StreamResponse:
+    """Take back the campaign's scheduled messages at the API (``campaign cancel``)."""
+    site, name = _site(request), _name(request)
+    await site.form(request)
+    try:
+        campaign = site.campaign(name)
+        if not site.api_key():
+            raise UsageError(f"Set {API_KEY_ENV} in the environment of `campaign web` to cancel.")
+        r = await runner.cancel(campaign, site.api_key(), None, sandbox=site.sandbox is not None)
+    except CampaignError as err:
+        return site.page(request, "error.html", status=409, name=name, error=str(err))
+    parts = [f"Cancelled {len(r.cancelled):,} scheduled messages."]
+    if r.too_late:
+        parts.append(f"{len(r.too_late):,} were too late (the API sends or sent them already).")
+    if r.failed:
+        parts.append(f"{len(r.failed):,} were not cancelled: {r.failed[0]['error']}")
+    if r.unresolved:
+        parts.append(f"{len(r.unresolved):,} got no answer; cancel again to settle them.")
+    if r.stop_reason:
+        parts.append(f"Stopped: {r.stop_reason}")
+    done = " ".join(parts)
+    raise web.HTTPSeeOther(request.app.router["results"].url_for(name=name).with_query(done=done))
+
+
 async def download(request: web.Request) -> web.StreamResponse:
     site, name = _site(request), _name(request)
     campaign = site.campaign(name)
@@ -352,6 +377,7 @@ def make_app(site: Site) -> web.Application:
     r.add_post("/c/{name}/stop", stop)
     r.add_get("/c/{name}/results", results, name="results")
     r.add_post("/c/{name}/reconcile", reconcile)
+    r.add_post("/c/{name}/cancel", cancel)
     r.add_get("/c/{name}/download/{kind}", download)
     r.add_static("/static", Path(__file__).parent / "static")
 

@@ -35,7 +35,11 @@ FIELDS = (
     "image_url",
     "template_id",
     "variables",
-    "schedule",
+    "send_at",
+    "window",
+    "days",
+    "timezone_column",
+    "daily_limit",
     "default_country",
     "phone_column",
     "name_column",
@@ -86,9 +90,18 @@ def campaign_toml(form: Mapping[str, str], recipients_file: str) -> dict[str, An
         message["text"] = text
     else:
         raise UsageError("Write the message text, or give an approved template's id.")
-    for key in ("image_url", "schedule"):
+    if value := form.get("image_url", "").strip():
+        message["image_url"] = value
+    schedule: dict[str, Any] = {}  # [schedule] (PRODUCT.md, "Sending windows and local time")
+    for key in ("send_at", "window", "timezone_column"):
         if value := form.get(key, "").strip():
-            message[key] = value
+            schedule[key] = value
+    if days := [d.strip() for d in form.get("days", "").replace(" ", ",").split(",") if d.strip()]:
+        schedule["days"] = days
+    if limit := form.get("daily_limit", "").strip():
+        if not limit.isdigit():
+            raise UsageError(f"The daily limit must be a whole number of recipients, not {limit!r}.")
+        schedule["daily_limit"] = int(limit)
     sending: dict[str, Any] = {}
     if rate := form.get("rate", "").strip():
         try:
@@ -102,6 +115,8 @@ def campaign_toml(form: Mapping[str, str], recipients_file: str) -> dict[str, An
         "recipients": recipients,
         "message": message,
     }
+    if schedule:
+        doc["schedule"] = schedule
     if sending:
         doc["sending"] = sending
     return doc

@@ -29,6 +29,7 @@ from campaign.web.jobs import AfterSend, Jobs
 from campaign.web.security import Secrets, UploadError, read_field, save_upload
 
 T = TypeVar("T")
+DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Site:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["num"] = lambda n: f"{n:,}"
+        self.env.filters["day_name"] = lambda d: DAY_NAMES[d]
 
     def api_key(self) -> str:
         """The key sends use: the sandbox's, or SOCIOCS_API_KEY from the server's environment."""
