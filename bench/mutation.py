@@ -56,6 +56,7 @@ def _config(module: str) -> str:
         "\n[tool.mutmut]\n"
         'source_paths = ["campaign/"]\n'
         f'only_mutate = ["campaign/{module}.py"]\n'
+        'also_copy = ["samples/", "templates/", "bench/", "docs/", "README.md", "CHANGELOG.md"]\n'
         f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", {ignores}]\n'
     )
 
@@ -83,7 +84,8 @@ def run_module(module: str, *, show: bool) -> dict[str, object]:
             handle.write(_config(module))
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
         started = time.monotonic()
-        subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=subprocess.DEVNULL, check=False)
+        with (OUT / f"{module}.log").open("w", encoding="utf-8") as log:  # mutmut's own output
+            subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
         elapsed = time.monotonic() - started
         listing = subprocess.run(
             ["mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=False
