@@ -189,6 +189,7 @@ class ProgressDisplay:
 
 
 def counts_table(counts: dict[str, int], title: str) -> Table:
+    """Rows per status, in the results file's order of statuses; the title is printed as written."""
     table = Table(title=title, show_header=True)
     table.add_column("status")
     table.add_column("rows", justify="right")
@@ -245,6 +246,10 @@ def command(*words: str) -> str:
 
 
 def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, sandbox: bool = False) -> None:
+    """After ``send``: counts, why rows are invalid, failed or skipped, and the commands to run next.
+
+    ``sandbox``: the run used ``--sandbox``, so the printed ``send`` commands carry it too.
+    """
     out.print(counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
     _print_invalid(s)
     _print_why(s.reasons)
@@ -317,6 +322,7 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
 
 
 def stop_hint(reason: str) -> str:
+    """What to do about the API's reason for stopping a run (bad key, bad channel, wrong URL)."""
     if "channel_key" in reason:
         return "Check channel_key and provider in the campaign file (Profile & settings → API)."
     if "HTTP 401" in reason or "authentication" in reason.lower() or "apikey" in reason.lower():
@@ -329,6 +335,7 @@ def stop_hint(reason: str) -> str:
 
 
 def print_check(s: runner.Summary) -> None:
+    """After ``check``: PRODUCT.md's check summary (sendable, invalid by reason, duplicates...)."""
     out.print(counts_table(s.counts, f"check: {s.rows:,} rows"))
     sendable = s.counts.get(Status.DRY_RUN, 0)
     out.print(f"Sendable: {sendable:,}")
@@ -390,6 +397,7 @@ def print_results(s: runner.Summary, status_cmd: str | None) -> None:
 
 
 def duration(seconds: float) -> str:
+    """Seconds as "1h 02m 03s", "2m 03s" or "3s"."""
     seconds = round(seconds)
     h, rest = divmod(seconds, 3600)
     m, sec = divmod(rest, 60)
