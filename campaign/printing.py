@@ -43,14 +43,15 @@ err = plain_console(stderr=True)
 
 
 def sentence(*parts: str) -> str:
-    """Join sentences as written: one space between them, one full stop after each at most.
+    """Join sentences as written: one space between them, one full stop between them at most.
 
     Parts come from different places (an API's "Authentication failed.", our hint, a file's
-    path), so each is stripped and ends with its own punctuation or gets a full stop
-    (:func:`campaign.errors.full_stop`): never "failed.. Check" nor a double space at a join.
-    The text inside a part is left alone.
+    path), so each is stripped and, unless it is the last, ends with its own punctuation or
+    gets a full stop (:func:`campaign.errors.full_stop`): never "failed.. Check" nor a double
+    space at a join. The text inside a part, and the end of the last one, are left alone.
     """
-    return " ".join(full_stop(p) for p in parts if p and p.strip())
+    texts = [p.strip() for p in parts if p and p.strip()]
+    return " ".join([*(full_stop(t) for t in texts[:-1]), *texts[-1:]])
 
 
 def line(console: Console, *pieces: str | tuple[str, str]) -> None:

@@ -182,9 +182,9 @@ def test_sentence_joins_without_doubling() -> None:
         "Authentication failed. Check SOCIOCS_API_KEY."
     )
     assert sentence("cannot write x (Is a directory) ", " Nothing is lost") == (
-        "cannot write x (Is a directory). Nothing is lost."
+        "cannot write x (Is a directory). Nothing is lost"  # the last part's end is its own
     )
-    assert sentence("Really?", "", "Wait…", "[message] text uses [x]") == "Really? Wait… [message] text uses [x]."
+    assert sentence("Really?", "", "Wait…", "[message] text uses [x]") == "Really? Wait… [message] text uses [x]"
 
 
 def test_user_text_is_never_markup_or_emoji(capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,7 +194,7 @@ def test_user_text_is_never_markup_or_emoji(capsys: pytest.CaptureFixture[str]) 
     printing.out.print("[red]plain[/]")
     printing.out.print(printing.counts_table({"sent": 1}, "[bold]spring[/] :tada:"))  # a campaign's name
     printed = capsys.readouterr().out
-    assert printed.startswith("warning: [message] text uses [bold]x[/] :smile: [recipients].\n[red]plain[/]\n")
+    assert printed.startswith("warning: [message] text uses [bold]x[/] :smile: [recipients]\n[red]plain[/]\n")
     assert "[bold]spring[/] :tada:" in printed
 
 
