@@ -51,6 +51,19 @@ def _neutralised(values: Iterable[Any]) -> list[Any]:
     return ["'" + v if v.__class__ is str and v and v[0] in starts and not plain(v) else v for v in values]
 
 
+def as_written(cell: str) -> str:
+    """A results-file cell as it was before :func:`neutralise` added its ``'``: for showing the
+    file where no spreadsheet program runs it (a web page, an .xlsx of text cells).
+
+    The inverse of the rule, so a cell that itself began with ``'`` and then ``=``, ``+``... loses
+    that ``'`` too; the results file never writes such a cell differently, so this cannot tell.
+    """
+    rest = cell[1:]
+    if cell.startswith("'") and rest and rest[0] in _FORMULA_START_CHARS and not _PLAIN.match(rest):
+        return rest
+    return cell
+
+
 def neutralise(value: Any) -> str:
     """One cell as text that no spreadsheet program will run as a formula."""
     return str(_neutralised(["" if value is None else str(value)])[0])
