@@ -35,7 +35,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("plan: state inserts + duplicates (Planner.plan)", ("Planner.plan",)),
     ("journal group commits (Journal.flush -> State.write)", ("Journal.flush",)),
     ("HTTP client (SociocsClient.send, aiohttp)", ("SociocsClient.send", "(aiohttp/", "(multidict/", "(yarl/")),
-    ("progress callback (cli._progress.update)", ("_progress.update", "send.<locals>.progress")),
+    ("progress callback (printing.ProgressDisplay.update)", ("ProgressDisplay.update", "send.<locals>.progress")),
     ("sender bookkeeping (Sender._worker/_deliver, Journal.mark, Pacer)",
      ("Sender._worker", "Sender._deliver", "Sender._process", "Journal.mark", "Pacer.")),
     ("queue hand-off (Sender.put)", ("Sender.put",)),

@@ -1,7 +1,7 @@
 """The ``campaign`` command: parse, call one library function, print, pick the exit code.
 
 All the work lives in ``campaign.runner``; this module only turns flags into options, shows
-progress and summaries with rich, and maps errors to PRODUCT.md's exit codes. A
+progress and summaries (``campaign.printing``), and maps errors to PRODUCT.md's exit codes. A
 ``CampaignError`` is printed as its one sentence; anything else is a bug and gets a
 traceback only with ``--debug``.
 """
@@ -22,24 +22,30 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
-from rich.text import Text
 
-from campaign import __version__, delivery_runner, runner, timing
+from campaign import __version__, delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
-from campaign.delivery import SECRET_ENV, Report, error_meaning
+from campaign.delivery import SECRET_ENV, Report
 from campaign.delivery_store import Funnel
 from campaign.errors import CampaignError, ExitCode, UsageError
-from campaign.state import Outcome, State, Status
+from campaign.printing import (
+    ProgressDisplay,
+    err,
+    line,
+    not_sent,
+    out,
+    print_check,
+    print_destinations,
+    print_funnel,
+    print_status,
+    print_summary,
+    say,
+    schedule_phrase,
+    sentence,
+)
+from campaign.state import State, Status
 
 T = TypeVar("T")
-out = Console(highlight=False, soft_wrap=True)  # long lines stay whole: commands in them can be copied
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-STATUS_ORDER = [s.value for s in Status if s not in (Status.SENDING, Status.CANCELLING)]
 
 
 class _Ctx:
@@ -49,8 +55,7 @@ class _Ctx:
 def _fail(error: BaseException) -> None:
     """Print an error the way users should see it and exit with its code."""
     if isinstance(error, CampaignError):
-        # The sentence holds user text ("[message] text", a cell, a header): never markup.
-        err.print(Text.assemble(("error:", "bold red"), " ", str(error)), soft_wrap=True)
+        say(err, "error:", "bold red", str(error))
         sys.exit(int(error.exit_code))
     if isinstance(error, KeyboardInterrupt):
         sys.exit(int(ExitCode.INTERRUPTED))
@@ -68,9 +73,12 @@ def _guard(debug: bool, fn: Callable[[], T]) -> T:
     except Exception:
         if debug:
             raise
-        err.print(
-            "[bold red]internal error:[/] campaign hit a bug; rerun with --debug for the traceback "
-            "and report it. Nothing committed to the state file is lost.",
+        say(
+            err,
+            "internal error:",
+            "bold red",
+            "campaign hit a bug; rerun with --debug for the traceback and report it.",
+            "Nothing committed to the state file is lost.",
         )
         sys.exit(int(ExitCode.STOPPED))
 
@@ -110,7 +118,7 @@ def check(campaign_file: str, report: str | None) -> None:
         return asyncio.run(runner.check(campaign, report=Path(report) if report else None))
 
     summary = _guard(_Ctx.debug, go)
-    _print_check(summary)
+    print_check(summary)
     sys.exit(int(summary.exit_code()))
 
 
@@ -121,13 +129,13 @@ def preview(campaign_file: str, count: int) -> None:
     """Show the first N requests exactly as they would be sent (the API key is never shown)."""
     items = _guard(_Ctx.debug, lambda: runner.preview(_load(campaign_file), count))
     for item in items:
-        out.print(Text.assemble((f"row {item['row']}", "bold"), f"  {item['phone'] or ''}"))
+        line(out, (f"row {item['row']}", "bold"), "  ", item["phone"] or "")
         if "request" in item:
             out.print_json(json.dumps(item["request"], ensure_ascii=False))
             if "segments" in item:
                 out.print(f"  SMS segments: {item['segments']}")
         else:  # skipped (duplicate, suppressed) or invalid, as send would record it; never sent
-            out.print(Text.assemble("  ", (item["status"], "yellow"), f": {item['error']}"))
+            line(out, "  ", (item["status"], "yellow"), ": ", item["error"])
 
 
 @cli.command()
@@ -184,7 +192,7 @@ def send(
 
     funnel: Funnel | None = None
 
-    async def main() -> runner.Summary:
+    async def main() -> runner.Summary | None:
         nonlocal funnel, campaign
         async with _maybe_sandbox(sandbox) as target:
             if target is not None:
@@ -192,8 +200,8 @@ def send(
                 options.api_key = target[1]
                 options.sandbox = True
                 out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
-            if not dry_run and not yes:
-                await _confirm(campaign, options)
+            if not dry_run and not yes and not await _confirm(campaign, options):
+                return None
             shown = f"{campaign_file} --sandbox" if sandbox else campaign_file
             async with _sandbox_listener(None if dry_run else target, campaign) as listener:
                 summary = await _run_with_progress(campaign, options, results_path, shown)
@@ -206,22 +214,29 @@ def send(
             return summary
 
     summary = _guard(_Ctx.debug, lambda: asyncio.run(main()))
-    _print_summary(campaign, summary, f"{campaign_file} --sandbox" if sandbox else campaign_file)
+    if summary is None:  # the user answered no: a choice, not an error (exit 0)
+        out.print("Nothing was sent.")
+        sys.exit(int(ExitCode.OK))
+    print_summary(campaign, summary, campaign_file, sandbox)
     if funnel is not None:
-        _print_funnel(funnel, campaign.provider)
+        print_funnel(funnel, campaign.provider)
     sys.exit(int(summary.exit_code()))
 
 
-async def _confirm(campaign: Campaign, options: runner.Options) -> None:
+async def _confirm(campaign: Campaign, options: runner.Options) -> bool:
+    """Ask before sending; False when the user says no. Refuses (exit 2) without a terminal."""
     counting = dataclasses.replace(options, dry_run=True, command="plan", write_results=False)
     planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
-    question = f"Send {n:,} messages via {campaign.provider} channel {campaign.channel_key}?"
-    _print_destinations(planned)
+    via = f"via {campaign.provider} channel {campaign.channel_key}"
+    question = f"Send {n:,} messages {via} {schedule_phrase(planned, n)}?"
+    notes = not_sent(planned)
+    print_destinations(planned)
     if not sys.stdin.isatty():
-        raise CampaignError(f"{question} Refusing without a terminal to ask on; add --yes to confirm.")
-    if not click.confirm(question, default=False):
-        raise CampaignError("Nothing sent.")
+        raise UsageError(sentence(question, notes, "Refusing without a terminal to ask on; add --yes to confirm."))
+    if notes:
+        out.print(notes)
+    return click.confirm(question, default=False)
 
 
 @asynccontextmanager
@@ -294,235 +309,11 @@ async def _run_with_progress(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     try:
-        with _progress(campaign) as update:
+        with ProgressDisplay(campaign) as update:
             return await runner.run(campaign, options, results_path=results, on_progress=update, stop_event=stop)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-
-
-class _progress:
-    """A rich progress bar on a terminal; a plain line every few seconds otherwise."""
-
-    def __init__(self, campaign: Campaign) -> None:
-        self.campaign = campaign
-        self.bar: Progress | None = None
-        self.task: Any = None
-        self.started = self.last = time.monotonic()
-        self.latest: runner.Summary | None = None  # for the bar's last update on exit
-
-    def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
-        if out.is_terminal:
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]:.1f}/s"),
-                TimeRemainingColumn(),
-                console=out,
-            )
-        return self.update
-
-    def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
-        """Called for every outcome: does real work only a few times a second."""
-        now = time.monotonic()
-        if summary.waiting_for and outcome is None:
-            out.print(f"waiting for {summary.waiting_for} (--wait)", markup=False)
-        if self.bar is not None:
-            self.latest = summary
-            if self.task is None:
-                # Started at the first update, not on entry: the bar's refresh thread would
-                # otherwise keep the run from forking its row-preparing process (campaign.prepare).
-                self.bar.start()
-                self.task = self.bar.add_task("sending", total=None, rate=0.0)
-            elif now - self.last < 0.1:  # the bar redraws 10 times a second; more is wasted
-                return
-            self.last = now
-            self._draw(summary, now)
-        elif outcome is not None and now - self.last >= 5:
-            self.last = now
-            done = summary.finished_now
-            rate = done / max(now - self.started, 1e-6)
-            out.print(f"{done:,} of {summary.to_send:,} rows sent so far ({rate:.1f}/s; {summary.rows:,} rows read)")
-
-    def _draw(self, summary: runner.Summary, now: float) -> None:
-        assert self.bar is not None
-        done = summary.finished_now
-        rate = done / max(now - self.started, 1e-6)
-        self.bar.update(self.task, completed=done, total=max(summary.to_send, done), rate=rate)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None and self.task is not None:
-            if self.latest is not None:
-                self._draw(self.latest, time.monotonic())  # the final counts, not the last drawn
-            self.bar.stop()
-
-
-def _counts_table(counts: dict[str, int], title: str) -> Table:
-    table = Table(title=title, show_header=True)
-    table.add_column("status")
-    table.add_column("rows", justify="right")
-    for name in STATUS_ORDER:
-        if counts.get(name):
-            table.add_row(name, f"{counts[name]:,}")
-    return table
-
-
-def _print_warnings(s: runner.Summary) -> None:
-    for warning in s.warnings:
-        out.print(f"[yellow]warning:[/] {escape(warning)}")  # the file's own text: no markup
-    for note, noted in s.row_notes.items():
-        listed = ", ".join(map(str, noted))
-        shown = f" row{'s' if len(noted) > 1 else ''} {listed}: {note}"
-        out.print(Text.assemble(("note:", "yellow"), shown))
-    for variable, n in s.blanks.most_common():
-        rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
-        plural = "s" if n != 1 else ""
-        more = "…" if n > 5 else ""
-        out.print(
-            f"[yellow]warning:[/] {{{{ {variable} }}}} is empty in {n:,} row{plural} (row{plural} {rows}{more}), "
-            f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
-        )
-
-
-def _print_invalid(s: runner.Summary) -> None:
-    for reason, n in s.invalid_reasons.most_common():
-        rows = ", ".join(str(r) for r in s.invalid_examples.get(reason, []))
-        shown = s.invalid_first.get(reason, reason) if n == 1 else reason
-        out.print(f"  invalid ({n:,}): {shown} — row{'s' if n != 1 else ''} {rows}{'…' if n > 5 else ''}")
-
-
-def _print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str) -> None:
-    out.print(_counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
-    _print_invalid(s)
-    _print_warnings(s)
-    if s.recovered_unknown:
-        out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
-    if s.already_done:
-        out.print(f"{s.already_done:,} rows were already sent by an earlier run and were not sent again.")
-    if s.changed_since_sent:
-        out.print(
-            f"[yellow]warning:[/] the message changed since {s.changed_since_sent:,} of them were sent; "
-            "they got the old text."
-        )
-    if s.reconciled is not None:
-        r = s.reconciled
-        out.print(
-            f"--resend-unknown reconciled {r.checked:,} unknown rows first: {r.found:,} found sent, "
-            f"{r.pending:,} not listed (sent now), {r.ambiguous + r.uncovered:,} still unknown."
-        )
-    if s.held_ambiguous:
-        out.print(
-            f"{s.held_ambiguous:,} unknown rows were not resent: the API lists more than one message that could "
-            f"be theirs (see `campaign status {campaign_file}`)."
-        )
-    if s.retried_undelivered:
-        out.print(f"{s.retried_undelivered:,} rows whose delivery failed for a temporary reason were sent again.")
-    if s.held_failed:
-        out.print(f"{s.held_failed:,} failed rows were not retried; add --retry-failed to send them again.")
-    if s.rate_limited:
-        out.print(
-            f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried."
-        )
-    if s.limit_pending:
-        out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
-    if s.waiting:
-        windows = s.waiting - s.waiting_limit
-        what = " and ".join(
-            part
-            for part in (
-                f"{windows:,} rows wait for their window" if windows else "",
-                f"{s.waiting_limit:,} rows wait for the daily limit" if s.waiting_limit else "",
-            )
-            if part
-        )
-        out.print(
-            f"{what}; the next opens at {s.next_window}. Run `campaign send {campaign_file}` again then "
-            "(cron), or add --wait to keep running.",
-            markup=False,
-        )
-    unknown = s.counts.get(Status.UNKNOWN, 0)
-    if unknown:
-        out.print(
-            f"[yellow]{unknown:,} rows are unknown[/] (the API may have sent them). Run "
-            f"`campaign reconcile {campaign_file}` to find out; `--resend-unknown` resends them."
-        )
-    if s.stop_reason:
-        err.print(f"[bold red]stopped:[/] {s.stop_reason}. {_stop_hint(s.stop_reason)}")
-    if s.interrupted:
-        err.print(f"Interrupted. Resume with: campaign send {campaign_file}")
-    _print_results(s, campaign_file)
-
-
-def _stop_hint(reason: str) -> str:
-    if "channel_key" in reason:
-        return "Check channel_key and provider in the campaign file (Profile & settings → API)."
-    if "HTTP 401" in reason or "authentication" in reason.lower() or "apikey" in reason.lower():
-        return f"Check {API_KEY_ENV}."
-    if "404" in reason:
-        return "Check api_url in the campaign file or SOCIOCS_API_URL."
-    if reason.startswith("cannot reach the API"):
-        return "Check api_url (or SOCIOCS_API_URL) and the network; a plain rerun sends the pending rows."
-    return "Rerun later to continue; nothing sent is sent again."
-
-
-def _print_check(s: runner.Summary) -> None:
-    out.print(_counts_table(s.counts, f"check: {s.rows:,} rows"))
-    sendable = s.counts.get(Status.DRY_RUN, 0)
-    out.print(f"Sendable: {sendable:,}")
-    _print_invalid(s)
-    _print_warnings(s)
-    if s.duplicates:
-        out.print(f"Duplicates skipped: {s.duplicates:,}")
-    if s.suppressed:
-        out.print(f"Suppressed: {s.suppressed:,}")
-    if s.already_done:
-        out.print(f"Already sent by an earlier run: {s.already_done:,}")
-    _print_destinations(s)
-    if s.zones:
-        zones = ", ".join(f"{timing.zone_label(z)} {n:,}" for z, n in s.zones.most_common())
-        out.print(f"Time zones: {zones}", markup=False)
-    for line in s.forecast:
-        out.print(f"  goes out: {line}", markup=False)
-    if s.segments:
-        out.print(
-            f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
-        )
-    if s.rate:
-        seconds = sendable / s.rate
-        out.print(f"Time at {s.rate:g}/s: {_duration(seconds)}")
-    _print_results(s, None)
-
-
-def _print_destinations(s: runner.Summary) -> None:
-    """Where the messages go, most first ("Destinations: US 1,203, CA 4, AU 1"): PRODUCT.md has
-    check and the send confirmation count recipients per destination country."""
-    if s.countries:
-        where = ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
-        out.print(f"Destinations: {where}", markup=False)
-    if s.landlines:
-        rows = ", ".join(str(r) for r in s.landline_examples) + ("…" if s.landlines > 5 else "")
-        out.print(
-            f"[yellow]warning:[/] {s.landlines:,} SMS rows go to landlines (rows {rows}), which usually "
-            "cannot receive texts (Twilio error 30006)."
-        )
-
-
-def _print_results(s: runner.Summary, campaign_file: str | None) -> None:
-    if s.results_error is None:
-        out.print(f"{'Results' if campaign_file else 'Report'}: {s.results_path}")
-        return
-    hint = ""
-    if campaign_file:
-        hint = f" Nothing is lost: `campaign status {campaign_file} --results PATH` writes it elsewhere."
-    err.print(f"[bold red]error:[/] {s.results_error}.{hint}")
-
-
-def _duration(seconds: float) -> str:
-    seconds = round(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
 
 
 @cli.command()
@@ -536,7 +327,12 @@ def _duration(seconds: float) -> str:
     help="Write the numbers whose delivery failed for good (opted out, unknown, landline) as a suppression file.",
 )
 def status(campaign_file: str, results: str | None, sandbox: bool, undeliverable: str | None) -> None:
-    """Counts per status, the delivery funnel, the last run, and the unknown rows."""
+    """Every row's status after all runs so far, the delivery funnel, the last run, the failed and
+    unknown rows.
+
+    Exits like `send` would for these rows: 0 when every row is done, 1 when some are failed,
+    invalid, unknown or pending (except those --limit left for a later run).
+    """
 
     provider = ""
 
@@ -553,53 +349,11 @@ def status(campaign_file: str, results: str | None, sandbox: bool, undeliverable
         return report, delivery_runner.delivery_funnel(campaign), exported
 
     report, funnel, exported = _guard(_Ctx.debug, go)
-    out.print(_counts_table(report.counts, "rows of the last run"))
-    if report.last_run:
-        r = report.last_run
-        out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
-    if report.scheduled:
-        hint = f"`campaign cancel {campaign_file}` takes them back"
-        out.print(f"{len(report.scheduled):,} scheduled rows still to go out ({hint}):", markup=False)
-        for r in report.scheduled[:50]:
-            out.print(f"  {r['schedule_at']}  row {r['row']}  {r['phone']}", markup=False)
-        if len(report.scheduled) > 50:
-            out.print(f"  … and {len(report.scheduled) - 50:,} more")
-    if report.unknown:
-        out.print(f"[yellow]{len(report.unknown):,} unknown rows[/] (run `campaign reconcile {campaign_file}`):")
-        for u in report.unknown[:50]:
-            out.print(f"  row {u['row']}  {u['phone']}  {u['error']}")
-    _print_funnel(funnel, provider)
-    if results:
-        out.print(f"Results: {results}")
+    print_status(report, campaign_file, results, sandbox)
+    print_funnel(funnel, provider)
     if exported is not None:
         out.print(f"{exported:,} undeliverable numbers written to {undeliverable} (use it in suppress = [...]).")
-
-
-def _print_funnel(f: Funnel, provider: str) -> None:
-    """accepted → sent → delivered → read (WhatsApp only: SMS has no read receipts), with
-    percentages of accepted; failures by code with their meaning."""
-    if not f.accepted and not f.events:
-        return
-    if not f.events:
-        out.print("No delivery reports yet: run `campaign subscribe` and `campaign listen` to receive them.")
-        return
-    table = Table(title="delivery", show_header=True)
-    table.add_column("stage")
-    table.add_column("messages", justify="right")
-    table.add_column("of accepted", justify="right")
-    stages = [("accepted", f.accepted), ("sent", f.sent), ("delivered", f.delivered)]
-    if provider != "twlo" or f.read:
-        stages.append(("read", f.read))
-    for stage, n in stages:
-        table.add_row(stage, f"{n:,}", f"{100 * n / f.accepted:.1f}%" if f.accepted else "")
-    out.print(table)
-    if f.accepted > f.reported:
-        out.print(f"{f.accepted - f.reported:,} accepted messages have no delivery report yet.")
-    for (word, code), n in f.failures.most_common():
-        meaning = error_meaning(code) or f.examples.get((word, code), "") or "no reason given"
-        out.print(f"  {word} {code or '(no code)'} ({n:,}): {meaning}", markup=False)
-    if f.unmatched:
-        out.print(f"{f.unmatched:,} reported message ids match no row yet (sent by another tool, or still unknown).")
+    sys.exit(int(report.exit_code()))
 
 
 @cli.command()
@@ -624,23 +378,26 @@ def listen(campaign_files: tuple[str, ...], host: str, port: int, verbose: bool,
 
     secret = os.environ.get(SECRET_ENV) or None
 
-    def line(report: Report, where: str) -> None:
+    def report_line(report: Report, where: str) -> None:
         code = f" {report.error_code}" if report.error_code else ""
         out.print(f"{report.message_id} {report.status}{code} -> {where or '(no row yet)'}", markup=False)
 
     def ready(url: str) -> None:
         if secret is None:
-            err.print(
-                f"[yellow]warning:[/] {SECRET_ENV} is not set: anyone who can reach this port can post "
-                "delivery reports. Set it, and give the same secret to `campaign subscribe`."
+            say(
+                err,
+                "warning:",
+                "yellow",
+                f"{SECRET_ENV} is not set: anyone who can reach this port can post delivery reports.",
+                "Set it, and give the same secret to `campaign subscribe`.",
             )
-        out.print(f"Listening for delivery reports on {url}  (Ctrl-C or SIGTERM stops)", markup=False)
+        out.print(f"Listening for delivery reports on {url} (Ctrl-C or SIGTERM stops)", markup=False)
         sys.stdout.flush()
 
     def go() -> None:
         campaigns = [_load(f) for f in campaign_files]
         listener = delivery_runner.listener_for(
-            campaigns, secret, on_report=line if verbose else None, refresh_every=results_every
+            campaigns, secret, on_report=report_line if verbose else None, refresh_every=results_every
         )
         serve(listener, host, port, ready=ready)
 
@@ -670,7 +427,7 @@ def subscribe(campaign_file: str, url: str | None, delete: bool) -> None:
     if report.action == "subscribed":
         out.print(f"Subscribed {url} (subscription {report.subscription_id}).", markup=False)
         if secret is None:
-            out.print(f"[yellow]warning:[/] {SECRET_ENV} is not set: the reports will not be signed.")
+            say(out, "warning:", "yellow", f"{SECRET_ENV} is not set: the reports will not be signed.")
     elif report.action == "deleted":
         out.print(f"Deleted subscription {report.subscription_id}.", markup=False)
     elif report.action == "not-found":
@@ -793,6 +550,7 @@ def cancel(campaign_file: str, rows: tuple[int, ...], sandbox: bool) -> None:
 )
 @click.option("--report-early", type=float, default=0.0, help="Fraction of messages reported before the send's answer.")
 @click.option("--report-delay", type=float, default=0.0, help="Seconds before a message's first report.")
+@click.option("--log", is_flag=True, help="Print each request it receives: time, method, path, to, status.")
 def sandbox_cmd(
     host: str,
     port: int,
@@ -818,13 +576,14 @@ def sandbox_cmd(
     report_out_of_order: float,
     report_early: float,
     report_delay: float,
+    log: bool,
 ) -> None:
     """Run a local Sociocs-compatible API with fault injection (for trying and testing).
 
     Webhook subscriptions made on it (`campaign subscribe`) get signed delivery reports for
     every accepted message; the --report-* options make them fail, repeat, reorder or hurry.
     """
-    from campaign.sandbox import Faults, SandboxConfig, WebhookFaults, serve
+    from campaign.sandbox import Faults, LoggedRequest, SandboxConfig, WebhookFaults, serve
 
     try:
         faults = Faults(
@@ -858,13 +617,17 @@ def sandbox_cmd(
         return
 
     def ready(url: str) -> None:
-        out.print(f"Sociocs sandbox listening on {url}  (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")
+        out.print(f"Sociocs sandbox listening on {url} (set api_url or SOCIOCS_API_URL to it; Ctrl-C stops)")
         sys.stdout.flush()
 
-    _guard(
-        _Ctx.debug,
-        lambda: serve(host, port, SandboxConfig(api_key=api_key, faults=faults, webhooks=reports), ready=ready),
-    )
+    def print_request(r: LoggedRequest) -> None:
+        answer = "dropped after accepting" if r.status == 0 else str(r.status)
+        to = f" to {r.to if r.to.isprintable() else repr(r.to)}" if r.to else ""
+        out.print(f"{time.strftime('%H:%M:%S')} {r.method} {r.path}{to} → {answer}")
+        sys.stdout.flush()
+
+    config = SandboxConfig(api_key=api_key, faults=faults, webhooks=reports, log=print_request if log else None)
+    _guard(_Ctx.debug, lambda: serve(host, port, config, ready=ready))
 
 
 @cli.command()

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
-from campaign.errors import ConfigError
+from campaign.errors import ConfigError, full_stop
 
 Provider = Literal["twlo", "twlowa", "gswa"]
 PROVIDERS: tuple[Provider, ...] = ("twlo", "twlowa", "gswa")
@@ -214,7 +214,7 @@ def load_campaign(path: Path | str, environ: Mapping[str, str] | None = None) ->
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(path, f"cannot read the campaign file ({err}).") from None
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(path, f"is not valid TOML: {err}.") from None
+        raise ConfigError(path, full_stop(f"is not valid TOML: {err}")) from None
     return _Parser(path, env).campaign(raw)
 
 
@@ -310,7 +310,7 @@ class _Parser:
         try:
             api_url = check_api_url(api_url, "api_url")
         except ValueError as err:
-            raise self.fail(f"{err}.") from None
+            raise self.fail(full_stop(str(err))) from None
 
         recipients = self.recipients(self.table(raw, "recipients", required=True))
         message = self.message(self.table(raw, "message", required=True), provider)

@@ -33,6 +33,17 @@ class ExitCode(IntEnum):
     INTERRUPTED = 130  # Ctrl-C / SIGTERM
 
 
+def full_stop(text: str) -> str:
+    """``text`` ending in exactly one full stop (or its own ``?``, ``!``, ``…``).
+
+    For wrapping someone else's sentence (Jinja2's "... that needs to be closed is 'for'.",
+    tomllib's, the API's "Authentication failed.") in ours: appending "." by hand gives
+    "'for'..". The CLI joins whole sentences the same way (``campaign.printing.sentence``).
+    """
+    text = text.strip()
+    return text if not text or text[-1] in ".?!…" else text + "."
+
+
 class CampaignError(Exception):
     """Base of every error meant for the user; ``str(err)`` is the sentence to print."""
 

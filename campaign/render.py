@@ -31,7 +31,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from campaign import rules, timing
 from campaign.config import GSWA_SECTIONS, MEDIA_FIELDS, Campaign
-from campaign.errors import ConfigError
+from campaign.errors import ConfigError, full_stop
 from campaign.recipients import header_key, visible
 from campaign.rules import RuleError
 
@@ -204,7 +204,7 @@ class Renderer:
             ast = self.env.parse(source)
         except TemplateSyntaxError as err:
             raise ConfigError(
-                self.campaign.path, f"{where}: template error on line {err.lineno}: {err.message}."
+                self.campaign.path, full_stop(f"{where}: template error on line {err.lineno}: {err.message}")
             ) from None
         self._refuse_constant_names(source, where)
         undeclared = meta.find_undeclared_variables(ast)

@@ -4,8 +4,10 @@ Written from the state file (``State.results``), so it can be rewritten at any t
 atomically (a temporary file beside it, then ``os.replace``): a reader never sees half a file.
 UTF-8 with a BOM so Excel reads accents and emoji right; and no cell can run as a formula
 (OWASP CSV injection: a cell starting ``=``, ``+``, ``-``, ``@``, tab, CR or LF gets a leading
-``'``), except a plain number or phone number, which stays as it is so the file is still a
-valid recipients file.
+``'``), except a plain number (``-12.5``, ``-1e3``) or an E.164 number (``+16175550100``), which
+stay as they are so the file is still a valid recipients file. ``+1-415-555-0180`` is not one:
+Excel computes it (1 - 415 - 555 - 180 = -1149), so it gets the ``'``, as does any cell that
+starts with ``+`` and is not exactly ``+`` and digits.
 """
 
 from __future__ import annotations
@@ -33,9 +35,9 @@ RESULT_COLUMNS = (
 # Added once the campaign has delivery reports (campaign listen), after RESULT_COLUMNS.
 DELIVERY_COLUMNS = ("delivery_status", "delivery_error", "delivery_updated_at")
 _FORMULA_START_CHARS = frozenset("=+-@\t\r\n")
-# A number (-12.5, 1e3) or a phone number (+1 (617) 555-0100): no letters, no operators that
-# could call a function. These stay as typed.
-_PLAIN = re.compile(r"^(?:[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+?[\d ().-]*\d[\d ().-]*)$")
+# What may start with + or - and stay as typed: a negative number (-12.5, -1e3), or + and
+# digits only (E.164). Anything else there, "+1-415-555-0180" or "-1+2", is arithmetic to Excel.
+_PLAIN = re.compile(r"^(?:-\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|\+\d+)$")
 
 
 def _neutralised(values: Iterable[Any]) -> list[Any]:
@@ -47,6 +49,19 @@ def _neutralised(values: Iterable[Any]) -> list[Any]:
     """
     starts, plain = _FORMULA_START_CHARS, _PLAIN.match
     return ["'" + v if v.__class__ is str and v and v[0] in starts and not plain(v) else v for v in values]
+
+
+def as_written(cell: str) -> str:
+    """A results-file cell as it was before :func:`neutralise` added its ``'``: for showing the
+    file where no spreadsheet program runs it (a web page, an .xlsx of text cells).
+
+    The inverse of the rule, so a cell that itself began with ``'`` and then ``=``, ``+``... loses
+    that ``'`` too; the results file never writes such a cell differently, so this cannot tell.
+    """
+    rest = cell[1:]
+    if cell.startswith("'") and rest and rest[0] in _FORMULA_START_CHARS and not _PLAIN.match(rest):
+        return rest
+    return cell
 
 
 def neutralise(value: Any) -> str:

@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -63,6 +63,39 @@ class Options:
 
 
 @dataclass
+class Reasons:
+    """Rows of one status grouped by the shape of their error, for a summary's "top reasons".
+
+    ``counts`` maps a kind (the error with quoted values and row numbers elided, so "duplicate
+    of row 3" and "duplicate of row 7" are one kind) to its rows; ``examples`` keeps the first
+    five row numbers of each kind, ``first`` the first row's own error text.
+    """
+
+    counts: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    first: dict[str, str] = field(default_factory=dict)
+
+    def add(self, error: str, row: int) -> None:
+        """Count one row with this error."""
+        kind = _reason_kind(error)
+        self.counts[kind] += 1
+        self.first.setdefault(kind, error)
+        examples = self.examples.setdefault(kind, [])
+        if len(examples) < 5:
+            examples.append(row)
+
+    def top(self, n: int = 5) -> list[tuple[str, int, list[int]]]:
+        """The ``n`` most common kinds as (text to show, rows, first row numbers).
+
+        A kind of one row shows that row's own error; a kind of several shows the shape.
+        """
+        return [
+            (self.first[kind] if count == 1 else kind, count, self.examples[kind])
+            for kind, count in self.counts.most_common(n)
+        ]
+
+
+@dataclass
 class Summary:
     """What a run did, for the CLI to print and to pick the exit code from."""
 
@@ -70,6 +103,7 @@ class Summary:
     rows: int = 0
     sent_now: int = 0  # requests accepted in this run
     finished_now: int = 0  # rows that got an outcome in this run
+    outcomes: Counter[str] = field(default_factory=Counter)  # finished_now by status (sent, failed, ...)
     already_done: int = 0  # rows skipped because an earlier run sent them
     changed_since_sent: int = 0  # of those, rows whose message is now different
     recovered_unknown: int = 0  # in-flight rows of a dead run turned unknown at start
@@ -84,6 +118,7 @@ class Summary:
     invalid_reasons: Counter[str] = field(default_factory=Counter)
     invalid_examples: dict[str, list[int]] = field(default_factory=dict)
     invalid_first: dict[str, str] = field(default_factory=dict)  # kind -> the first row's own error
+    reasons: dict[str, Reasons] = field(default_factory=dict)  # failed, skipped -> why (the whole file)
     blanks: Counter[str] = field(default_factory=Counter)  # variable -> rows where it left a blank
     blank_examples: dict[str, list[int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
@@ -114,6 +149,15 @@ class Summary:
     zones: Counter[tuple[str, ...]] = field(default_factory=Counter)  # sendable rows per time-zone group
     forecast: list[str] = field(default_factory=list)  # check: when each zone's rows go out
     row_notes: dict[str, list[int]] = field(default_factory=dict)  # what a row's schedule decided -> rows
+    scheduled_rows: int = 0  # dry runs: rows that carry a schedule (sent later by the API)
+    schedule_range: tuple[datetime, datetime] | None = None  # dry runs: earliest and latest schedule
+
+    def note_schedule(self, when: str) -> None:
+        """Count one row scheduled for ``when`` (ISO 8601 with offset, as rendered)."""
+        moment = datetime.fromisoformat(when)
+        self.scheduled_rows += 1
+        low, high = self.schedule_range or (moment, moment)
+        self.schedule_range = (min(low, moment), max(high, moment))
 
     @property
     def to_send(self) -> int:
@@ -128,9 +172,17 @@ class Summary:
             return ExitCode.INTERRUPTED
         if self.stop_reason:
             return ExitCode.STOPPED
-        bad = sum(self.counts[s] for s in (Status.FAILED, Status.INVALID, Status.UNKNOWN, Status.PENDING))
-        bad -= self.limit_pending + self.waiting
-        return ExitCode.ROWS_NOT_SENT if bad > 0 else ExitCode.OK
+        return rows_exit_code(self.counts, self.limit_pending + self.waiting)
+
+
+def rows_exit_code(counts: Mapping[str, int], pending_for_later: int = 0) -> ExitCode:
+    """PRODUCT.md "Exit codes" for a finished run (or ``status``): 0 or 1 from the rows.
+
+    1 when some rows are failed, invalid, unknown or pending, except ``pending_for_later``
+    pending rows left for a later run on purpose (``--limit``, a sending window, the daily limit).
+    """
+    bad = sum(counts.get(s, 0) for s in (Status.FAILED, Status.INVALID, Status.UNKNOWN, Status.PENDING))
+    return ExitCode.ROWS_NOT_SENT if bad - pending_for_later > 0 else ExitCode.OK
 
 
 def identity(campaign: Campaign, options: Options) -> Identity:
@@ -156,8 +208,23 @@ def campaign_warnings(campaign: Campaign) -> list[str]:
 
 
 def _reason_kind(error: str) -> str:
-    """Group invalid rows by the shape of their reason, not the row's own values."""
-    return re.sub(r"'[^']*'|\"[^\"]*\"", "…", error)
+    """Group rows by the shape of their reason, not the row's own values (quoted, row numbers)."""
+    return re.sub(r"\b(rows?) \d+", r"\1 …", re.sub(r"'[^']*'|\"[^\"]*\"", "…", error))
+
+
+_LIMIT_PENDING = "limit_pending"  # state meta: pending rows the last run's --limit left for later
+_EXPLAINED = (Status.FAILED, Status.SKIPPED)  # statuses whose top reasons a summary gives
+
+
+def _explain(state: State, counts: Mapping[str, int]) -> dict[str, Reasons]:
+    """Why the file's failed and skipped rows are so, from the state (one pass, only if any)."""
+    wanted = {str(s) for s in _EXPLAINED if counts.get(s)}
+    reasons = {status: Reasons() for status in wanted}
+    if wanted:
+        for _cells, row, _phone, status, _mid, error, *_rest in state.results():
+            if status in wanted:
+                reasons[status].add(error or "no reason recorded", row)
+    return reasons
 
 
 class Planner:
@@ -260,6 +327,8 @@ class Planner:
                         s.landline_examples.append(p.row)
                 if self.options.dry_run:
                     dry.append(p.key)
+                    if job.scheduled:  # for the confirmation question: when they go out
+                        s.note_schedule(json.loads(job.body)["schedule"])
                 else:
                     jobs.append(job)
             self.state.add_recipients(new)
@@ -393,6 +462,9 @@ async def run(
             state.end_run(run_id, outcome_label)
             summary.changed_since_sent = state.changed_since_sent()
             summary.counts = Counter(state.counts())
+            summary.reasons = _explain(state, summary.counts)
+            if not options.dry_run:
+                state.set_meta(_LIMIT_PENDING, str(summary.limit_pending + summary.waiting))
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
             try:
@@ -419,6 +491,7 @@ async def _send(
 
     def progress(outcome: Outcome) -> None:
         summary.finished_now += 1
+        summary.outcomes[outcome.status] += 1
         if outcome.status in DONE:
             summary.sent_now += 1
         if on_progress:
@@ -637,29 +710,49 @@ def _held_by_state(state: State | None, key: str | None) -> tuple[str, str] | No
     if known.status in (Status.UNKNOWN, Status.SENDING):
         return "unknown", "its outcome is unknown; send sends it again only with --resend-unknown"
     return None
+
+
 _IN_FLIGHT = "a run was sending it when it stopped (or is sending it now); it may have been delivered"
 
 
 @dataclass
 class StatusReport:
-    """``campaign status``: the journal's counts, the last run and the unknown rows (with why)."""
+    """``campaign status``: every row's status so far, the last run, the unknown and failed rows."""
 
-    counts: dict[str, int]
+    counts: dict[str, int]  # rows of the file (its last complete read) per status, after every run so far
     journal: dict[str, int]
     last_run: dict[str, Any] | None
     unknown: list[dict[str, Any]]
     scheduled: list[dict[str, Any]] = field(default_factory=list)  # upcoming scheduled rows, soonest first
+    failed: list[dict[str, Any]] = field(default_factory=list)  # row, phone, error, ... in row order
+    limit_pending: int = 0  # pending rows the last run left for later (--limit, window, daily limit)
+    reasons: dict[str, Reasons] = field(default_factory=dict)  # failed, skipped -> why
+
+    def exit_code(self) -> ExitCode:
+        """The rows part of PRODUCT.md "Exit codes", as ``send`` applies it: 0 or 1."""
+        return rows_exit_code(self.counts, self.limit_pending)
 
 
 def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusReport:
+    """Read the state file: counts over all runs so far, and the rows that need attention.
+
+    Raises UsageError when the campaign has no state file yet.
+    """
     if not campaign.state.exists():
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
     state = State(campaign.state)
     try:
         state.claim(campaign.path, None, record=False)
         in_flight = [{**u, "error": _IN_FLIGHT} for u in state.by_status(Status.SENDING)]
+        counts = state.counts()
         report = StatusReport(
-            state.counts(), state.journal_counts(), state.last_run(), state.by_status(Status.UNKNOWN) + in_flight
+            counts,
+            state.journal_counts(),
+            state.last_run(),
+            state.by_status(Status.UNKNOWN) + in_flight,
+            failed=state.by_status(Status.FAILED),
+            limit_pending=int(state.meta(_LIMIT_PENDING) or 0),
+            reasons=_explain(state, counts),
         )
         at = timing.now()
         report.scheduled = [r for r in state.scheduled() if _upcoming(r["schedule_at"], at)]

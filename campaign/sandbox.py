@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import math
 import random
@@ -47,6 +48,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 
+from campaign.errors import UsageError
 from campaign.sandbox_scheduled import ScheduledBook
 from campaign.sandbox_webhooks import WebhookFaults, Webhooks
 
@@ -118,6 +120,7 @@ class SandboxConfig:
     channels: frozenset[str] | None = None  # None: any "<provider>_<6-15 digits>"
     faults: Faults = field(default_factory=Faults)
     webhooks: WebhookFaults = field(default_factory=WebhookFaults)  # delivery reports
+    log: Callable[[LoggedRequest], None] | None = None  # called with each request once answered
 
 
 @dataclass(frozen=True)
@@ -386,7 +389,10 @@ class Sandbox:
             status = 0 if isinstance(response, _Dropped) else response.status
             return response
         finally:
-            self.requests.append(LoggedRequest(arrived, request.method, request.path, status, _LOGGED_TO.get()))
+            logged = LoggedRequest(arrived, request.method, request.path, status, _LOGGED_TO.get())
+            self.requests.append(logged)
+            if self.config.log is not None:
+                self.config.log(logged)
 
     def _authorized(self, request: web.Request) -> bool:
         """Accept the key from the ``apikey`` header, HTTP Basic auth or ``?apikey=``."""
@@ -556,11 +562,21 @@ class Sandbox:
         return _envelope_error(404, "Not found.")
 
 
+def _cannot_listen(host: str, port: int, err: OSError) -> str:
+    """Why the sandbox cannot listen, and what to do, in one sentence."""
+    where = f"The sandbox cannot listen on {host}:{port}"
+    if err.errno == errno.EADDRINUSE:
+        return f"{where}: the port is in use (by another sandbox?); choose another with --port, or --port 0 for any."
+    why = (err.strerror or str(err)).rstrip(".")
+    return f"{where}: {why}; check --host and --port."
+
+
 def serve(host: str, port: int, config: SandboxConfig, *, ready: Callable[[str], None] | None = None) -> None:
     """Run the sandbox until SIGINT or SIGTERM, calling ``ready(url)`` once it listens.
 
     Blocking, for ``campaign sandbox``. Outside the main thread no signal handler can be
-    installed, so it then runs until the process ends.
+    installed, so it then runs until the process ends. Raises UsageError when it cannot
+    listen on ``host:port`` (the port is taken, the address is not this machine's).
     """
 
     async def main() -> None:
@@ -575,7 +591,10 @@ def serve(host: str, port: int, config: SandboxConfig, *, ready: Callable[[str],
                 pass  # Windows or a non-main thread
         sandbox = Sandbox(config)
         try:
-            url = await sandbox.start(host, port)
+            try:
+                url = await sandbox.start(host, port)
+            except OSError as err:  # EADDRINUSE, EACCES (a port below 1024), EADDRNOTAVAIL (--host)
+                raise UsageError(_cannot_listen(host, port, err)) from None
             if ready is not None:
                 ready(url)
             await stop.wait()

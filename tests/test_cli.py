@@ -123,7 +123,10 @@ def test_every_command_has_help() -> None:
 def test_no_terminal_and_no_yes_refuses(samples: Path) -> None:
     proc = clean(run("send", "samples/sms.toml", "--sandbox", cwd=samples))
     assert proc.returncode == 2
-    assert "Send 21 messages via twlo channel twlo_16175550100?" in proc.stderr
+    assert proc.stderr == (
+        "error: Send 21 messages via twlo channel twlo_16175550100 now? Not sent: 1 invalid; 2 skipped "
+        "(duplicates or suppressed). Refusing without a terminal to ask on; add --yes to confirm.\n"
+    )
     assert "--yes" in proc.stderr
     assert not (samples / "samples" / "order-ready-sms.state.sqlite").exists()
 
@@ -171,7 +174,7 @@ def test_status_and_lock(samples: Path) -> None:
     assert proc.returncode == 2 and "has not been sent yet" in proc.stderr  # a trial is not a real send
     assert proc.stdout == ""
     proc = clean(run("status", "samples/sms.toml", "--sandbox", "--results", "again.csv", cwd=samples))
-    assert proc.returncode == 0 and proc.stderr == ""
+    assert proc.returncode == sent.returncode == 1 and proc.stderr == ""  # like send: the sample's bad row
     again = read_results(samples / "again.csv")
     assert Counter(r["status"] for r in again) == Counter({"sent": 21, "invalid": 1, "skipped": 2})
     assert again == read_results(samples / "samples" / "order-ready-sms.sandbox.results.csv")
@@ -288,4 +291,4 @@ def test_unwritable_results_path_is_one_sentence(samples: Path) -> None:
     assert proc.returncode == 1  # 1: the sample's bad row
     assert "cannot write" in proc.stderr and "campaign status samples/sms.toml --sandbox --results PATH" in proc.stderr
     again = clean(run("status", "samples/sms.toml", "--sandbox", "--results", "elsewhere.csv", cwd=samples))
-    assert again.returncode == 0 and again.stderr == "" and len(read_results(samples / "elsewhere.csv")) == 24
+    assert again.returncode == 1 and again.stderr == "" and len(read_results(samples / "elsewhere.csv")) == 24

@@ -22,7 +22,7 @@ import tomli_w
 from campaign.config import PROVIDERS, Campaign, load_campaign
 from campaign.errors import ConfigError, InputFileError, UsageError
 from campaign.prepare import Pipeline
-from campaign.results import RESULT_COLUMNS
+from campaign.results import RESULT_COLUMNS, as_written
 from campaign.runner import _reason_kind
 from campaign.spreadsheet.common import header_key
 
@@ -231,7 +231,7 @@ def read_problems(report: Path, campaign: Campaign, first: int = 10) -> Problems
                 rows.append(
                     {
                         "row": cells[row_at],
-                        "cells": cells[:row_at],
+                        "cells": [as_written(c) for c in cells[:row_at]],  # the file's own text
                         "error": error,
                         "column": problem_column(error, out.columns, phone_column),
                     }

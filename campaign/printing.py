@@ -1,0 +1,467 @@
+"""What ``campaign`` prints: one way to print text as written, progress, summaries, status.
+
+The CLI calls these after the library has done the work. Every line goes through consoles
+that never interpret text (no markup, no emoji codes): a row's error such as "[message] text
+uses ..." keeps its brackets, whatever a cell or the API put in it. Styles come only from the
+Text objects ``line`` and ``say`` build, and sentences from different sources are joined by
+``sentence`` (one full stop, one space), never by hand.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+from campaign import runner, timing
+from campaign.config import API_KEY_ENV, Campaign
+from campaign.delivery import error_meaning
+from campaign.delivery_store import Funnel
+from campaign.errors import full_stop
+from campaign.state import Outcome, Status
+
+
+def plain_console(*, stderr: bool = False) -> Console:
+    """A console that prints text as written.
+
+    No markup ("[message] text" keeps its brackets), no emoji codes (":smile:" stays), no
+    highlighting: user and API text is never interpreted. Styles come only from the Text
+    objects that line and say build. soft_wrap keeps long lines whole, so the commands in
+    them can be copied.
+    """
+    return Console(stderr=stderr, markup=False, emoji=False, highlight=False, soft_wrap=True)
+
+
+out = plain_console()
+err = plain_console(stderr=True)
+
+
+def sentence(*parts: str) -> str:
+    """Join sentences as written: one space between them, one full stop between them at most.
+
+    Parts come from different places (an API's "Authentication failed.", our hint, a file's
+    path), so each is stripped and, unless it is the last, ends with its own punctuation or
+    gets a full stop (:func:`campaign.errors.full_stop`): never "failed.. Check" nor a double
+    space at a join. The text inside a part, and the end of the last one, are left alone.
+    """
+    texts = [p.strip() for p in parts if p and p.strip()]
+    return " ".join([*(full_stop(t) for t in texts[:-1]), *texts[-1:]])
+
+
+def line(console: Console, *pieces: str | tuple[str, str]) -> None:
+    """Print one line from plain strings and (text, style) pairs; nothing is parsed as markup."""
+    console.print(Text.assemble(*pieces))
+
+
+def say(console: Console, label: str, style: str, *parts: str) -> None:
+    """Print ``label`` in ``style``, then the sentences ``parts`` (see :func:`sentence`)."""
+    line(console, (label, style), " ", sentence(*parts))
+
+
+STATUS_ORDER = [s.value for s in Status if s not in (Status.SENDING, Status.CANCELLING)]
+
+
+
+def schedule_phrase(planned: runner.Summary, n: int) -> str:
+    """When the messages go out, for the confirmation question: "now", or their schedule."""
+    if not planned.scheduled_rows or planned.schedule_range is None:
+        return "now"
+    low, high = (t.isoformat(sep=" ", timespec="minutes") for t in planned.schedule_range)
+    when = f"scheduled for {low}" if low == high else f"scheduled between {low} and {high}"
+    if planned.scheduled_rows < n:
+        return f"now ({planned.scheduled_rows:,} of them {when})"
+    return when
+
+
+def not_sent(planned: runner.Summary) -> str:
+    """The rows this run will not send, for the confirmation: "1 invalid, 2 skipped" and so on."""
+    c = planned.counts
+    parts = [
+        (c.get(Status.INVALID, 0), "invalid"),
+        (c.get(Status.SKIPPED, 0), "skipped (duplicates or suppressed)"),
+        (planned.already_done, "already sent by an earlier run"),
+        (planned.held_failed, "failed earlier (add --retry-failed to send them)"),
+        (planned.held_unknown, "unknown from an earlier run (add --resend-unknown to send them)"),
+        (planned.limit_pending, "left for a later run by --limit"),
+    ]
+    shown = [f"{n:,} {what}" for n, what in parts if n]
+    return f"Not sent: {'; '.join(shown)}." if shown else ""
+
+
+
+def by_outcome(summary: runner.Summary) -> str:
+    """This run's finished rows by outcome, e.g. "184 sent, 72 failed, 44 unknown"."""
+    shown = [f"{summary.outcomes[name]:,} {name}" for name in STATUS_ORDER if summary.outcomes.get(name)]
+    return ", ".join(shown) or "none finished yet"
+
+
+def progress_line(summary: runner.Summary, elapsed: float) -> str:
+    """The plain progress line: rows finished in this run, counted by outcome, never all as "sent"."""
+    done = summary.finished_now
+    rate = done / max(elapsed, 1e-6)
+    return (
+        f"{done:,} of {max(summary.to_send, done):,} rows finished: {by_outcome(summary)} "
+        f"({rate:.1f}/s; {summary.rows:,} rows read)"
+    )
+
+
+class ProgressDisplay:
+    """A rich progress bar on a terminal; a plain line every few seconds otherwise.
+
+    Either way the last thing drawn is the final count: the bar is redrawn on exit, and the
+    plain lines end with one more when any was printed (a stale "299 of 300" misleads).
+    ``clock`` is there for tests, which drive it without sleeping.
+    """
+
+    EVERY = 5.0  # seconds between plain lines
+
+    def __init__(
+        self, campaign: Campaign, *, terminal: bool | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.campaign = campaign
+        self.terminal = out.is_terminal if terminal is None else terminal
+        self.clock = clock
+        self.bar: Progress | None = None
+        self.task: Any = None
+        self.started = self.last = clock()
+        self.latest: runner.Summary | None = None  # for the last update on exit
+        self.printed = ""  # the last plain line printed
+
+    def __enter__(self) -> Callable[[runner.Summary, Outcome | None], None]:
+        if self.terminal:
+            self.bar = Progress(
+                TextColumn("{task.description}", style="bold", markup=False),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[outcomes]}", markup=False),
+                TextColumn("{task.fields[rate]:.1f}/s", markup=False),
+                TimeRemainingColumn(),
+                console=out,
+            )
+        return self.update
+
+    def update(self, summary: runner.Summary, outcome: Outcome | None) -> None:
+        """Called for every outcome: does real work only a few times a second."""
+        now = self.clock()
+        if summary.waiting_for and outcome is None:
+            out.print(f"waiting for {summary.waiting_for} (--wait)")
+        self.latest = summary
+        if self.bar is not None:
+            if self.task is None:
+                # Started at the first update, not on entry: the bar's refresh thread would
+                # otherwise keep the run from forking its row-preparing process (campaign.prepare).
+                self.bar.start()
+                self.task = self.bar.add_task("sending", total=None, rate=0.0, outcomes="")
+            elif now - self.last < 0.1:  # the bar redraws 10 times a second; more is wasted
+                return
+            self.last = now
+            self._draw(summary, now)
+        elif outcome is not None and now - self.last >= self.EVERY:
+            self.last = now
+            self._print(summary, now)
+
+    def _print(self, summary: runner.Summary, now: float) -> None:
+        text = progress_line(summary, now - self.started)
+        if text != self.printed:
+            out.print(text)
+            self.printed = text
+
+    def _draw(self, summary: runner.Summary, now: float) -> None:
+        assert self.bar is not None
+        done = summary.finished_now
+        rate = done / max(now - self.started, 1e-6)
+        total = max(summary.to_send, done)
+        self.bar.update(self.task, completed=done, total=total, rate=rate, outcomes=by_outcome(summary))
+
+    def __exit__(self, *exc: object) -> None:
+        if self.latest is None:
+            return
+        if self.bar is not None and self.task is not None:
+            self._draw(self.latest, self.clock())  # the final counts, not the last drawn
+            self.bar.stop()
+        elif self.printed:
+            self._print(self.latest, self.clock())
+
+
+def counts_table(counts: dict[str, int], title: str) -> Table:
+    """Rows per status, in the results file's order of statuses; the title is printed as written."""
+    table = Table(title=title, show_header=True)
+    table.add_column("status")
+    table.add_column("rows", justify="right")
+    for name in STATUS_ORDER:
+        if counts.get(name):
+            table.add_row(name, f"{counts[name]:,}")
+    return table
+
+
+def _print_warnings(s: runner.Summary) -> None:
+    for warning in s.warnings:
+        say(out, "warning:", "yellow", warning)
+    for note, noted in s.row_notes.items():
+        listed = ", ".join(map(str, noted))
+        line(out, ("note:", "yellow"), f" row{'s' if len(noted) > 1 else ''} {listed}: {note}")
+    for variable, n in s.blanks.most_common():
+        rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
+        plural = "s" if n != 1 else ""
+        more = "…" if n > 5 else ""
+        say(
+            out,
+            "warning:",
+            "yellow",
+            f"{{{{ {variable} }}}} is empty in {n:,} row{plural} (row{plural} {rows}{more}), "
+            f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
+        )
+
+
+def _print_reasons(label: str, top: list[tuple[str, int, list[int]]]) -> None:
+    """One line per reason: "  failed (72): <reason> — rows 4, 9, 11, 12, 20…"."""
+    for shown, n, rows in top:
+        listed = ", ".join(str(r) for r in rows) + ("…" if n > len(rows) else "")
+        line(out, f"  {label} ({n:,}): ", shown, f" — row{'s' if n != 1 else ''} {listed}")
+
+
+def _print_invalid(s: runner.Summary) -> None:
+    top = [
+        (s.invalid_first.get(kind, kind) if n == 1 else kind, n, s.invalid_examples.get(kind, []))
+        for kind, n in s.invalid_reasons.most_common()
+    ]
+    _print_reasons("invalid", top)
+
+
+def _print_why(reasons: dict[str, runner.Reasons]) -> None:
+    """The top reasons for failed and skipped rows, like those for invalid rows."""
+    for status in (Status.FAILED, Status.SKIPPED):
+        if status in reasons:
+            _print_reasons(status, reasons[status].top())
+
+
+def command(*words: str) -> str:
+    """A command line the user can copy: each word quoted for the shell where it needs it."""
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, sandbox: bool = False) -> None:
+    """After ``send``: counts, why rows are invalid, failed or skipped, and the commands to run next.
+
+    ``sandbox``: the run used ``--sandbox``, so the printed ``send`` commands carry it too.
+    """
+    out.print(counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
+    _print_invalid(s)
+    _print_why(s.reasons)
+    _print_warnings(s)
+    flag = ["--sandbox"] if sandbox else []  # a --sandbox run keeps its own state: later commands say so too
+    send_again = ["campaign", "send", campaign_file, *flag]
+    status_cmd = command("campaign", "status", campaign_file, *flag)
+    if s.recovered_unknown:
+        out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
+    if s.already_done:
+        out.print(f"{s.already_done:,} rows were already sent by an earlier run and were not sent again.")
+    if s.changed_since_sent:
+        say(
+            out,
+            "warning:",
+            "yellow",
+            f"the message changed since {s.changed_since_sent:,} of them were sent; they got the old text.",
+        )
+    if s.reconciled is not None:
+        r = s.reconciled
+        out.print(
+            f"--resend-unknown reconciled {r.checked:,} unknown rows first: {r.found:,} found sent, "
+            f"{r.pending:,} not listed (sent now), {r.ambiguous + r.uncovered:,} still unknown."
+        )
+    if s.held_ambiguous:
+        out.print(
+            f"{s.held_ambiguous:,} unknown rows were not resent: the API lists more than one message that could "
+            f"be theirs (see `{status_cmd}`)."
+        )
+    if s.retried_undelivered:
+        out.print(f"{s.retried_undelivered:,} rows whose delivery failed for a temporary reason were sent again.")
+    if s.rate_limited:
+        out.print(
+            f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried."
+        )
+    if s.limit_pending:
+        out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
+    failed = s.counts.get(Status.FAILED, 0)
+    if failed:
+        held = f" ({s.held_failed:,} of them were not retried in this run)" if s.held_failed else ""
+        out.print(f"{failed:,} rows failed{held}. To send them again: {command(*send_again, '--retry-failed')}")
+    if s.waiting:
+        windows = s.waiting - s.waiting_limit
+        what = " and ".join(
+            part
+            for part in (
+                f"{windows:,} rows wait for their window" if windows else "",
+                f"{s.waiting_limit:,} rows wait for the daily limit" if s.waiting_limit else "",
+            )
+            if part
+        )
+        out.print(
+            f"{what}; the next opens at {s.next_window}. Run `{command(*send_again)}` again then "
+            "(cron), or add --wait to keep running."
+        )
+    unknown = s.counts.get(Status.UNKNOWN, 0)
+    if unknown:
+        line(
+            out,
+            (f"{unknown:,} rows are unknown", "yellow"),
+            " (the API may have sent them). To find out: "
+            f"{command('campaign', 'reconcile', campaign_file)} "
+            f"(then {command(*send_again)} sends the ones it did not; --resend-unknown resends them all).",
+        )
+    if s.stop_reason:
+        say(err, "stopped:", "bold red", s.stop_reason, stop_hint(s.stop_reason))
+    if s.interrupted:
+        line(err, f"Interrupted. Resume with: {command(*send_again)}")
+    print_results(s, status_cmd)
+
+
+def stop_hint(reason: str) -> str:
+    """What to do about the API's reason for stopping a run (bad key, bad channel, wrong URL)."""
+    if "channel_key" in reason:
+        return "Check channel_key and provider in the campaign file (Profile & settings → API)."
+    if "HTTP 401" in reason or "authentication" in reason.lower() or "apikey" in reason.lower():
+        return f"Check {API_KEY_ENV}."
+    if "404" in reason:
+        return "Check api_url in the campaign file or SOCIOCS_API_URL."
+    if reason.startswith("cannot reach the API"):
+        return "Check api_url (or SOCIOCS_API_URL) and the network; a plain rerun sends the pending rows."
+    return "Rerun later to continue; nothing sent is sent again."
+
+
+def print_check(s: runner.Summary) -> None:
+    """After ``check``: PRODUCT.md's check summary (sendable, invalid by reason, duplicates...)."""
+    out.print(counts_table(s.counts, f"check: {s.rows:,} rows"))
+    sendable = s.counts.get(Status.DRY_RUN, 0)
+    out.print(f"Sendable: {sendable:,}")
+    _print_invalid(s)
+    _print_why(s.reasons)
+    _print_warnings(s)
+    if s.duplicates:
+        out.print(f"Duplicates skipped: {s.duplicates:,}")
+    if s.suppressed:
+        out.print(f"Suppressed: {s.suppressed:,}")
+    if s.already_done:
+        out.print(f"Already sent by an earlier run: {s.already_done:,}")
+    print_destinations(s)
+    if s.zones:
+        zones = ", ".join(f"{timing.zone_label(z)} {n:,}" for z, n in s.zones.most_common())
+        out.print(f"Time zones: {zones}")
+    for when in s.forecast:
+        out.print(f"  goes out: {when}")
+    if s.segments:
+        out.print(
+            f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
+        )
+    if s.rate:
+        seconds = sendable / s.rate
+        out.print(f"Time at {s.rate:g}/s: {duration(seconds)}")
+    print_results(s, None)
+
+
+def print_destinations(s: runner.Summary) -> None:
+    """Where the messages go, most first ("Destinations: US 1,203, CA 4, AU 1"): PRODUCT.md has
+    check and the send confirmation count recipients per destination country."""
+    if s.countries:
+        where = ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
+        out.print(f"Destinations: {where}")
+    if s.landlines:
+        rows = ", ".join(str(r) for r in s.landline_examples) + ("…" if s.landlines > 5 else "")
+        say(
+            out,
+            "warning:",
+            "yellow",
+            f"{s.landlines:,} SMS rows go to landlines (rows {rows}), which usually cannot receive texts "
+            "(Twilio error 30006).",
+        )
+
+
+def print_results(s: runner.Summary, status_cmd: str | None) -> None:
+    """Where the results (or check report) file is, or why it could not be written and what to do.
+
+    ``status_cmd``: the ``campaign status ...`` command of a send, which can write it elsewhere;
+    None after ``check``.
+    """
+    if s.results_error is None:
+        out.print(f"{'Results' if status_cmd else 'Report'}: {s.results_path}")
+        return
+    hint = ""
+    if status_cmd:
+        hint = f" Nothing is lost: `{status_cmd} --results PATH` writes it elsewhere."
+    say(err, "error:", "bold red", s.results_error, hint)
+
+
+def duration(seconds: float) -> str:
+    """Seconds as "1h 02m 03s", "2m 03s" or "3s"."""
+    seconds = round(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h {m:02d}m {sec:02d}s" if h else (f"{m}m {sec:02d}s" if m else f"{sec}s")
+
+
+def print_status(
+    report: runner.StatusReport, campaign_file: str, results: str | None, sandbox: bool = False
+) -> None:
+    """``campaign status``: cumulative counts, the last run, why rows failed, the rows to act on."""
+    total = sum(report.counts.values())
+    out.print(counts_table(report.counts, f"all {total:,} rows, after every run so far (cumulative)"))
+    if report.last_run:
+        r = report.last_run
+        out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
+    _print_why(report.reasons)
+    shown = 50
+    retry = command("campaign", "send", campaign_file, *(["--sandbox"] if sandbox else []), "--retry-failed")
+    for label, rows, hint in (
+        ("failed", report.failed, f"`{retry}` sends them again"),
+        ("unknown", report.unknown, f"run `{command('campaign', 'reconcile', campaign_file)}` to find out"),
+    ):
+        if not rows:
+            continue
+        more = f", the first {shown}" if len(rows) > shown else ""
+        line(out, (f"{len(rows):,} {label} rows", "yellow"), f" ({hint}{more}):")
+        for u in rows[:shown]:
+            line(out, f"  row {u['row']}  {u['phone']}  ", u["error"] or "no reason recorded")
+    if report.scheduled:
+        hint = f"`{command('campaign', 'cancel', campaign_file)}` takes them back"
+        out.print(f"{len(report.scheduled):,} scheduled rows still to go out ({hint}):")
+        for r in report.scheduled[:shown]:
+            out.print(f"  {r['schedule_at']}  row {r['row']}  {r['phone']}")
+        if len(report.scheduled) > shown:
+            out.print(f"  … and {len(report.scheduled) - shown:,} more")
+    if report.limit_pending and report.counts.get(Status.PENDING):
+        out.print(f"{report.limit_pending:,} pending rows were left for a later run (--limit, window, daily limit).")
+    if results:
+        out.print(f"Results: {results}")
+
+
+def print_funnel(f: Funnel, provider: str) -> None:
+    """Delivery reports: accepted → sent → delivered → read (WhatsApp only: SMS has no read receipts), with
+    percentages of accepted; failures by code with their meaning."""
+    if not f.accepted and not f.events:
+        return
+    if not f.events:
+        out.print("No delivery reports yet: run `campaign subscribe` and `campaign listen` to receive them.")
+        return
+    table = Table(title="delivery", show_header=True)
+    table.add_column("stage")
+    table.add_column("messages", justify="right")
+    table.add_column("of accepted", justify="right")
+    stages = [("accepted", f.accepted), ("sent", f.sent), ("delivered", f.delivered)]
+    if provider != "twlo" or f.read:
+        stages.append(("read", f.read))
+    for stage, n in stages:
+        table.add_row(stage, f"{n:,}", f"{100 * n / f.accepted:.1f}%" if f.accepted else "")
+    out.print(table)
+    if f.accepted > f.reported:
+        out.print(f"{f.accepted - f.reported:,} accepted messages have no delivery report yet.")
+    for (word, code), n in f.failures.most_common():
+        meaning = error_meaning(code) or f.examples.get((word, code), "") or "no reason given"
+        out.print(f"  {word} {code or '(no code)'} ({n:,}): {meaning}")
+    if f.unmatched:
+        out.print(f"{f.unmatched:,} reported message ids match no row yet (sent by another tool, or still unknown).")
