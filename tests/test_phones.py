@@ -419,3 +419,38 @@ def test_check_and_confirmation_count_destinations(make_campaign: CampaignFactor
     proc = run("send", str(path), "--sandbox", cwd=tmp_path)  # no terminal: asks, is refused
     assert proc.returncode == 2 and "Send 4 messages" in proc.stderr
     assert "Destinations: US 2, AU 1, GB 1" in proc.stdout
+
+
+ELSEWHERE_HINT = (
+    "; if it is another country's number, write it with + and the country code (for example +44 7911 123456)"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "country", "sentence"),
+    [
+        ("", "US", "no phone number"),
+        ("1", "US", "'1' is not a phone number"),
+        ("12", "US", "'12' is too short for US" + ELSEWHERE_HINT),
+        ("+1 200 555 0100", "US", "'+1 200 555 0100' is not a valid number"),
+        ("200 555 0100", "US", "'200 555 0100' is not a valid number for US" + ELSEWHERE_HINT),
+        ("+44 12", "GB", "'+44 12' is too short"),
+        # an international number that cannot take a text: no "write it with +" hint, it has one
+        ("+44 906 123 4567", "GB", "'+44 906 123 4567' is a premium-rate number (GB), which cannot receive messages"),
+        ("0906 123 4567", "GB", "'0906 123 4567' is a premium-rate number (GB), which cannot receive messages"
+         + ELSEWHERE_HINT),
+        ("5550101; 5550102", "US", "'5550101; 5550102' holds more than one phone number; give each number its own row"),
+        ("1.61755501E10", "US", "'1.61755501E10' is a number a spreadsheet wrote in scientific notation, and its last "
+         "2 digits were lost; format the phone column as Text and type the number again"),
+    ],
+)
+def test_each_refusal_is_its_exact_sentence(raw: str, country: str, sentence: str) -> None:
+    """The whole sentence, not a fragment: it is what the user reads in the results file."""
+    with pytest.raises(PhoneError) as caught:
+        parse(raw, country)
+    assert str(caught.value) == sentence
+
+
+def test_a_non_geographic_number_has_region_001() -> None:
+    # +800 (international freephone) belongs to no country: phonenumbers' region is None
+    assert parse("+800 1234 5678", None).region == "001"
