@@ -158,24 +158,7 @@ class SociocsClient:
     async def list_scheduled(self) -> list[dict[str, Any]]:
         """``GET /messages/scheduled``: up to 100 scheduled messages, newest scheduled date
         first, no paging (sociocs-api.md section 8). Raises CampaignError when it fails."""
-        try:
-            async with self.session.get(f"{self.api_url}/messages/scheduled") as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as err:
-            raise CampaignError(
-                self.scrub(f"cannot list scheduled messages from {self.api_url}: {type(err).__name__}")
-            ) from None
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = None
-        if status in (401, 403):
-            raise RunStopped("The API refused the key (HTTP 401); check SOCIOCS_API_KEY.")
-        if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
-            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}"
-            raise CampaignError(f"GET /messages/scheduled failed: {detail}")
-        data = payload.get("data")
+        data = await self._call("GET", "/messages/scheduled", what="list scheduled messages")
         return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
 
     async def _exchange(self, method: str, url: URL, body: bytes | None) -> Reply:
@@ -254,10 +237,30 @@ class SociocsClient:
         return Reply(Verdict.REJECTED, status, error=errors or f"the API refused the request (HTTP {status})")
 
     async def list_messages(self, start: date, end: date) -> list[dict[str, Any]]:
-        """``GET /messages`` for an inclusive date range of at most 31 days."""
+        """``GET /messages`` for an inclusive date range of at most 31 days (section 8).
+        Raises CampaignError when it fails, RunStopped when the key is refused."""
         params = {"start_date": start.isoformat(), "end_date": end.isoformat()}
+        data = await self._call("GET", "/messages", params=params, what="list messages")
+        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        params: dict[str, str] | None = None,
+        what: str = "",
+    ) -> Any:
+        """One JSON call to an endpoint other than POST /message (section 8): its ``data``.
+
+        Raises CampaignError naming the call (``what``, e.g. "list messages") when it cannot be
+        made or does not succeed, and RunStopped when the key is refused (401/403).
+        """
+        what = what or f"call {method} {path}"
+        data = None if body is None else json.dumps(body).encode()
         try:
-            async with self.session.get(f"{self.api_url}/messages", params=params) as resp:
+            async with self.session.request(method, f"{self.api_url}{path}", data=data, params=params) as resp:
                 raw = await resp.read()
                 status = resp.status
         except aiohttp.ClientConnectorError as err:
@@ -265,29 +268,7 @@ class SociocsClient:
             reason = os.strerror(code).lower() if code else type(err.os_error).__name__
             raise CampaignError(self.scrub(f"cannot reach the API at {self.api_url} ({reason})")) from None
         except (TimeoutError, aiohttp.ClientError) as err:
-            raise CampaignError(self.scrub(f"cannot list messages from {self.api_url}: {type(err).__name__}")) from None
-        try:
-            payload = json.loads(raw)
-        except ValueError:
-            payload = None
-        if status in (401, 403):
-            raise RunStopped("The API refused the key (HTTP 401); check SOCIOCS_API_KEY.")
-        if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
-            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}"
-            raise CampaignError(f"GET /messages failed: {detail}")
-        data = payload.get("data")
-        return [m for m in data if isinstance(m, dict)] if isinstance(data, list) else []
-
-    async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        """One JSON call to another endpoint (section 8); its ``data``, or CampaignError saying why."""
-        try:
-            async with self.session.request(
-                method, f"{self.api_url}{path}", data=None if body is None else json.dumps(body).encode()
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except (TimeoutError, aiohttp.ClientError) as err:
-            raise CampaignError(self.scrub(f"cannot reach {self.api_url}{path}: {type(err).__name__}")) from None
+            raise CampaignError(self.scrub(f"cannot {what} from {self.api_url}: {type(err).__name__}")) from None
         try:
             payload = json.loads(raw)
         except ValueError:
