@@ -19,12 +19,12 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from campaign import timing
 from campaign.api import SociocsClient
@@ -42,6 +42,8 @@ from campaign.results import DELIVERY_COLUMNS, write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
 from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -766,6 +768,18 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
 async def reconcile(campaign: Campaign, api_key: str, *, sandbox: bool = False) -> ReconcileReport:
     """``campaign reconcile``: resolve ``unknown`` rows from ``GET /messages`` (see
     :func:`reconcile_state`), under the campaign's lock, then rewrite the results file."""
+    return await _with_api(campaign, api_key, sandbox, reconcile_state)
+
+
+async def _with_api(
+    campaign: Campaign,
+    api_key: str,
+    sandbox: bool,
+    work: Callable[[Campaign, State, SociocsClient], Awaitable[T]],
+) -> T:
+    """Run ``work`` on the campaign's state and an API client, under the campaign's lock, then
+    rewrite the results file: what ``reconcile`` and ``cancel`` share. Raises UsageError when
+    the campaign was never sent, and what :meth:`State.claim` raises for another API or file."""
     if not campaign.state.exists():
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
     with CampaignLock(campaign.state, campaign.name):
@@ -775,7 +789,7 @@ async def reconcile(campaign: Campaign, api_key: str, *, sandbox: bool = False) 
             async with SociocsClient(
                 campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
             ) as client:
-                report = await reconcile_state(campaign, state, client)
+                report = await work(campaign, state, client)
             export(state, campaign.results)
         finally:
             state.close()
@@ -795,17 +809,6 @@ async def cancel(
     """``campaign cancel``: delete the campaign's scheduled messages at the API (all, or the
     rows numbered ``rows``), under the campaign's lock, then rewrite the results file. See
     :mod:`campaign.cancel`. Raises UsageError when the campaign was never sent."""
-    if not campaign.state.exists():
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    with CampaignLock(campaign.state, campaign.name):
-        state = State(campaign.state)
-        try:
-            state.claim(campaign.path, identity(campaign, Options(sandbox=sandbox)), record=False)
-            async with SociocsClient(
-                campaign.api_url, api_key, timeout=campaign.sending.timeout, connections=2
-            ) as client:
-                report = await cancel_state(campaign, state, client, rows)
-            export(state, campaign.results)
-        finally:
-            state.close()
-    return report
+    return await _with_api(
+        campaign, api_key, sandbox, lambda campaign, state, client: cancel_state(campaign, state, client, rows)
+    )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,6 +38,27 @@ def write_csv(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] =
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def run_campaign(
+    *args: str, cwd: Path, key: str | None = None, timeout: float = 60, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m campaign ARGS` as a child process in ``cwd``: the environment's API key and URL
+    removed (``key`` sets the key), no stdin, output captured; ``columns`` widens the lines."""
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
+    if key:
+        env["SOCIOCS_API_KEY"] = key
+    if columns:
+        env["COLUMNS"] = str(columns)
+    return subprocess.run(
+        [sys.executable, "-m", "campaign", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 CampaignFactory = Callable[..., Path]

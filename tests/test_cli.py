@@ -20,24 +20,13 @@ import pytest
 from campaign.cli import cli
 from campaign.lock import CampaignLock
 from campaign.sandbox import spawn
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(*args: str, cwd: Path, key: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
-    if key:
-        env["SOCIOCS_API_KEY"] = key
-    return subprocess.run(
-        [sys.executable, "-m", "campaign", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_campaign(*args, cwd=cwd, key=key, timeout=timeout)
 
 
 @pytest.fixture

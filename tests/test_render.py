@@ -23,22 +23,13 @@ from campaign.config import load_campaign
 from campaign.errors import ConfigError, InputFileError
 from campaign.prepare import Pipeline
 from campaign.sandbox import spawn
-from tests.conftest import KEY
+from tests.conftest import KEY, run_campaign
 
 ANN, BO = "+16175550101", "+16175550102"
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
-    return subprocess.run(
-        [sys.executable, "-m", "campaign", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_campaign(*args, cwd=cwd)
 
 
 def campaign_file(

@@ -11,10 +11,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -28,24 +26,14 @@ from campaign.errors import ExitCode, InputFileError
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.sender import Job, Sender
 from campaign.state import SCHEMA_VERSION, State, Status
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
 from tests.test_faults import per_number
 from tests.test_send import results, send
 
 
 def campaign_process(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`campaign ARGS` as a child process with the test key; wide lines, so sentences stay whole."""
-    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_KEY", "SOCIOCS_API_URL")}
-    env.update(SOCIOCS_API_KEY=KEY, COLUMNS="500")
-    return subprocess.run(
-        [sys.executable, "-m", "campaign", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return run_campaign(*args, cwd=cwd, key=KEY, timeout=120, columns=500)
 
 
 def sandbox_log(url: str) -> tuple[Counter[str], int]:
