@@ -9,6 +9,10 @@ so the count lives outside any one campaign's state file: a small SQLite file at
 ``~/.local/state/campaign/ledger.sqlite`` (the XDG Base Directory specification's default for
 state data).
 
+The ledger also lists which campaigns' state files send through each channel
+(:func:`register_state`), so that ``reconcile`` never takes another campaign's message for one
+of its own rows when both sent the same text to the same number (:func:`other_message_ids`).
+
 A send is entered at the moment it is admitted, before its request leaves, in the same
 ``BEGIN IMMEDIATE`` transaction that counted, so two runs on one channel (two processes) can
 never both take the last place. A request that then fails still counts: the ledger errs on the
@@ -37,6 +41,70 @@ def ledger_path(environ: dict[str, str] | None = None) -> Path:
     return base / "campaign" / "ledger.sqlite"
 
 
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS sends (channel TEXT NOT NULL, phone TEXT NOT NULL, at REAL NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS sends_channel_at ON sends(channel, at);"
+    "CREATE INDEX IF NOT EXISTS sends_channel_phone ON sends(channel, phone, at);"
+    "CREATE TABLE IF NOT EXISTS states (channel TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (channel, state));"
+)
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    """The ledger's connection (autocommit; transactions are explicit), its tables in place.
+    Raises StateError with the fix when the file cannot be opened or written."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
+        db.executescript(_SCHEMA)
+    except (sqlite3.Error, OSError) as err:
+        raise StateError(
+            f"{path}: cannot open the campaign ledger ({err}); set CAMPAIGN_LEDGER to a writable file."
+        ) from None
+    return db
+
+
+def register_state(path: Path, channel: str, state: Path) -> None:
+    """Record that the campaign whose journal is ``state`` sends through ``channel``
+    (``"<api> <provider> <channel_key>"``), before its first request."""
+    db = _connect(path)
+    try:
+        db.execute("INSERT OR IGNORE INTO states (channel, state) VALUES (?, ?)", (channel, str(state.resolve())))
+    finally:
+        db.close()
+
+
+def other_message_ids(path: Path, channel: str, state: Path) -> set[str]:
+    """Message ids that other campaigns on this machine got from the API on ``channel``.
+
+    Read from each registered state file but ``state`` (read-only; a file that is gone or
+    unreadable is left out, and forgotten when gone). The API's listing cannot tell two
+    campaigns' identical messages apart (sociocs-api.md, GET /messages); these ids can.
+    """
+    if not path.exists():
+        return set()
+    db = _connect(path)
+    try:
+        rows = db.execute("SELECT state FROM states WHERE channel = ? AND state != ?", (channel, str(state.resolve())))
+        others = [Path(p) for (p,) in rows]
+        ids: set[str] = set()
+        for other in others:
+            if not other.exists():
+                db.execute("DELETE FROM states WHERE channel = ? AND state = ?", (channel, str(other)))
+                continue
+            try:
+                peer = sqlite3.connect(f"{other.as_uri()}?mode=ro", uri=True, timeout=30.0)
+                try:
+                    ids.update(r for (r,) in peer.execute("SELECT message_id FROM recipients WHERE message_id != ''"))
+                finally:
+                    peer.close()
+            except sqlite3.Error:
+                continue  # not a state file any more: it cannot hold a claim either
+        return ids
+    finally:
+        db.close()
+
+
 class Ledger:
     """One channel's view of the shared ledger: ``admit`` answers "may this number get a
     message now?" and, when it may, records that it did."""
@@ -45,19 +113,7 @@ class Ledger:
         self.channel = channel
         self.daily_limit = daily_limit
         self.pair_gap = pair_gap
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-            self.db.executescript(
-                "CREATE TABLE IF NOT EXISTS sends (channel TEXT NOT NULL, phone TEXT NOT NULL, at REAL NOT NULL);"
-                "CREATE INDEX IF NOT EXISTS sends_channel_at ON sends(channel, at);"
-                "CREATE INDEX IF NOT EXISTS sends_channel_phone ON sends(channel, phone, at);"
-            )
-        except sqlite3.Error as err:
-            raise StateError(
-                f"{path}: cannot open the daily-limit ledger ({err}); set CAMPAIGN_LEDGER to a writable file."
-            ) from None
+        self.db = _connect(path)
 
     def close(self) -> None:
         self.db.close()

@@ -18,6 +18,7 @@ from typing import Any
 from campaign.api import SociocsClient
 from campaign.config import Campaign
 from campaign.errors import CampaignError, RunStopped
+from campaign.ledger import ledger_path, other_message_ids
 from campaign.state import State, Status
 
 
@@ -37,14 +38,18 @@ class ReconcileReport:
 CLOCK_SKEW = timedelta(minutes=2)
 
 
-async def reconcile_state(campaign: Campaign, state: State, client: SociocsClient) -> ReconcileReport:
+async def reconcile_state(
+    campaign: Campaign, state: State, client: SociocsClient, *, channel: str | None = None
+) -> ReconcileReport:
     """Resolve the ``unknown`` rows of ``state`` from the API's listing; never guess.
 
     A listed message is a row's candidate when it is outbound, on the campaign's channel
     (``channel_key``/``provider`` where the listing has them), to the row's number, with the
     row's content (its text; or its template id and variables where the listing has them, and
     no text), created between the row's first attempt and its last answer (give or take
-    :data:`CLOCK_SKEW`), and not already another row's message id. A row with exactly one
+    :data:`CLOCK_SKEW`), and not already another row's message id, nor one that another campaign
+    on this machine got on the same ``channel`` (the ledger's registry: two campaigns may send the
+    same text to the same number, and the listing cannot tell their messages apart). A row with exactly one
     candidate, which is no other row's candidate, is ``sent`` with that id. A row with none is
     ``pending`` (the next run sends it), but only when every day of its time span was listed
     (with a day either side: the listing's dates are in the API's time zone, which is not
@@ -83,6 +88,8 @@ async def reconcile_state(campaign: Campaign, state: State, client: SociocsClien
         raise failure
     report.days = (last - first).days + 1
     taken = state.message_ids()
+    if channel is not None:
+        taken |= other_message_ids(ledger_path(), channel, campaign.state)
     candidates = [_candidates(campaign, u, span, listed, taken) for u, span in zip(unknown, spans, strict=True)]
     claims = Counter(mid for found in candidates for mid, _ in found)
     found: dict[str, str] = {}

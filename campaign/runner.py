@@ -33,7 +33,7 @@ from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
 from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError
-from campaign.ledger import PAIR_GAP, Ledger, ledger_path
+from campaign.ledger import PAIR_GAP, Ledger, ledger_path, register_state
 from campaign.lock import CampaignLock
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -190,6 +190,11 @@ def rows_exit_code(counts: Mapping[str, int], pending_for_later: int = 0) -> Exi
 def identity(campaign: Campaign, options: Options) -> Identity:
     """The API and channel a run sends through, as its state file records them."""
     return Identity(SANDBOX_API if options.sandbox else campaign.api_url, campaign.provider, campaign.channel_key)
+
+
+def channel_name(ident: Identity) -> str:
+    """The channel as the shared ledger names it: one API, provider and channel key."""
+    return f"{ident.api} {ident.provider} {ident.channel_key}"
 
 
 def campaign_warnings(campaign: Campaign) -> list[str]:
@@ -441,6 +446,8 @@ async def run(
                 None if options.command == "check" else identity(campaign, options),
                 record=not options.dry_run,
             )
+            if options.command == "send" and not options.dry_run:  # reconcile tells campaigns apart by it
+                register_state(ledger_path(), channel_name(identity(campaign, options)), campaign.state)
         summary.recovered_unknown = state.recover()
         run_id = state.begin_run(options.command, pipeline.file.columns)
         planner = Planner(campaign, state, options, summary)
@@ -507,7 +514,9 @@ async def _send(
             # Never resend what the API lists: reconcile first, with this run's client; if the
             # listing cannot be had, refuse rather than resend blindly (issue 10, item 2).
             try:
-                summary.reconciled = await reconcile_state(campaign, state, client)
+                summary.reconciled = await reconcile_state(
+                    campaign, state, client, channel=channel_name(identity(campaign, options))
+                )
             except CampaignError as err:
                 raise RunStopped(
                     f"--resend-unknown reconciles the unknown rows first, and that failed: {err}. "
@@ -587,7 +596,7 @@ def _gate(campaign: Campaign, options: Options) -> Iterator[timing.Gate | None]:
     sched = campaign.schedule
     pair = PAIR_GAP if campaign.recipients.allow_duplicates and campaign.provider in WHATSAPP else None
     ident = identity(campaign, options)
-    channel = f"{ident.api} {ident.provider} {ident.channel_key}"
+    channel = channel_name(ident)
     ledger: Ledger | None = None
     if sched.daily_limit is not None:
         ledger = Ledger(ledger_path(), channel, daily_limit=sched.daily_limit, pair_gap=pair)
@@ -768,7 +777,13 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
 async def reconcile(campaign: Campaign, api_key: str, *, sandbox: bool = False) -> ReconcileReport:
     """``campaign reconcile``: resolve ``unknown`` rows from ``GET /messages`` (see
     :func:`reconcile_state`), under the campaign's lock, then rewrite the results file."""
-    return await _with_api(campaign, api_key, sandbox, reconcile_state)
+    channel = channel_name(identity(campaign, Options(sandbox=sandbox)))
+    return await _with_api(
+        campaign,
+        api_key,
+        sandbox,
+        lambda campaign, state, client: reconcile_state(campaign, state, client, channel=channel),
+    )
 
 
 async def _with_api(

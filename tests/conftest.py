@@ -61,6 +61,13 @@ def run_campaign(
     )
 
 
+@pytest.fixture(autouse=True)
+def _own_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test its own machine-wide ledger (daily limits, the campaigns per channel), so no
+    test reads another's, nor the user's (the child processes a test starts inherit it)."""
+    monkeypatch.setenv("CAMPAIGN_LEDGER", str(tmp_path_factory.mktemp("ledger") / "ledger.sqlite"))
+
+
 CampaignFactory = Callable[..., Path]
 
 

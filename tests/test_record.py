@@ -220,6 +220,39 @@ def test_reconcile_of_two_campaigns_to_the_same_numbers_never_takes_the_others_m
     asyncio.run(main())
 
 
+def test_reconcile_never_takes_a_message_another_campaign_sent_with_the_same_text(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Two campaigns (other names, one channel) send the same text to the same numbers at the
+    same time; every request of the second gets a 500 the API did not act on. The listing holds
+    one message per number with that text, the first campaign's: reconcile of the second must
+    not take them (those people never got the second campaign), but leave the rows to be sent."""
+    people = contacts(6)
+    same = 'text = "Same: hi {{ first_name }}."'
+    first = make_campaign(people, name="first", message=same)
+    second = make_campaign(name="second", message=same)
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(first), options())
+            box.config.faults = Faults(error_500=1.0)
+            await run_on(box, load_campaign(second), options())
+            theirs = {m.message_id for m in box.accepted}
+            assert len(theirs) == 6
+            box.config.faults = Faults()
+            report = await runner.reconcile(dataclasses.replace(load_campaign(second), api_url=box.url), KEY)
+            assert report.checked == 6
+            state = State(tmp_path / "second.state.sqlite")
+            assert state.message_ids() == set()  # none of the first campaign's ids
+            assert {u["phone"] for u in state.by_status(Status.PENDING)} == {p[0] for p in people}
+            state.close()
+            again = await run_on(box, load_campaign(second), options())
+            assert again.sent_now == 6
+            assert listed(box) == Counter({(p[0], f"Same: hi {p[2]}."): 2 for p in people})
+
+    asyncio.run(main())
+
+
 def test_resend_unknown_reconciles_first(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     path = make_campaign(contacts(12))
 
