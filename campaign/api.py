@@ -276,7 +276,8 @@ class SociocsClient:
         if status in (401, 403):
             raise RunStopped(f"The API refused the key (HTTP {status}); check SOCIOCS_API_KEY.")
         if status != 200 or not isinstance(payload, dict) or payload.get("status") != "success":
-            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}"
+            unreadable = ", with a body that is not JSON" if payload is None and raw else ""
+            detail = self.scrub(_errors_text(payload)) or f"HTTP {status}{unreadable}"
             raise CampaignError(f"{method} {path} failed: {detail}")
         return payload.get("data")
 

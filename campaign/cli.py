@@ -467,6 +467,7 @@ def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
             f"message, {report.uncovered:,} fall outside what the API listed); `campaign status {campaign_file}` "
             "says why for each."
         )
+        sys.exit(int(ExitCode.ROWS_NOT_SENT))  # as send and status exit while rows are unknown
 
 
 @cli.command()

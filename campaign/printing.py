@@ -313,7 +313,8 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
             (f"{unknown:,} rows are unknown", "yellow"),
             " (the API may have sent them). To find out: "
             f"{command('campaign', 'reconcile', campaign_file)} "
-            f"(then {command(*send_again)} sends the ones it did not; --resend-unknown resends them all).",
+            f"(then {command(*send_again)} sends the ones it did not; with --resend-unknown, send reconciles "
+            "first and resends only what the API does not list).",
         )
     if s.stop_reason:
         say(err, "stopped:", "bold red", s.stop_reason, stop_hint(s.stop_reason))

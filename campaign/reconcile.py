@@ -84,8 +84,8 @@ async def reconcile_state(
         except CampaignError as err:  # that range is not covered; its rows stay unknown
             failure = failure or err
         day = until + timedelta(days=1)
-    if not covered and failure is not None:
-        raise failure
+    if not covered and failure is not None:  # the API failed us: a stop (exit 3), not a usage error
+        raise RunStopped(f"{failure}; the unknown rows stay unknown.")
     report.days = (last - first).days + 1
     taken = state.message_ids()
     if channel is not None:

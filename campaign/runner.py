@@ -32,7 +32,7 @@ from campaign.cancel import CancelReport as CancelReport  # re-exported: what ca
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
-from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError
+from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError, full_stop
 from campaign.ledger import PAIR_GAP, Ledger, ledger_path, register_state
 from campaign.lock import CampaignLock
 from campaign.prepare import Pipeline, Prepared, prepared_batches
@@ -519,7 +519,7 @@ async def _send(
                 )
             except CampaignError as err:
                 raise RunStopped(
-                    f"--resend-unknown reconciles the unknown rows first, and that failed: {err}. "
+                    f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "
                     "Nothing was sent; rerun when the API answers."
                 ) from None
         gate = stack.enter_context(_gate(campaign, options))

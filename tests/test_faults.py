@@ -253,7 +253,8 @@ def test_list_messages_unreachable_and_unreadable() -> None:
 
     today = date.today()
     not_json = _list(SandboxConfig(api_key=KEY, faults=Faults(not_json_200=1.0)), today, today)
-    assert type(not_json) is CampaignError and str(not_json) == "GET /messages failed: HTTP 200"
+    assert type(not_json) is CampaignError
+    assert str(not_json) == "GET /messages failed: HTTP 200, with a body that is not JSON"
     no_success = _list(SandboxConfig(api_key=KEY, faults=Faults(error_200=1.0)), today, today)
     assert type(no_success) is CampaignError
     assert str(no_success) == "GET /messages failed: Messages could not be listed."
