@@ -264,7 +264,8 @@ def test_unknown_rows_get_the_reconcile_command(make_campaign: CampaignFactory, 
     assert send.returncode == 1
     assert (
         f"2 rows are unknown (the API may have sent them). To find out: campaign reconcile {path} "
-        f"(then campaign send {path} sends the ones it did not; --resend-unknown resends them all).\n"
+        f"(then campaign send {path} sends the ones it did not; with --resend-unknown, send reconciles first "
+        "and resends only what the API does not list).\n"
     ) in send.stdout
     status = run("status", str(path), cwd=tmp_path)
     assert status.returncode == 1 and "2 unknown rows (run `campaign reconcile" in status.stdout
