@@ -200,8 +200,11 @@ def send(
                 options.api_key = target[1]
                 options.sandbox = True
                 out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
-            if not dry_run and not yes and not await _confirm(campaign, options):
-                return None
+            if not dry_run and not yes:
+                count = await _confirm(campaign, options)
+                if count is None:
+                    return None
+                options.expected = count  # the progress total while the file is being read
             shown = f"{campaign_file} --sandbox" if sandbox else campaign_file
             async with _sandbox_listener(None if dry_run else target, campaign) as listener:
                 summary = await _run_with_progress(campaign, options, results_path, shown)
@@ -223,8 +226,9 @@ def send(
     sys.exit(int(summary.exit_code()))
 
 
-async def _confirm(campaign: Campaign, options: runner.Options) -> bool:
-    """Ask before sending; False when the user says no. Refuses (exit 2) without a terminal."""
+async def _confirm(campaign: Campaign, options: runner.Options) -> int | None:
+    """Ask before sending: the count of rows to send when the user says yes, None when no.
+    Refuses (exit 2) without a terminal."""
     counting = dataclasses.replace(options, dry_run=True, command="plan", write_results=False)
     planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
@@ -236,7 +240,7 @@ async def _confirm(campaign: Campaign, options: runner.Options) -> bool:
         raise UsageError(sentence(question, notes, "Refusing without a terminal to ask on; add --yes to confirm."))
     if notes:
         out.print(notes)
-    return click.confirm(question, default=False)
+    return n if click.confirm(question, default=False) else None
 
 
 @asynccontextmanager

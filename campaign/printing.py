@@ -105,10 +105,10 @@ def progress_line(summary: runner.Summary, elapsed: float) -> str:
     """The plain progress line: rows finished in this run, counted by outcome, never all as "sent"."""
     done = summary.finished_now
     rate = done / max(elapsed, 1e-6)
-    return (
-        f"{done:,} of {max(summary.to_send, done):,} rows finished: {by_outcome(summary)} "
-        f"({rate:.1f}/s; {summary.rows:,} rows read)"
-    )
+    total = summary.total
+    if total is None:  # --yes: nothing counted the rows first; the file is still being read
+        return f"{done:,} rows finished: {by_outcome(summary)} ({rate:.1f}/s; {summary.rows:,} rows read so far)"
+    return f"{done:,} of {total:,} rows finished: {by_outcome(summary)} ({rate:.1f}/s)"
 
 
 class ProgressDisplay:
@@ -176,7 +176,7 @@ class ProgressDisplay:
         assert self.bar is not None
         done = summary.finished_now
         rate = done / max(now - self.started, 1e-6)
-        total = max(summary.to_send, done)
+        total = summary.total  # None: an open-ended bar until the whole file is read
         self.bar.update(self.task, completed=done, total=total, rate=rate, outcomes=by_outcome(summary))
 
     def __exit__(self, *exc: object) -> None:

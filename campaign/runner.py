@@ -62,6 +62,9 @@ class Options:
     prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
     sandbox: bool = False  # sent to the built-in sandbox (recorded as such in the state file)
     wait: bool = False  # --wait: keep running and send each held row when its window opens
+    # Rows this send is expected to send, as the confirmation just counted them (a dry run of
+    # the same options): the progress total while the file is still being read. None: unknown.
+    expected: int | None = None
 
 
 @dataclass
@@ -153,6 +156,8 @@ class Summary:
     row_notes: dict[str, list[int]] = field(default_factory=dict)  # what a row's schedule decided -> rows
     scheduled_rows: int = 0  # dry runs: rows that carry a schedule (sent later by the API)
     schedule_range: tuple[datetime, datetime] | None = None  # dry runs: earliest and latest schedule
+    expected: int | None = None  # Options.expected: the confirmation's count of rows to send
+    read_all: bool = False  # the whole file was read: to_send is this run's final count
 
     def note_schedule(self, when: str) -> None:
         """Count one row scheduled for ``when`` (ISO 8601 with offset, as rendered)."""
@@ -162,8 +167,19 @@ class Summary:
         self.schedule_range = (min(low, moment), max(high, moment))
 
     @property
+    def total(self) -> int | None:
+        """Rows this run sends, the progress bar's total: exact once the whole file is read;
+        before that the confirmation's count (``expected``), or None when nothing counted them
+        (rows read so far are not the total: the file is read only a little ahead of sending)."""
+        if self.read_all:
+            return max(self.to_send, self.finished_now)
+        if self.expected is None:
+            return None
+        return max(self.expected, self.to_send, self.finished_now)
+
+    @property
     def to_send(self) -> int:
-        """Rows read so far that this run hands to the sender (the progress bar's total)."""
+        """Rows read so far that this run hands to the sender (see ``total`` for the bar's)."""
         held = self.already_done + self.held_failed + self.held_unknown + self.limit_pending + self.not_reached
         held += self.held_ambiguous + self.held_cancelled
         return self.rows - held - self.duplicates - self.suppressed - sum(self.invalid_reasons.values())
@@ -417,6 +433,7 @@ async def run(
     summary otherwise; ``summary.exit_code()`` is the process exit code.
     """
     summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate, warnings=campaign_warnings(campaign))
+    summary.expected = options.expected
     started = time.monotonic()
     pipeline = Pipeline(campaign)  # opens and checks the file and templates: nothing sent yet
     summary.warnings.extend(pipeline.warnings)
@@ -459,6 +476,7 @@ async def run(
                     if on_progress:
                         on_progress(summary, None)
                 state.finish_read()
+                summary.read_all = True
                 state.attribute()
                 if options.command == "check":
                     summary.counts = Counter(state.counts())
@@ -548,6 +566,7 @@ async def _send(
                             break
                     await asyncio.sleep(0)  # let workers and the journal run between batches
                 state.finish_read()  # the whole file was read: this run's rows are the snapshot
+                summary.read_all = True
                 if options.wait:
 
                     def waiting(label: str) -> None:

@@ -233,7 +233,10 @@ class Webhooks:
         early = rng.random() < f.early
         targets = [s for s in self.subscriptions.values()]
         first = sequence.pop(0) if early else None
-        self._spawn(self._deliver_all(targets, provider, channel_key, sequence, f.delay if not early else 0.0))
+        # One sequence per subscription: a receiver that is gone (its retries last retry_for
+        # seconds per report) must not hold up the reports of one that listens.
+        for target in targets:
+            self._spawn(self._deliver_all([target], provider, channel_key, sequence, f.delay if not early else 0.0))
         if first is None:
             return None
         return self._deliver_to(targets, provider, channel_key, first, patient=False)

@@ -205,7 +205,7 @@ def test_progress_counts_finished_rows_by_outcome_and_ends_current(capsys: pytes
     """Not "299 of 300 rows sent" when 184 were sent, 72 failed and 44 unknown; and the last
     line printed is the final count, not the one from up to five seconds before the end."""
     now = [0.0]
-    summary = Summary(rows=300)
+    summary = Summary(rows=300, expected=300)
     bar = printing.ProgressDisplay(None, terminal=False, clock=lambda: now[0])  # type: ignore[arg-type]
     with bar as update:
         for status, n in (("sent", 184), ("failed", 72), ("unknown", 44)):
@@ -215,9 +215,27 @@ def test_progress_counts_finished_rows_by_outcome_and_ends_current(capsys: pytes
                 now[0] += 1 / 32  # a line every 5 s: at the 160th outcome, and the 320th (never)
                 update(summary, object())  # type: ignore[arg-type]
     assert capsys.readouterr().out.splitlines() == [
-        "160 of 300 rows finished: 160 sent (32.0/s; 300 rows read)",
-        "300 of 300 rows finished: 184 sent, 72 failed, 44 unknown (32.0/s; 300 rows read)",  # drawn on exit
+        "160 of 300 rows finished: 160 sent (32.0/s)",
+        "300 of 300 rows finished: 184 sent, 72 failed, 44 unknown (32.0/s)",  # drawn on exit
     ]
+
+
+def test_progress_total_is_the_rows_this_send_sends_not_the_rows_read_so_far() -> None:
+    """Issue 14: "2,887 of 4,095 rows finished (10,000 rows read)" on a bigger file: the file is
+    read only a little ahead of sending, so the rows read so far are no total. The total is the
+    confirmation's count until the whole file is read, then the run's exact count."""
+    summary = Summary(rows=4_095, finished_now=2_887, expected=12_000)
+    summary.outcomes["sent"] = 2_887
+    assert summary.total == 12_000
+    assert printing.progress_line(summary, 100.0) == "2,887 of 12,000 rows finished: 2,887 sent (28.9/s)"
+    unknown = Summary(rows=4_095, finished_now=2_887)  # --yes: nothing counted the rows first
+    unknown.outcomes["sent"] = 2_887
+    assert unknown.total is None
+    assert printing.progress_line(unknown, 100.0) == (
+        "2,887 rows finished: 2,887 sent (28.9/s; 4,095 rows read so far)"
+    )
+    summary.rows, summary.read_all = 11_990, True  # the file changed since: the exact count wins
+    assert summary.total == 11_990
 
 
 def test_summary_gives_reasons_and_next_commands_and_status_exits_like_send(

@@ -434,3 +434,117 @@ def test_schedule_quiet_hours_and_cancel_from_the_page(tmp_path: Path) -> None:
         assert "still to go out" not in r.text
         csv_text = s.get(f"{server.base}/c/later/download/results.csv", timeout=10).text
         assert csv_text.count(",cancelled,") == 2
+
+
+def test_progress_total_is_the_confirmed_count_and_stop_says_how_many_are_left(
+    tmp_path: Path, make_campaign: CampaignFactory
+) -> None:
+    """Issue 14: "290 of 768" on a 5,000-row file, the rows read so far as the total (the file
+    is read only a little ahead of sending). The total is the confirmation's count; after
+    Stop the page says how many rows are left."""
+    make_campaign(contacts(600), sending="rate = 0\nconcurrency = 2\ntimeout = 5")
+
+    async def go() -> tuple[str, str, str, int]:
+        site = Site(tmp_path)
+        runner, url = await start(site, "127.0.0.1", 0, sandbox=True)
+        base = url.split("/?")[0]
+        assert site.sandbox is not None
+        site.sandbox.config.faults = Faults(latency=0.01)
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                await (await s.get(url)).text()
+                confirm = await (await s.get(f"{base}/c/test/send")).text()
+                found = re.search(r'name="expected" value="(\d+)"', confirm)
+                assert found is not None
+                await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf, "expected": found.group(1)})
+                run = ""
+                while not re.search(r"Sending: [1-9]", run):
+                    run = await (await s.get(f"{base}/c/test/run")).text()
+                    await asyncio.sleep(0.02)
+                await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
+                job = site.jobs.get("test")
+                assert job is not None and job.task is not None
+                await job.task
+                assert job.summary is not None
+                stopped = await (await s.get(f"{base}/c/test/run")).text()
+                return found.group(1), run, stopped, job.summary.counts["pending"]
+        finally:
+            await runner.cleanup()
+            await site.sandbox.close()
+
+    expected, run, stopped, pending = asyncio.run(go())
+    assert expected == "600"
+    assert re.search(r"Sending: \d+ of 600 \(", run), re.findall(r'id="run-state">([^<]*)', run)
+    assert re.search(r'<progress max="600"', run)
+    assert 0 < pending < 600
+    assert f"{pending} rows are left to send; send again to continue." in stopped
+
+
+def test_a_finished_sandbox_send_waits_only_for_its_own_reports(
+    tmp_path: Path, make_campaign: CampaignFactory
+) -> None:
+    """Issue 14: "collecting the sandbox's delivery reports…" for a minute or two. Another
+    campaign on the same channel left a subscription whose listener is gone; the sandbox
+    retries its reports for 20 s each. The page waits for this run's messages only, and says
+    how the wait ended."""
+    make_campaign(contacts(3), name="other", file="other.csv")
+    make_campaign(contacts(8, start=10))
+
+    async def go() -> tuple[str, str | None, int]:
+        site = Site(tmp_path)
+        runner, url = await start(site, "127.0.0.1", 0, sandbox=True)
+        base = url.split("/?")[0]
+        assert site.sandbox is not None
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                await (await s.get(url)).text()
+                for name in ("other", "test"):
+                    await s.post(f"{base}/c/{name}/send", data={"csrf": site.keys.csrf})
+                    job = site.jobs.get(name)
+                    assert job is not None and job.task is not None
+                    await asyncio.wait_for(job.task, 15)  # without the bound: 20 s per report
+                page = await (await s.get(f"{base}/c/test/run")).text()
+                results = await (await s.get(f"{base}/c/test/download/results.csv")).text()
+                return page, job.reports_note, results.count(",delivered,") + results.count(",undelivered,")
+        finally:
+            await runner.cleanup()
+            await site.sandbox.close()
+
+    page, note, reported = asyncio.run(go())
+    assert note == "Every one of the 8 accepted messages has its final delivery report."
+    assert f"Delivery reports: {note}" in page
+    assert reported > 0
+
+
+def test_the_wait_for_reports_ends_when_none_come_or_at_the_cap() -> None:
+    """A message whose final report never comes ends the wait after the quiet time, and
+    reports that keep trickling in without finishing it end it at the cap; each is said."""
+    from campaign.delivery import Report
+    from campaign.web.reports import ReportWatch, wait_for_reports
+
+    async def go() -> tuple[str, str, str]:
+        sms = ReportWatch("twlo")
+        sms(Report("m1", "delivered"), "test")
+        sms(Report("m2", "sent"), "test")  # not final on its own
+        quiet = await wait_for_reports(sms, {"m1", "m2"}, quiet=0.1, cap=60)
+        whatsapp = ReportWatch("twlowa")
+        whatsapp(Report("m1", "delivered"), "test")  # WhatsApp: may still be read
+        stop = asyncio.Event()
+
+        async def trickle() -> None:
+            while not stop.is_set():
+                whatsapp(Report("m9", "sent"), "")
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(trickle())
+        capped = await wait_for_reports(whatsapp, {"m1"}, quiet=10, cap=0.2)
+        stop.set()
+        await task
+        whatsapp(Report("m1", "read"), "test")
+        done = await wait_for_reports(whatsapp, {"m1"})
+        return quiet, capped, done
+
+    quiet, capped, done = asyncio.run(go())
+    assert quiet.startswith("1 of 2 accepted messages had no final delivery report and none came for 0.1 s")
+    assert capped.startswith("1 of 1 accepted messages had no final delivery report after 0.2 s, the most")
+    assert done == "Every one of the 1 accepted messages has its final delivery report."

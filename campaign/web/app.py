@@ -199,12 +199,19 @@ async def send_confirm(request: web.Request) -> web.Response:
     return site.page(request, "send.html", **context)
 
 
+def _expected(value: str) -> int | None:
+    """The confirmation's count of rows to send (the progress total until the file is read);
+    None when the form has none. Only the progress display uses it."""
+    return int(value) if value.isdigit() and len(value) < 12 else None
+
+
 async def send_post(request: web.Request) -> web.StreamResponse:
     site, name = _site(request), _name(request)
     data = await site.form(request)
     try:
         campaign = site.campaign(name)
-        site.jobs.start(name, campaign, site.options(**_flags(data)), around=lambda: site.sandbox_reports(campaign))
+        options = site.options(expected=_expected(data.get("expected", "")), **_flags(data))
+        site.jobs.start(name, campaign, options, around=lambda: site.sandbox_reports(campaign))
     except CampaignError as err:
         return site.page(request, "error.html", status=409, name=name, error=str(err))
     raise web.HTTPSeeOther(f"/c/{name}/run")

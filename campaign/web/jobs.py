@@ -22,10 +22,11 @@ from pathlib import Path
 from campaign import runner
 from campaign.config import Campaign
 from campaign.errors import CampaignError, UsageError
-from campaign.state import Outcome
+from campaign.state import Outcome, Status
 
 log = logging.getLogger(__name__)
-AfterSend = Callable[[runner.Summary], Awaitable[None]]
+# After the run: (summary, message ids this run sent) -> a sentence for the run page, or None.
+AfterSend = Callable[[runner.Summary, frozenset[str]], Awaitable[str | None]]
 Around = Callable[[], AbstractAsyncContextManager[AfterSend | None]]
 
 
@@ -35,6 +36,7 @@ class Job:
 
     name: str
     campaign: Campaign
+    options: runner.Options
     stop: asyncio.Event
     started: float = field(default_factory=time.monotonic)
     summary: runner.Summary | None = None  # the run's live summary (updated as rows finish)
@@ -43,20 +45,29 @@ class Job:
     task: asyncio.Task[None] | None = None
     finished_at: float | None = None
     collecting: bool = False  # sent; waiting for the sandbox's delivery reports
+    accepted: set[str] = field(default_factory=set)  # message ids of the rows this run sent (not scheduled)
+    reports_note: str | None = None  # how the wait for the sandbox's delivery reports ended
 
     @property
     def running(self) -> bool:
         return self.task is not None and not self.task.done()
 
     def progress(self) -> dict[str, float | int]:
-        """Done, total, rate (rows per second) and ETA (seconds) of the rows this run sends."""
+        """Done, total, rate (rows per second), ETA (seconds) and rows left of this run.
+
+        The total is the rows this send sends (``Summary.total``: the confirmation's count
+        until the whole file is read), never the rows read so far, which run only a little
+        ahead of the sending. ``left`` after the run: the rows still pending (Stop leaves them
+        for the next send)."""
         s = self.summary
         done = s.finished_now if s else 0
-        total = max(s.to_send if s else 0, done)
+        known = s.total if s else self.options.expected
+        total = max(known if known is not None else (s.to_send if s else 0), done)
         elapsed = (self.finished_at or time.monotonic()) - self.started
         rate = done / elapsed if elapsed > 0 else 0.0
         eta = (total - done) / rate if rate > 0 else 0.0
-        return {"done": done, "total": total, "rate": rate, "eta": eta, "elapsed": elapsed}
+        left = s.counts.get("pending", 0) if s and not self.running else max(total - done, 0)
+        return {"done": done, "total": total, "rate": rate, "eta": eta, "elapsed": elapsed, "left": left}
 
 
 class Jobs:
@@ -84,12 +95,14 @@ class Jobs:
         current = self.jobs.get(name)
         if current is not None and current.running:
             raise UsageError(f"Campaign {name!r} is already being sent from this page.")
-        job = Job(name, campaign, asyncio.Event())
+        job = Job(name, campaign, options, asyncio.Event())
 
         def on_progress(summary: runner.Summary, outcome: Outcome | None) -> None:
             job.summary = summary
             if outcome is not None:
                 job.outcomes[outcome.status.value] += 1
+                if outcome.status is Status.SENT and outcome.message_id:
+                    job.accepted.add(outcome.message_id)
 
         async def go() -> None:
             try:
@@ -100,7 +113,7 @@ class Jobs:
                     job.summary = summary
                     if after is not None:
                         job.collecting = True
-                        await after(summary)
+                        job.reports_note = await after(summary, frozenset(job.accepted))
             except CampaignError as err:
                 job.error = str(err)
             except Exception:  # a bug: the page says so; the traceback goes to the server's console

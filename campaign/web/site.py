@@ -26,6 +26,7 @@ from campaign.sandbox import Sandbox
 from campaign.state import State
 from campaign.web import forms
 from campaign.web.jobs import AfterSend, Jobs
+from campaign.web.reports import ReportWatch, wait_for_reports
 from campaign.web.security import Secrets, UploadError, read_field, save_upload
 
 T = TypeVar("T")
@@ -74,25 +75,29 @@ class Site:
     async def sandbox_reports(self, campaign: Campaign) -> AsyncIterator[AfterSend | None]:
         """Sandbox mode: a listener in this process, subscribed at the sandbox, records its
         delivery reports into the campaign's (sandbox) state file, as ``campaign send --sandbox``
-        does; what this yields waits for them after the send and rewrites the results file
-        with the delivery columns. Yields None otherwise (real reports come to ``campaign
+        does; what this yields waits for this run's reports after the send (bounded:
+        :func:`campaign.web.reports.wait_for_reports`), rewrites the results file with the
+        delivery columns and returns how the wait ended. Yields None otherwise (real reports come to ``campaign
         listen``)."""
         if self.sandbox is None:
             yield None
             return
-        sandbox = self.sandbox
         secret = secrets.token_hex(16)
-        listener = delivery_runner.listener_for([campaign], secret, refresh=False, lazy=True)
+        watch = ReportWatch(campaign.provider)
+        listener = delivery_runner.listener_for([campaign], secret, refresh=False, lazy=True, on_report=watch)
         try:
             hook = await listener.start()
             await delivery_runner.subscribe(campaign, self.sandbox_key, url=hook, secret=secret)
 
-            async def after(summary: runner.Summary) -> None:
+            async def after(summary: runner.Summary, accepted: frozenset[str]) -> str | None:
                 if summary.results_path is None:
-                    return
-                await sandbox.webhooks.drain()
+                    return None
+                # Not the sandbox's whole webhook queue: it also retries reports to the
+                # listeners of earlier sends, long gone (issue 14). This run's messages only.
+                note = await wait_for_reports(watch, accepted)
                 await listener.close()
                 await asyncio.to_thread(export_results, campaign, summary.results_path)
+                return note
 
             yield after
         finally:
