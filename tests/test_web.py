@@ -457,8 +457,9 @@ def test_progress_total_is_the_confirmed_count_and_stop_says_how_many_are_left(
                 found = re.search(r'name="expected" value="(\d+)"', confirm)
                 assert found is not None
                 await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf, "expected": found.group(1)})
-                run = ""
+                run, deadline = "", time.monotonic() + 60  # a guard against hanging, not a timing check
                 while not re.search(r"Sending: [1-9]", run):
+                    assert time.monotonic() < deadline, run
                     run = await (await s.get(f"{base}/c/test/run")).text()
                     await asyncio.sleep(0.02)
                 await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
@@ -548,3 +549,39 @@ def test_the_wait_for_reports_ends_when_none_come_or_at_the_cap() -> None:
     assert quiet.startswith("1 of 2 accepted messages had no final delivery report and none came for 0.1 s")
     assert capped.startswith("1 of 1 accepted messages had no final delivery report after 0.2 s, the most")
     assert done == "Every one of the 1 accepted messages has its final delivery report."
+
+
+def test_the_campaigns_list_shows_a_running_send_as_sending(tmp_path: Path, make_campaign: CampaignFactory) -> None:
+    """Issue 14: during a send the list counted the rows read so far, said the last run "did
+    not finish" and labelled rows in flight unknown. It shows the live run instead."""
+    make_campaign(contacts(600), sending="rate = 0\nconcurrency = 2\ntimeout = 5")
+
+    async def go() -> str:
+        site = Site(tmp_path)
+        runner, url = await start(site, "127.0.0.1", 0, sandbox=True)
+        base = url.split("/?")[0]
+        assert site.sandbox is not None
+        site.sandbox.config.faults = Faults(latency=0.01)
+        try:
+            async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+                await (await s.get(url)).text()
+                await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf, "expected": "600"})
+                listing, deadline = "", time.monotonic() + 60  # a guard against hanging, not a timing check
+                while not re.search(r"Sending: [1-9]", listing):
+                    assert time.monotonic() < deadline, listing
+                    listing = await (await s.get(f"{base}/")).text()
+                    await asyncio.sleep(0.02)
+                await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
+                job = site.jobs.get("test")
+                assert job is not None and job.task is not None
+                await job.task
+                return listing
+        finally:
+            await runner.cleanup()
+            await site.sandbox.close()
+
+    listing = asyncio.run(go())
+    card = listing.split('id="campaign-test"')[1]
+    assert re.search(r"Sending: [\d,]+ of 600 finished", card)
+    assert 'href="/c/test/run"' in card and 'http-equiv="refresh"' in listing
+    assert "did not finish" not in card and "unknown" not in card and "Last run" not in card

@@ -53,6 +53,7 @@ async def index(request: web.Request) -> web.Response:
     for path in sorted(site.folder.glob("*.toml")):
         linked = bool(forms.NAME.fullmatch(path.stem))
         item: dict[str, Any] = {"name": path.stem, "counts": {}, "last_run": None, "error": None, "linked": linked}
+        item.update(running=False, progress=None, collecting=False)
         try:
             if not forms.NAME.fullmatch(path.stem):
                 raise UsageError(
@@ -61,12 +62,17 @@ async def index(request: web.Request) -> web.Response:
                 )
             campaign = site.campaign(path.stem)
             item["title"] = campaign.name
-            if campaign.state.exists():
+            job = site.jobs.get(path.stem)
+            item["running"] = job is not None and job.running
+            if job is not None and job.running:
+                # The state file is mid-run: its counts are of the rows read so far, its run
+                # has no outcome yet and rows in flight look unknown. Show the live run.
+                item["progress"], item["collecting"] = job.progress(), job.collecting
+            elif campaign.state.exists():
                 report = runner.status(campaign)
                 item["counts"], item["last_run"] = report.counts, report.last_run
         except CampaignError as err:
             item["error"] = str(err)
-        item["running"] = (job := site.jobs.get(path.stem)) is not None and job.running
         rows.append(item)
     return site.page(request, "index.html", campaigns=rows, order=STATUS_ORDER)
 
