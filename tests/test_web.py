@@ -585,3 +585,33 @@ def test_the_campaigns_list_shows_a_running_send_as_sending(tmp_path: Path, make
     assert re.search(r"Sending: [\d,]+ of 600 finished", card)
     assert 'href="/c/test/run"' in card and 'http-equiv="refresh"' in listing
     assert "did not finish" not in card and "unknown" not in card and "Last run" not in card
+
+
+def test_a_refused_upload_keeps_the_form_and_errors_name_the_users_file(tmp_path: Path) -> None:
+    """Issue 14: the New campaign form came back empty after the oversized-upload error (other
+    errors keep it); and a message using a missing column named the upload's name on disk
+    (".upload-a76f….csv has no column 'coupon'") instead of the file the user chose."""
+    with web_server(tmp_path, "--sandbox", "--max-upload-mb", "0.01") as server:
+        s = server.session()
+        csrf = server.csrf(s)
+        form = {
+            "csrf": csrf,
+            "name": "spring",
+            "provider": "twlo",
+            "channel_key": "twlo_16175550100",
+            "text": "Hi {{ first_name }}, use {{ coupon }} <now>",
+            "window": "08:00-21:00",
+        }
+        big = b"phone\n" + b"+16175550101\n" * 2000  # 26 KB > 10 KB
+        r = s.post(f"{server.base}/new", data=form, files={"file": ("big.csv", big)}, timeout=10)
+        assert r.status_code == 400 and "big.csv is larger than the 10 KB this page accepts" in r.text
+        assert 'name="name" required pattern="[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}" value="spring"' in r.text
+        assert 'value="twlo_16175550100"' in r.text and 'value="08:00-21:00"' in r.text
+        assert "Hi {{ first_name }}, use {{ coupon }} &lt;now&gt;</textarea>" in r.text
+        small = b"Phone,First Name\n+16175550101,Ann\n"
+        r = s.post(f"{server.base}/new", data=form, files={"file": ("My Contacts.csv", small)}, timeout=10)
+        assert r.status_code == 400
+        error = re.search(r'class="banner error"[^>]*>([^<]*)', r.text)
+        assert error is not None and "My Contacts.csv has no column &#39;coupon&#39;" in error.group(1), r.text
+        assert ".upload-" not in r.text and 'value="spring"' in r.text
+        assert sorted(p.name for p in tmp_path.iterdir()) == []

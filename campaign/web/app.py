@@ -85,11 +85,11 @@ async def new_post(request: web.Request) -> web.StreamResponse:
     site = _site(request)
     form: dict[str, str] = {}
     try:
-        form, upload = await site.multipart(request)
+        _, upload, filename = await site.multipart(request, form)  # form keeps what came before an error
         if upload is None:
             raise UsageError("Choose the spreadsheet with the recipients (CSV or Excel).")
         try:
-            path = forms.write_campaign(site.folder, form, upload)
+            path = forms.write_campaign(site.folder, form, upload, filename)
         finally:
             upload.unlink(missing_ok=True)
     except CampaignError as err:
@@ -149,7 +149,7 @@ async def upload_fixed(request: web.Request) -> web.StreamResponse:
     site, name = _site(request), _name(request)
     try:
         campaign = site.campaign(name)
-        _, upload = await site.multipart(request)
+        _, upload, _ = await site.multipart(request)
         if (job := site.jobs.get(name)) is not None and job.running:
             if upload is not None:
                 upload.unlink(missing_ok=True)

@@ -122,12 +122,13 @@ def campaign_toml(form: Mapping[str, str], recipients_file: str) -> dict[str, An
     return doc
 
 
-def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
+def write_campaign(folder: Path, form: Mapping[str, str], upload: Path, filename: str = "") -> Path:
     """Keep the uploaded recipients as ``NAME.recipients.<suffix>`` and write ``NAME.toml``.
 
     Nothing is kept unless the campaign file loads and its templates fit the upload's columns
-    (ConfigError names the key); an existing
-    campaign of that name is never overwritten (UsageError)."""
+    (ConfigError names the key, and the file by ``filename``, the name the user's file had,
+    not the upload's name on disk); an existing campaign of that name is never overwritten
+    (UsageError)."""
     name = check_name(form.get("name", "").strip())
     path = folder / f"{name}.toml"
     recipients = folder / f"{name}.recipients{upload.suffix}"
@@ -145,10 +146,20 @@ def write_campaign(folder: Path, form: Mapping[str, str], upload: Path) -> Path:
             Pipeline(replace(campaign, recipients=replace(campaign.recipients, file=upload)))
     except ConfigError as err:
         draft.unlink(missing_ok=True)
-        raise ConfigError(Path(path.name), err.message) from None  # the name the user knows
+        # The names the user knows: the campaign's, and the file they chose, not the upload's.
+        raise ConfigError(Path(path.name), as_uploaded(err.message, upload, filename)) from None
     os.replace(upload, recipients)
     os.replace(draft, path)
     return path
+
+
+def as_uploaded(message: str, upload: Path, filename: str) -> str:
+    """``message`` with the upload's name on disk (a random ``.upload-…`` name the user never
+    saw), as a path or a bare name, replaced by the name of the file the user uploaded."""
+    shown = filename or "the uploaded file"
+    for written in (str(upload.resolve()), str(upload), upload.name):
+        message = message.replace(written, shown)
+    return message
 
 
 def replace_recipients(campaign: Campaign, upload: Path) -> None:

@@ -116,12 +116,18 @@ class Site:
             raise web.HTTPForbidden(text="The form's CSRF token is missing or wrong; reload the page.")
         return {k: str(v) for k, v in data.items()}
 
-    async def multipart(self, request: web.Request) -> tuple[dict[str, str], Path | None]:
-        """A multipart POST: its text fields and the uploaded file (streamed to disk).
-        The CSRF field must come first, before anything is stored."""
+    async def multipart(
+        self, request: web.Request, fields: dict[str, str] | None = None
+    ) -> tuple[dict[str, str], Path | None, str]:
+        """A multipart POST: its text fields, the uploaded file (streamed to disk under a
+        name made here) and the name the user's file had (for messages only, never a path).
+        The CSRF field must come first, before anything is stored. The fields go into
+        ``fields`` as they are read, so a form refused for its upload (too large, wrong
+        kind) is shown again filled in."""
         reader = await request.multipart()
-        fields: dict[str, str] = {}
+        fields = {} if fields is None else fields
         upload: Path | None = None
+        filename = ""
         try:
             while (part := await reader.next()) is not None:
                 if not isinstance(part, BodyPartReader):
@@ -137,6 +143,7 @@ class Site:
                     if part.filename == "":  # the file input left empty
                         await part.release()
                         continue
+                    filename = Path(part.filename.replace("\\", "/")).name  # a browser may send a path
                     upload = await save_upload(part, self.folder, self.max_upload)
                 elif part.name:
                     fields[part.name] = await read_field(part)
@@ -144,7 +151,7 @@ class Site:
             if upload is not None:
                 upload.unlink(missing_ok=True)
             raise
-        return fields, upload
+        return fields, upload, filename
 
 
 SITE = web.AppKey("site", Site)
