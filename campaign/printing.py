@@ -415,6 +415,14 @@ def print_status(
     if report.last_run:
         r = report.last_run
         out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
+    if report.unread:
+        again = command("campaign", "send", campaign_file, *(["--sandbox"] if sandbox else []))
+        line(
+            out,
+            ("The last send stopped before it had read the whole recipients file", "yellow"),
+            f": these counts and the results file hold only the rows it read. `{again}` reads the rest "
+            "(and sends nothing twice).",
+        )
     _print_why(report.reasons)
     shown = 50
     retry = command("campaign", "send", campaign_file, *(["--sandbox"] if sandbox else []), "--retry-failed")

@@ -757,10 +757,12 @@ class StatusReport:
     failed: list[dict[str, Any]] = field(default_factory=list)  # row, phone, error, ... in row order
     limit_pending: int = 0  # pending rows the last run left for later (--limit, window, daily limit)
     reasons: dict[str, Reasons] = field(default_factory=dict)  # failed, skipped -> why
+    unread: bool = False  # the last send stopped before reading the whole file: rows are missing
 
     def exit_code(self) -> ExitCode:
-        """The rows part of PRODUCT.md "Exit codes", as ``send`` applies it: 0 or 1."""
-        return rows_exit_code(self.counts, self.limit_pending)
+        """The rows part of PRODUCT.md "Exit codes", as ``send`` applies it: 0 or 1 (1 while
+        rows of the file were never read: they are pending, in effect)."""
+        return ExitCode.ROWS_NOT_SENT if self.unread else rows_exit_code(self.counts, self.limit_pending)
 
 
 def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusReport:
@@ -784,6 +786,8 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
             limit_pending=int(state.meta(_LIMIT_PENDING) or 0),
             reasons=_explain(state, counts),
         )
+        last = report.last_run
+        report.unread = last is not None and last["command"] == "send" and state.meta("snapshot_run") != str(last["id"])
         at = timing.now()
         report.scheduled = [r for r in state.scheduled() if _upcoming(r["schedule_at"], at)]
         if results_path is not None:

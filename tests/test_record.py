@@ -469,6 +469,36 @@ def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFact
     assert len(results(tmp_path / "out.csv")) == 50
 
 
+def test_status_says_when_the_last_send_did_not_read_the_whole_file(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """A second Ctrl-C (or a kill) while the file is still being read leaves rows that no run
+    read: status must not call the rows it has "all" of them, and exits 1 like send."""
+    path = make_campaign(contacts(5))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=2))
+
+    asyncio.run(main())
+    whole = runner.status(load_campaign(path))
+    assert not whole.unread and whole.exit_code() is ExitCode.OK  # --limit left the rest for later
+    state = State(tmp_path / "test.state.sqlite")
+    state.begin_run("send", ["Phone"])  # a send killed while it was reading the file
+    state.close()
+    cut = runner.status(load_campaign(path))
+    assert cut.unread and cut.exit_code() is ExitCode.ROWS_NOT_SENT
+    proc = subprocess.run(
+        [sys.executable, "-m", "campaign", "status", str(path)], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "COLUMNS": "500"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert (
+        "The last send stopped before it had read the whole recipients file: these counts and the results file "
+        f"hold only the rows it read. `campaign send {path}` reads the rest (and sends nothing twice)."
+    ) in proc.stdout
+
+
 class _LostAnswers:
     """A real HTTP API on loopback that loses every answer to POST /message (500) and lists
     nothing; its listing refuses ranges starting before ``listed_from`` (or answers
