@@ -482,12 +482,15 @@ class Forecast:
 def forecast(schedule: Schedule, groups: dict[tuple[str, ...], int], rate: float, at: datetime) -> list[Forecast]:
     """When each zone group's rows go out, sending one group after another at ``rate`` per
     second (the one sender's rate is shared), each only inside its window. ``fits`` is False
-    when a group's rows cannot all go out inside the first window they reach."""
+    when a group's rows cannot all go out inside the first window they reach. With ``send_at``
+    the requests go now (each carries its own ``schedule``, checked against the window at that
+    time), so the window does not hold them back here either."""
     out: list[Forecast] = []
     cursor = at
     plans = []
     for zones, n in groups.items():
-        windows = common_windows(schedule, zones, at) if schedule.has_window else [(at, at + timedelta(days=_HORIZON))]
+        held = schedule.has_window and schedule.send_at is None
+        windows = common_windows(schedule, zones, at) if held else [(at, at + timedelta(days=_HORIZON))]
         if windows:
             plans.append((windows[0][0], zones, n, windows))
     for _, zones, n, windows in sorted(plans):

@@ -293,6 +293,18 @@ def test_check_counts_zones_and_warns_when_the_window_is_too_short(
     assert len(late) == 1 and late[0].startswith("30 rows for America/Chicago")
 
 
+def test_forecast_with_send_at_is_when_the_requests_go_not_the_window() -> None:
+    """With send_at every request goes now, carrying its own schedule; the window does not hold
+    them back, so the forecast must not say "goes out Fri 08:00" for rows sent at once."""
+    at = utc(2026, 12, 2, 3)  # 21:00 in Chicago: outside the window
+    plain = Schedule(window=(8 * 60, 21 * 60), window_text="08:00-21:00")
+    later = timing.forecast(plain, {("America/Chicago",): 10}, 1.0, at)
+    assert later[0].first > at  # waits for 08:00
+    scheduled = dataclasses.replace(plain, send_at=datetime(2026, 12, 3, 9, 0), send_at_text="2026-12-03 09:00")
+    now = timing.forecast(scheduled, {("America/Chicago",): 10}, 1.0, at)
+    assert now[0].first == at and now[0].fits
+
+
 def test_forecast_50000_rows_at_one_per_second_do_not_fit_a_day() -> None:
     window = Schedule(window=(8 * 60, 21 * 60), window_text="08:00-21:00")
     lines = timing.forecast(window, {("America/Chicago",): 50_000}, 1.0, utc(2026, 12, 2, 13))
