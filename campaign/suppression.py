@@ -50,6 +50,7 @@ MAX_WARNINGS_PER_FILE = 10
 _DIGIT_LIKE = re.compile(r"[\d\s+()\-./]*\d[\d\s+()\-./]*")
 #: Digits from which an entry is a phone number someone meant (shorter ones are notes, codes).
 PLAUSIBLE_DIGITS = 7
+_SCIENTIFIC = re.compile(r"\d+(?:[.,]\d+)?[eE]\+?\d+")  # 6.18E+09, 6,18E09
 _WHERE = "suppression file ([recipients] suppress)"
 
 
@@ -240,6 +241,13 @@ def _read_one(
         out.warnings.append(f"suppression file {path.name} holds no phone numbers; it suppresses nobody")
 
 
+def _plausible(cell: str) -> bool:
+    """Whether ``cell`` may be somebody's number: :data:`PLAUSIBLE_DIGITS` digits, or a number
+    a spreadsheet shows in scientific notation (``6.18E+09``: the cell may hold every digit
+    while its display lost them), so that an opt-out that cannot be read stops the run."""
+    return _digits(cell) >= PLAUSIBLE_DIGITS or bool(_SCIENTIFIC.fullmatch(cell.strip()))
+
+
 def _read_sheet(
     file: RecipientFile,
     chosen: tuple[list[int], bool],
@@ -275,7 +283,7 @@ def _read_sheet(
                 country, given = phones.region_code(cells[country_index]), True
             except phones.PhoneError as err:
                 where = f'row {number} (column "{file.columns[country_index]}")'
-                if any(_digits(cells[i]) >= PLAUSIBLE_DIGITS for i in columns if i < len(cells)):
+                if any(_plausible(cells[i]) for i in columns if i < len(cells)):
                     raise refuse(where, cells[country_index], str(err)) from None
                 bad.append(f"{where}: {err}")
                 return
@@ -287,7 +295,7 @@ def _read_sheet(
             try:
                 phone = phones.normalise(cell, country)
             except phones.PhoneError as err:
-                if _digits(cell) >= PLAUSIBLE_DIGITS and not given:
+                if _plausible(cell) and not given:
                     raise refuse(where, cell, str(err)) from None
                 # the first column chosen must hold numbers; others only where they have digits
                 if index == columns[0] or any(c.isdigit() for c in cell):

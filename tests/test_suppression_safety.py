@@ -220,3 +220,20 @@ def test_a_header_naming_the_phone_column_stays_a_header_beside_a_date(tmp_path:
     found = read_suppressions([path], "Phone", "US")
     assert set(found.numbers) == {"+16175550101", "+16175550102"}
     assert found.warnings == []
+
+
+def test_an_opt_out_shown_in_scientific_notation_stops_the_send(tmp_path: Path) -> None:
+    """An Excel opt-out cell that holds 6175552501 formatted 0.00E+00 shows 6.18E+09: its
+    digits are not readable from what it shows, so the send stops rather than message Sam."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["Phone"])
+    sheet.append([6175552501])
+    sheet["A2"].number_format = "0.00E+00"
+    book.save(tmp_path / "optouts.xlsx")
+    path = write_campaign(tmp_path, b"", name="optouts.csv")
+    path.write_text(path.read_text(encoding="utf-8").replace("optouts.csv", "optouts.xlsx"), encoding="utf-8")
+    err, box = refused(path)
+    assert "'6.18E+09'" in str(err) and "nothing was sent" in str(err)
+    assert box.requests == []
