@@ -18,6 +18,7 @@ import xlwt  # type: ignore[import-untyped]
 
 from campaign.errors import ExitCode, InputFileError
 from campaign.spreadsheet import RecipientFile, open_recipients
+from campaign.spreadsheet.display import displayed
 from campaign.spreadsheet.formulas import UnsavedFormulas
 from tests.conftest import CampaignFactory
 from tests.test_cli import run
@@ -270,3 +271,21 @@ def test_send_carries_the_text_the_sheet_shows(make_campaign: CampaignFactory, t
         "23:59 / 1 May 2026 23:59 / 0.3333333333",
         "6 PM / 2026-12-31 23:59 / 1E-07",
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "fmt", "shown"),
+    [
+        (-0.004, "0.00", "-0.00"),
+        (-0.4, "0", "-0"),
+        (-0.001, "0%", "-0%"),
+        (-0.004, '"$"#,##0.00', "-$0.00"),
+        (-0.004, "0.00;(0.00)", "(0.00)"),  # a negative section says how negatives show
+        (-1234.5, "#,##0.00", "-1,234.50"),
+        (0.004, "0.00", "0.00"),
+    ],
+)
+def test_a_negative_value_that_rounds_to_zero_keeps_its_minus(value: float, fmt: str, shown: str) -> None:
+    # Excel and LibreOffice show the sign of a negative value under a one-section format even
+    # when the digits round to zero; the formatter alone dropped it (a second tester's find).
+    assert displayed(value, fmt) == shown

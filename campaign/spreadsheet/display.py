@@ -181,4 +181,9 @@ def displayed(value: object, number_format: str | None, *, date1904: bool = Fals
     except Exception:  # an exotic or damaged format: the value itself is still right
         return plain_text(value)
     # "_)" and "* " pad for alignment in the cell; the padding is not part of the text
-    return str(text).strip()
+    text = str(text).strip()
+    if isinstance(value, int | float) and value < 0 and ";" not in fmt and not any(c in text for c in "-("):
+        # A one-section format shows a negative value with its minus sign even when it rounds
+        # to zero (-0.004 under 0.00 is "-0.00" in Excel and LibreOffice); xlfmt drops it.
+        text = "-" + text
+    return text
