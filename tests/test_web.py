@@ -11,6 +11,7 @@ import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import requests
@@ -225,6 +226,25 @@ def test_stop_is_ctrl_c_the_run_ends_cleanly_and_resumes(tmp_path: Path, make_ca
     assert distinct == 40
 
 
+async def _until_sending(s: aiohttp.ClientSession, url: str) -> str:
+    """Reload ``url`` (as the page does itself) until it says rows are being sent; its text."""
+    page, deadline = "", time.monotonic() + 60  # a guard against hanging, not a timing check
+    while not re.search(r"Sending: [1-9]", page):
+        assert time.monotonic() < deadline, page
+        page = await (await s.get(url)).text()
+        await asyncio.sleep(0.02)
+    return page
+
+
+async def _stop(s: aiohttp.ClientSession, base: str, site: Site) -> tuple[aiohttp.ClientResponse, Any]:
+    """Press Stop and wait for the send's task to end; the answer and the job."""
+    stopped = await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
+    job = site.jobs.get("test")
+    assert job is not None and job.task is not None
+    await job.task
+    return stopped, job
+
+
 def _wait_finished(s: requests.Session, url: str) -> str:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -333,15 +353,9 @@ def test_a_fixed_file_waits_until_the_send_has_ended_and_stop_stops(
                 form.add_field("file", b"Phone\n+16175550101\n", filename="contacts.csv")
                 r = await s.post(f"{base}/c/test/upload", data=form)
                 refused = (r.status, await r.text())
-                run = ""
-                while not re.search(r"Sending: [1-9]", run):  # reload, as the page does itself
-                    run = await (await s.get(f"{base}/c/test/run")).text()
-                    await asyncio.sleep(0.02)
-                stopped = await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
+                run = await _until_sending(s, f"{base}/c/test/run")
+                stopped, job = await _stop(s, base, site)
                 assert stopped.url.path == "/c/test/run"
-                job = site.jobs.get("test")
-                assert job is not None and job.task is not None
-                await job.task
                 assert job.summary is not None and job.summary.interrupted  # Stop is Ctrl-C
                 assert job.summary.counts["pending"] > 0
                 return *refused, run
@@ -457,15 +471,8 @@ def test_progress_total_is_the_confirmed_count_and_stop_says_how_many_are_left(
                 found = re.search(r'name="expected" value="(\d+)"', confirm)
                 assert found is not None
                 await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf, "expected": found.group(1)})
-                run, deadline = "", time.monotonic() + 60  # a guard against hanging, not a timing check
-                while not re.search(r"Sending: [1-9]", run):
-                    assert time.monotonic() < deadline, run
-                    run = await (await s.get(f"{base}/c/test/run")).text()
-                    await asyncio.sleep(0.02)
-                await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
-                job = site.jobs.get("test")
-                assert job is not None and job.task is not None
-                await job.task
+                run = await _until_sending(s, f"{base}/c/test/run")
+                _, job = await _stop(s, base, site)
                 assert job.summary is not None
                 stopped = await (await s.get(f"{base}/c/test/run")).text()
                 return found.group(1), run, stopped, job.summary.counts["pending"]
@@ -566,15 +573,8 @@ def test_the_campaigns_list_shows_a_running_send_as_sending(tmp_path: Path, make
             async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
                 await (await s.get(url)).text()
                 await s.post(f"{base}/c/test/send", data={"csrf": site.keys.csrf, "expected": "600"})
-                listing, deadline = "", time.monotonic() + 60  # a guard against hanging, not a timing check
-                while not re.search(r"Sending: [1-9]", listing):
-                    assert time.monotonic() < deadline, listing
-                    listing = await (await s.get(f"{base}/")).text()
-                    await asyncio.sleep(0.02)
-                await s.post(f"{base}/c/test/stop", data={"csrf": site.keys.csrf})
-                job = site.jobs.get("test")
-                assert job is not None and job.task is not None
-                await job.task
+                listing = await _until_sending(s, f"{base}/")
+                await _stop(s, base, site)
                 return listing
         finally:
             await runner.cleanup()
