@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from aiohttp import web
 from campaign.delivery import SIGNATURE_HEADER, Report, ReportError, parse_report, signature_ok
 from campaign.delivery_store import known_ids, record_reports
 from campaign.errors import UsageError
+from campaign.serving import run_until_signal
 from campaign.state import State
 
 PATH = "/webhooks/sociocs"
@@ -241,24 +241,4 @@ def serve(listener: Listener, host: str, port: int, *, ready: Callable[[str], No
     and closes the state files.
     """
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # Windows or a non-main thread
-        try:
-            url = await listener.start(host, port)
-            if ready is not None:
-                ready(url)
-            await stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await listener.close()
-
-    asyncio.run(main())
+    run_until_signal(lambda: listener.start(host, port), listener.close, ready)

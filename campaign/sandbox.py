@@ -51,6 +51,7 @@ from aiohttp import hdrs, web
 from campaign.errors import UsageError
 from campaign.sandbox_scheduled import ScheduledBook
 from campaign.sandbox_webhooks import WebhookFaults, Webhooks
+from campaign.serving import run_until_signal
 
 __all__ = ["AcceptedMessage", "Faults", "LoggedRequest", "Sandbox", "SandboxConfig", "WebhookFaults", "serve"]
 
@@ -579,31 +580,15 @@ def serve(host: str, port: int, config: SandboxConfig, *, ready: Callable[[str],
     listen on ``host:port`` (the port is taken, the address is not this machine's).
     """
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        installed: list[signal.Signals] = []
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
-                loop.add_signal_handler(sig, stop.set)
-                installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
-                pass  # Windows or a non-main thread
-        sandbox = Sandbox(config)
-        try:
-            try:
-                url = await sandbox.start(host, port)
-            except OSError as err:  # EADDRINUSE, EACCES (a port below 1024), EADDRNOTAVAIL (--host)
-                raise UsageError(_cannot_listen(host, port, err)) from None
-            if ready is not None:
-                ready(url)
-            await stop.wait()
-        finally:
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            await sandbox.close()
+    sandbox = Sandbox(config)
 
-    asyncio.run(main())
+    async def start() -> str:
+        try:
+            return await sandbox.start(host, port)
+        except OSError as err:  # EADDRINUSE, EACCES (a port below 1024), EADDRNOTAVAIL (--host)
+            raise UsageError(_cannot_listen(host, port, err)) from None
+
+    run_until_signal(start, sandbox.close, ready)
 
 
 @contextmanager
