@@ -43,7 +43,7 @@ from campaign.printing import (
     schedule_phrase,
     sentence,
 )
-from campaign.state import State, Status
+from campaign.state import Status
 
 T = TypeVar("T")
 
@@ -279,11 +279,7 @@ async def _sandbox_listener(target: tuple[str, str, Any] | None, campaign: Campa
 
 
 def _export_after_reports(campaign: Campaign, results: Path) -> Funnel:
-    state = State(campaign.state)
-    try:
-        runner.export(state, results)
-    finally:
-        state.close()
+    runner.rewrite_results(campaign, results)
     return delivery_runner.delivery_funnel(campaign)
 
 

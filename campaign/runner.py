@@ -653,6 +653,16 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
             )
 
 
+def rewrite_results(campaign: Campaign, path: Path) -> int:
+    """Rewrite ``path`` from the campaign's state file alone (after delivery reports came in,
+    with no run open); the number of rows written."""
+    state = State(campaign.state)
+    try:
+        return export(state, path)
+    finally:
+        state.close()
+
+
 def export(state: State, path: Path, *, with_segments: bool = False) -> int:
     """(Re)write a results file from the state file."""
     rows: Iterator[tuple[Any, ...]] = state.results()

@@ -23,7 +23,6 @@ from aiohttp import BodyPartReader, web
 from campaign import delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
 from campaign.sandbox import Sandbox
-from campaign.state import State
 from campaign.web import forms
 from campaign.web.jobs import AfterSend, Jobs
 from campaign.web.reports import ReportWatch, wait_for_reports
@@ -171,8 +170,4 @@ async def off_loop(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def export_results(campaign: Campaign, results: Path) -> None:
     """Rewrite the results file from the state file (after delivery reports came in)."""
-    state = State(campaign.state)
-    try:
-        runner.export(state, results)
-    finally:
-        state.close()
+    runner.rewrite_results(campaign, results)
