@@ -1,4 +1,4 @@
-"""Reading speed: ``campaign.recipients`` against plain pandas on the same files.
+"""Reading speed: ``campaign.spreadsheet`` against plain pandas on the same files.
 
 In this process, alternated per repeat, every cell read as text:
 
@@ -35,7 +35,7 @@ def _timed(fn: Callable[[], int]) -> tuple[float, int]:
 def measure(path: Path, rows: int, repeat: int) -> dict[str, float]:
     import pandas as pd
 
-    from campaign.recipients import open_recipients
+    from campaign.spreadsheet import open_recipients
 
     excel = path.suffix == ".xlsx"
     best: dict[str, float] = {}

@@ -32,8 +32,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from campaign import rules, timing
 from campaign.config import GSWA_SECTIONS, MEDIA_FIELDS, Campaign
 from campaign.errors import ConfigError, full_stop
-from campaign.recipients import header_key, visible
 from campaign.rules import RuleError
+from campaign.spreadsheet import header_key, visible
 
 _JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 

@@ -31,8 +31,8 @@ import xlwt  # type: ignore[import-untyped]
 
 from campaign.config import load_campaign
 from campaign.errors import ConfigError, InputFileError
-from campaign.recipients import open_recipients
 from campaign.results import write_results
+from campaign.spreadsheet import open_recipients
 from tests.conftest import KEY
 from tests.test_cli import read_results, run
 

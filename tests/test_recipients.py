@@ -1,4 +1,4 @@
-"""Tests for campaign.recipients: real files in tmp_path, written byte by byte where it matters."""
+"""Tests for campaign.spreadsheet: real files in tmp_path, written byte by byte where it matters."""
 
 from __future__ import annotations
 
@@ -13,10 +13,9 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from campaign import recipients
+from campaign import spreadsheet as recipients
 from campaign.errors import InputFileError
-from campaign.recipients import RecipientFile, SourceRow, open_recipients
-from campaign.spreadsheet import excel
+from campaign.spreadsheet import RecipientFile, SourceRow, excel, open_recipients
 
 Rows = list[tuple[int, tuple[str, ...]]]
 
