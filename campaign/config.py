@@ -41,6 +41,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "provider",
         "channel_key",
         "api_url",
+        "state",
         "recipients",
         "message",
         "contact_saving",
@@ -177,6 +178,9 @@ class Campaign:
     results: Path = Path("results.csv")
     state: Path = Path("state.sqlite")
     report: Path = Path("check.csv")
+    #: a PostgreSQL URL (``state`` / CAMPAIGN_STATE_URL) that holds the journal instead of the
+    #: SQLite file ``state``, whose name then only names the campaign's schema (campaign.store)
+    state_url: str = ""
     schedule: Schedule = field(default_factory=Schedule)
 
     @property
@@ -327,6 +331,12 @@ class _Parser:
             value = self.string(output, key, "[output] ")
             return self.local_path(value) if value else (folder / default).resolve()
 
+        state_url = self.env.get("CAMPAIGN_STATE_URL") or self.string(raw, "state", "") or ""
+        if state_url and not state_url.startswith(("postgresql://", "postgres://")):
+            raise self.fail(
+                "state must be a PostgreSQL URL (postgresql://user@host:port/database); leave it out "
+                "to keep the state in a SQLite file beside the campaign file ([output] state names that file)."
+            )
         return Campaign(
             path=self.path.resolve(),
             name=name,
@@ -341,6 +351,7 @@ class _Parser:
             state=out("state", f"{name}.state.sqlite"),
             report=out("report", f"{name}.check.csv"),
             schedule=schedule,
+            state_url=state_url,
         )
 
     def recipients(self, data: dict[str, Any]) -> Recipients:

@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from campaign import store
 from campaign.api import SociocsClient
 from campaign.config import Campaign
+from campaign.database import redact
 from campaign.delivery import ErrorKind
 from campaign.delivery_store import Funnel, failed_deliveries, funnel
 from campaign.errors import UsageError
 from campaign.listener import Listener, OnReport
 from campaign.results import neutralise
 from campaign.runner import export
-from campaign.state import State
 
 
 def listener_for(
@@ -43,12 +44,14 @@ def listener_for(
 
     Two campaigns that share a state file would record each report twice: refused.
     """
-    seen: dict[Path, str] = {}
+    seen: dict[str, str] = {}
     for c in campaigns:
-        path = c.state.resolve()
-        if path in seen:
-            raise UsageError(f"Campaigns {seen[path]!r} and {c.name!r} share the state file {c.state}; list it once.")
-        seen[path] = c.name
+        where = store.state_ref(c) + (f" {redact(c.state_url)}" if c.state_url else "")
+        if where in seen:
+            raise UsageError(
+                f"Campaigns {seen[where]!r} and {c.name!r} share the state {store.state_label(c)}; list it once."
+            )
+        seen[where] = c.name
     names = [c.name for c in campaigns]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -57,7 +60,7 @@ def listener_for(
 
     def rewrite(name: str) -> None:
         campaign = by_name[name]
-        state = State(campaign.state)
+        state = store.open_state(campaign)
         try:
             if state.last_run() is not None:  # never sent: no results file to show reports in
                 export(state, campaign.results)
@@ -67,7 +70,7 @@ def listener_for(
             state.close()
 
     return Listener(
-        [(c.name, c.state) for c in campaigns],
+        campaigns,
         secret,
         on_report=on_report,
         refresh=rewrite if refresh else None,
@@ -144,9 +147,7 @@ async def subscribe(
 
 def delivery_funnel(campaign: Campaign) -> Funnel:
     """The campaign's funnel from its state file (UsageError when it was never sent)."""
-    if not campaign.state.exists():
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    state = State(campaign.state)
+    state = store.open_existing(campaign)
     try:
         return funnel(state)
     finally:
@@ -160,9 +161,7 @@ def export_undeliverable(campaign: Campaign, path: Path) -> int:
     """Write the rows whose delivery failed for good (opted out, unknown number, landline...)
     to ``path``: a CSV whose ``phone`` column makes it a ``suppress`` file for the next
     campaign. Returns the number of numbers written."""
-    if not campaign.state.exists():
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    state = State(campaign.state)
+    state = store.open_existing(campaign)
     try:
         rows = [d for d in failed_deliveries(state) if d["kind"] is ErrorKind.PERMANENT]
     finally:

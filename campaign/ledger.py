@@ -26,6 +26,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from campaign.database import Database, PostgresDatabase, SqliteDatabase, redact
 from campaign.errors import StateError
 
 DAY = 86400.0
@@ -48,15 +49,32 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS states (channel TEXT NOT NULL, state TEXT NOT NULL, PRIMARY KEY (channel, state));"
 )
 
+#: The PostgreSQL schema that holds the ledger of every campaign whose state is in that database.
+SCHEMA = "campaign_ledger"
+#: How a PostgreSQL state is named in the ledger's ``states`` (a SQLite state by its file's path).
+PG_PREFIX = "postgresql:"
 
-def _connect(path: Path | str) -> sqlite3.Connection:
+
+def _connect(path: Path | str) -> Database:
     """The ledger's connection (autocommit; transactions are explicit), its tables in place.
-    Raises StateError with the fix when the file cannot be opened or written."""
-    if str(path) != ":memory:":
+    ``path`` is the SQLite file, or a PostgreSQL URL: then the ledger is the schema
+    ``campaign_ledger`` of that database, shared by every campaign whose state is there.
+    Raises StateError with the fix when it cannot be opened or written."""
+    where = str(path)
+    if where.startswith(("postgresql://", "postgres://")):
+        try:
+            db: Database = PostgresDatabase(where, SCHEMA)
+            with db.transaction():
+                db.lock("ledger-schema")
+                db.script(_SCHEMA)
+        except Exception as err:
+            raise StateError(f"cannot open the campaign ledger in PostgreSQL at {redact(where)} ({err}).") from None
+        return db
+    if where != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
-        db = sqlite3.connect(str(path), isolation_level=None, timeout=30.0)
-        db.executescript(_SCHEMA)
+        db = SqliteDatabase(where, timeout=30.0)
+        db.script(_SCHEMA)
     except (sqlite3.Error, OSError) as err:
         raise StateError(
             f"{path}: cannot open the campaign ledger ({err}); set CAMPAIGN_LEDGER to a writable file."
@@ -64,36 +82,46 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     return db
 
 
-def register_state(path: Path, channel: str, state: Path) -> None:
-    """Record that the campaign whose journal is ``state`` sends through ``channel``
-    (``"<api> <provider> <channel_key>"``), before its first request."""
+def register_state(path: Path | str, channel: str, state: str) -> None:
+    """Record that the campaign whose journal is ``state`` (a SQLite file's resolved path, or
+    ``postgresql:<schema>``) sends through ``channel`` (``"<api> <provider> <channel_key>"``),
+    before its first request."""
     db = _connect(path)
     try:
-        db.execute("INSERT OR IGNORE INTO states (channel, state) VALUES (?, ?)", (channel, str(state.resolve())))
+        db.execute("INSERT INTO states (channel, state) VALUES (?, ?) ON CONFLICT DO NOTHING", (channel, state))
     finally:
         db.close()
 
 
-def other_message_ids(path: Path, channel: str, state: Path) -> set[str]:
-    """Message ids that other campaigns on this machine got from the API on ``channel``.
+def other_message_ids(path: Path | str, channel: str, state: str) -> set[str]:
+    """Message ids that other campaigns on this machine (or this database) got from the API on
+    ``channel``.
 
-    Read from each registered state file but ``state`` (read-only; a file that is gone or
+    Read from each registered state but ``state`` (read-only; a file that is gone or
     unreadable is left out, and forgotten when gone). The API's listing cannot tell two
     campaigns' identical messages apart (sociocs-api.md, GET /messages); these ids can.
     """
-    if not path.exists():
+    if not str(path).startswith("postgres") and not Path(path).exists():
         return set()
     db = _connect(path)
     try:
-        rows = db.execute("SELECT state FROM states WHERE channel = ? AND state != ?", (channel, str(state.resolve())))
-        others = [Path(p) for (p,) in rows]
+        rows = db.execute("SELECT state FROM states WHERE channel = ? AND state != ?", (channel, state))
+        others = [p for (p,) in rows]
         ids: set[str] = set()
         for other in others:
-            if not other.exists():
-                db.execute("DELETE FROM states WHERE channel = ? AND state = ?", (channel, str(other)))
+            if other.startswith(PG_PREFIX):
+                schema = other[len(PG_PREFIX) :]
+                try:
+                    found = db.execute(f'SELECT message_id FROM "{schema}".recipients WHERE message_id != \'\'')
+                    ids.update(r for (r,) in found)
+                except db.errors:
+                    continue  # the schema was dropped: it cannot hold a claim either
+                continue
+            if not Path(other).exists():
+                db.execute("DELETE FROM states WHERE channel = ? AND state = ?", (channel, other))
                 continue
             try:
-                peer = sqlite3.connect(f"{other.as_uri()}?mode=ro", uri=True, timeout=30.0)
+                peer = sqlite3.connect(f"{Path(other).as_uri()}?mode=ro", uri=True, timeout=30.0)
                 try:
                     ids.update(r for (r,) in peer.execute("SELECT message_id FROM recipients WHERE message_id != ''"))
                 finally:
@@ -125,7 +153,8 @@ class Ledger:
         phone = phone.split("#", 1)[0]
         t = at.timestamp()
         db = self.db
-        db.execute("BEGIN IMMEDIATE")
+        db.begin()
+        db.lock(self.channel)  # PostgreSQL: one admit per channel at a time (SQLite: the write lock)
         try:
             if self.pair_gap:
                 (last,) = db.execute(
@@ -155,7 +184,7 @@ class Ledger:
                 db.execute("DELETE FROM sends WHERE at < ?", (t - 2 * DAY,))
             return None
         finally:
-            db.execute("COMMIT")
+            db.commit()
 
     def recipients_since(self, at: datetime) -> int:
         """Unique numbers this channel reached in the 24 hours before ``at`` (for tests, status)."""

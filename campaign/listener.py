@@ -29,10 +29,11 @@ import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from aiohttp import web
 
+from campaign import store
+from campaign.config import Campaign
 from campaign.delivery import SIGNATURE_HEADER, Report, ReportError, parse_report, signature_ok
 from campaign.delivery_store import known_ids, record_reports
 from campaign.errors import UsageError
@@ -59,7 +60,7 @@ class Listener:
 
     def __init__(
         self,
-        campaigns: Sequence[tuple[str, Path]],
+        campaigns: Sequence[Campaign],
         secret: str | None,
         *,
         max_body: int = MAX_BODY,
@@ -205,8 +206,8 @@ class Listener:
         """Open every campaign's state file, or none (StateError names the one that failed)."""
         opened: list[tuple[str, State]] = []
         try:
-            for name, path in self.campaigns:
-                opened.append((name, State(path)))
+            for campaign in self.campaigns:
+                opened.append((campaign.name, store.open_state(campaign)))
         except BaseException:
             for _, state in opened:
                 state.close()

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from campaign import store
 from campaign.api import SociocsClient
 from campaign.config import Campaign
 from campaign.errors import CampaignError, RunStopped
-from campaign.ledger import ledger_path, other_message_ids
+from campaign.ledger import other_message_ids
 from campaign.state import State, Status
 
 
@@ -89,7 +90,7 @@ async def reconcile_state(
     report.days = (last - first).days + 1
     taken = state.message_ids()
     if channel is not None:
-        taken |= other_message_ids(ledger_path(), channel, campaign.state)
+        taken |= other_message_ids(store.ledger_location(campaign), channel, store.state_ref(campaign))
     candidates = [_candidates(campaign, u, span, listed, taken) for u, span in zip(unknown, spans, strict=True)]
     claims = Counter(mid for found in candidates for mid, _ in found)
     found: dict[str, str] = {}

@@ -26,15 +26,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from campaign import timing
+from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.cancel import CancelReport as CancelReport  # re-exported: what cancel() returns
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
 from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError, full_stop
-from campaign.ledger import PAIR_GAP, Ledger, ledger_path, register_state
-from campaign.lock import CampaignLock
+from campaign.ledger import PAIR_GAP, Ledger, register_state
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
 from campaign.reconcile import reconcile_state
@@ -446,8 +445,8 @@ async def run(
         # Forked first, before the lock and the state file exist, so the child holds neither.
         batches = await stack.enter_async_context(prepared_batches(pipeline, child=options.prepare_in_child))
         if not options.dry_run:
-            stack.enter_context(CampaignLock(campaign.state, campaign.name))
-        real = State(campaign.state) if (campaign.state.exists() or not options.dry_run) else None
+            stack.enter_context(store.lock(campaign))
+        real = store.open_state(campaign) if (not options.dry_run or store.state_exists(campaign)) else None
         if real is not None:
             stack.callback(real.close)
         if options.dry_run:
@@ -464,7 +463,8 @@ async def run(
                 record=not options.dry_run,
             )
             if options.command == "send" and not options.dry_run:  # reconcile tells campaigns apart by it
-                register_state(ledger_path(), channel_name(identity(campaign, options)), campaign.state)
+                channel = channel_name(identity(campaign, options))
+                register_state(store.ledger_location(campaign), channel, store.state_ref(campaign))
         summary.recovered_unknown = state.recover()
         run_id = state.begin_run(options.command, pipeline.file.columns)
         planner = Planner(campaign, state, options, summary)
@@ -618,7 +618,7 @@ def _gate(campaign: Campaign, options: Options) -> Iterator[timing.Gate | None]:
     channel = channel_name(ident)
     ledger: Ledger | None = None
     if sched.daily_limit is not None:
-        ledger = Ledger(ledger_path(), channel, daily_limit=sched.daily_limit, pair_gap=pair)
+        ledger = Ledger(store.ledger_location(campaign), channel, daily_limit=sched.daily_limit, pair_gap=pair)
     elif pair is not None:
         ledger = Ledger(":memory:", channel, daily_limit=None, pair_gap=pair)
     try:
@@ -656,7 +656,7 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
 def rewrite_results(campaign: Campaign, path: Path) -> int:
     """Rewrite ``path`` from the campaign's state file alone (after delivery reports came in,
     with no run open); the number of rows written."""
-    state = State(campaign.state)
+    state = store.open_state(campaign)
     try:
         return export(state, path)
     finally:
@@ -703,7 +703,9 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
     first: dict[str, int] = {}  # recipient → its first row, as send decides duplicates
     seen: Counter[str] = Counter()  # allow_duplicates: a recipient is (phone, n-th occurrence)
     with contextlib.ExitStack() as stack:
-        state = stack.enter_context(contextlib.closing(State(campaign.state))) if campaign.state.exists() else None
+        state = None
+        if store.state_exists(campaign):
+            state = stack.enter_context(contextlib.closing(store.open_state(campaign)))
         for batch in pipeline.batches():
             for p in batch:
                 p = _preview_row(p, first, seen, allow_dup)
@@ -780,9 +782,7 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
 
     Raises UsageError when the campaign has no state file yet.
     """
-    if not campaign.state.exists():
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    state = State(campaign.state)
+    state = store.open_existing(campaign)
     try:
         state.claim(campaign.path, None, record=False)
         in_flight = [{**u, "error": _IN_FLIGHT} for u in state.by_status(Status.SENDING)]
@@ -828,10 +828,10 @@ async def _with_api(
     """Run ``work`` on the campaign's state and an API client, under the campaign's lock, then
     rewrite the results file: what ``reconcile`` and ``cancel`` share. Raises UsageError when
     the campaign was never sent, and what :meth:`State.claim` raises for another API or file."""
-    if not campaign.state.exists():
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {campaign.state.name}).")
-    with CampaignLock(campaign.state, campaign.name):
-        state = State(campaign.state)
+    if not store.state_exists(campaign):
+        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {store.state_label(campaign)}).")
+    with store.lock(campaign):
+        state = store.open_state(campaign)
         try:
             state.claim(campaign.path, identity(campaign, Options(sandbox=sandbox)), record=False)
             async with SociocsClient(

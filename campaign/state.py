@@ -43,12 +43,14 @@ import os
 import sqlite3
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from campaign.database import Database, SqliteDatabase, redact, unreachable
 from campaign.delivery import error_text, iso_ms
 from campaign.errors import StateError
 
@@ -155,6 +157,9 @@ class Status(StrEnum):
     CANCELLING = "cancelling"  # internal write-ahead mark: committed before the DELETE is written
 
 
+#: Every table, in the order a copy fills them (State.scratch of a PostgreSQL state).
+_TABLES = ("meta", "runs", "recipients", "rows", "delivery_events", "delivery")
+
 DONE = frozenset({Status.SENT, Status.SCHEDULED})
 
 # A row's status as users see it: its own (invalid, skipped) or its recipient's, with the
@@ -224,57 +229,106 @@ class RowRecord:
 
 
 class State:
-    """The SQLite journal of one campaign. ``path`` may be ``":memory:"`` for tests and dry runs."""
+    """The journal of one campaign: a SQLite file (``path``; ``":memory:"`` for tests), or a
+    schema in PostgreSQL (:meth:`postgres`). Both run the same SQL (campaign.database)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
+    def __init__(self, path: Path | str | Database) -> None:
         self.run = 0  # the current run, once begin_run has been called
         self.scratch_path: Path | None = None  # set for throw-away copies, deleted on close
+        if isinstance(path, Database):
+            self.db = path
+            self.path = path.label
+        else:
+            self.path = str(path)
+            try:
+                self.db = SqliteDatabase(self.path)
+            except sqlite3.DatabaseError as err:
+                raise self._unusable(err) from None
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        except sqlite3.DatabaseError as err:
-            raise self._unusable(err) from None
-        try:
-            self.db.execute("PRAGMA busy_timeout = 5000")
-            if self.path != ":memory:":
-                self.db.execute("PRAGMA journal_mode = WAL")
-            sync = os.environ.get("CAMPAIGN_STATE_SYNC", "NORMAL").upper()
-            self.db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'FULL' else 'NORMAL'}")
+            if self.db.dialect == "sqlite":
+                self.db.execute("PRAGMA busy_timeout = 5000")
+                if self.path != ":memory:":
+                    self.db.execute("PRAGMA journal_mode = WAL")
+                sync = os.environ.get("CAMPAIGN_STATE_SYNC", "NORMAL").upper()
+                self.db.execute(f"PRAGMA synchronous = {'FULL' if sync == 'FULL' else 'NORMAL'}")
             self._migrate()
         except BaseException as err:
             self.db.close()  # a state that cannot be used is closed, not left to the collector
-            if isinstance(err, sqlite3.DatabaseError):
+            if isinstance(err, self.db.errors):
                 raise self._unusable(err) from None
             raise
 
-    def _unusable(self, err: sqlite3.DatabaseError) -> StateError:
+    @classmethod
+    def postgres(cls, url: str, schema: str) -> State:
+        """The campaign's state in schema ``schema`` of the PostgreSQL database at ``url``.
+
+        Raises StateError (naming the URL without its password) when the server cannot be
+        reached or the schema cannot be used.
+        """
+        from campaign.database import PostgresDatabase
+
+        try:
+            db = PostgresDatabase(url, schema)
+        except Exception as err:
+            raise unreachable(url, err) from None
+        return cls(db)
+
+    @property
+    def shared(self) -> bool:
+        """Whether the state is in a database server (PostgreSQL) that several hosts share."""
+        return self.db.dialect == "postgresql"
+
+    def _unusable(self, err: BaseException) -> StateError:
+        if self.db_dialect() == "postgresql":
+            return StateError(f"{self.path}: the campaign's state cannot be used ({redact(str(err)).strip()}).")
         return StateError(
             f"{self.path}: the state file cannot be used ({err}). Move it aside to start the "
             "campaign afresh, which would resend every row."
         )
 
+    def db_dialect(self) -> str:
+        db = getattr(self, "db", None)
+        return db.dialect if db is not None else "sqlite"
+
     def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        db = self.db
+        if db.dialect == "postgresql":
+            # Several workers may open a new schema at once: one migrates, the others wait.
+            with db.transaction():
+                db.lock("migrate")
+                self._migrate_locked()
+            return
+        self._migrate_locked()
+
+    def _migrate_locked(self) -> None:
+        version = self.db.user_version()
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"{self.path}: the state file was written by a newer campaign (schema {version}); "
                 "upgrade campaign to continue this campaign."
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            # One script, one transaction: a migration lands whole or not at all.
-            self.db.executescript(f"BEGIN IMMEDIATE; {_MIGRATIONS[target]}; PRAGMA user_version = {target}; COMMIT;")
+            # One transaction per migration: it lands whole or not at all.
+            if self.db.dialect == "sqlite":
+                with self.db.transaction():
+                    self.db.script(_MIGRATIONS[target])
+                    self.db.set_user_version(target)
+            else:
+                self.db.script(_MIGRATIONS[target])
+                self.db.set_user_version(target)
 
-    def transaction(self) -> _Transaction:
+    def transaction(self) -> AbstractContextManager[None]:
         """``with state.transaction(): ...`` commits on success, rolls back on error."""
-        return _Transaction(self.db)
+        return self.db.transaction()
 
     @classmethod
     def scratch(cls, source: State | None = None) -> State:
-        """A throw-away copy (of ``source``, or empty) for dry runs and checks.
+        """A throw-away SQLite copy (of ``source``, or empty) for dry runs and checks.
 
         It lives in a temporary file, not ``:memory:``: a check of a million rows keeps every
         row in the ``rows`` table, which in memory would be hundreds of megabytes. The file is
-        unsynced (nothing in it matters after a crash) and deleted on close.
+        unsynced (nothing in it matters after a crash) and deleted on close. A PostgreSQL
+        state is copied table by table.
         """
         fd, name = tempfile.mkstemp(prefix="campaign-scratch-", suffix=".sqlite")
         os.close(fd)
@@ -282,12 +336,25 @@ class State:
         copy.scratch_path = Path(name)
         try:
             copy.db.execute("PRAGMA synchronous = OFF")
-            if source is not None:
-                source.db.backup(copy.db)
+            if source is not None and isinstance(source.db, SqliteDatabase):
+                source.db.conn.backup(cast(SqliteDatabase, copy.db).conn)
+            elif source is not None:
+                source._copy_into(copy)
         except BaseException:
             copy.close()
             raise
         return copy
+
+    def _copy_into(self, copy: State) -> None:
+        """Every row of every table of this state into ``copy`` (same schema version)."""
+        with copy.transaction():
+            for table in _TABLES:
+                cur = self.db.execute(f"SELECT * FROM {table}")
+                names = [d[0] for d in cur.description or ()]
+                copy.db.execute(f"DELETE FROM {table}")
+                insert = f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+                while chunk := cur.fetchmany(5000):
+                    copy.db.executemany(insert, chunk)
 
     def close(self) -> None:
         self.db.close()
@@ -315,8 +382,10 @@ class State:
         """Start a run; its rows are read into a fresh snapshot (see :meth:`finish_read`)."""
         with self.transaction():
             self.set_meta("next_columns", json.dumps(list(columns)))
-            cur = self.db.execute("INSERT INTO runs (started_at, command) VALUES (?, ?)", (now_iso(), command))
-        self.run = int(cur.lastrowid or 0)
+            cur = self.db.execute(
+                "INSERT INTO runs (started_at, command) VALUES (?, ?) RETURNING id", (now_iso(), command)
+            )
+            self.run = int(cur.fetchone()[0])
         return self.run
 
     def finish_read(self) -> None:
@@ -422,7 +491,10 @@ class State:
         return dict(zip(("id", "started_at", "finished_at", "command", "outcome"), row, strict=True))
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -454,8 +526,10 @@ class State:
         """
         if self.path == ":memory:" or self.scratch_path is not None:
             return
-        folder = Path(self.path).resolve().parent
-        recorded = self.meta("campaign_file")
+        # In PostgreSQL a campaign is its name: every host's copy of the campaign file (with that
+        # name and state URL) shares the journal, which is how workers share a campaign.
+        folder = Path.cwd() if self.shared else Path(self.path).resolve().parent
+        recorded = None if self.shared else self.meta("campaign_file")
         if recorded is not None:
             owner = folder / recorded
             try:
@@ -488,11 +562,12 @@ class State:
         if not record:
             return
         with self.transaction():
-            try:
-                relative = os.path.relpath(campaign_file, folder)
-            except ValueError:  # another drive (Windows): only an absolute path can name it
-                relative = str(campaign_file)
-            self.set_meta("campaign_file", Path(relative).as_posix())
+            if not self.shared:
+                try:
+                    relative = os.path.relpath(campaign_file, folder)
+                except ValueError:  # another drive (Windows): only an absolute path can name it
+                    relative = str(campaign_file)
+                self.set_meta("campaign_file", Path(relative).as_posix())
             if identity is not None:
                 self.set_meta("api_url", identity.api)
                 self.set_meta("provider", identity.provider)
@@ -534,8 +609,10 @@ class State:
 
     def add_rows(self, rows: Iterable[RowRecord]) -> None:
         self.db.executemany(
-            "INSERT OR REPLACE INTO rows (run, row, key, phone, status, error, message, cells, payload_hash)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO rows (run, row, key, phone, status, error, message, cells, payload_hash)"
+            " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (run, row) DO UPDATE SET key = excluded.key,"
+            " phone = excluded.phone, status = excluded.status, error = excluded.error,"
+            " message = excluded.message, cells = excluded.cells, payload_hash = excluded.payload_hash",
             [
                 (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells, r.payload_hash)
                 for r in rows
@@ -689,17 +766,3 @@ class State:
     def journal_counts(self) -> dict[str, int]:
         """Recipients per status over the campaign's whole life (not only the last read)."""
         return dict(self.db.execute("SELECT status, count(*) FROM recipients GROUP BY status").fetchall())
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, kind: object, value: object, tb: object) -> None:
-        if kind is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +61,93 @@ def run_campaign(
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+#: The state engines the suite runs against: CAMPAIGN_TEST_BACKENDS (default both). A test in a
+#: module that sends (BACKEND_MODULES) runs once per engine; a test that is about one engine's
+#: own behaviour (a damaged SQLite file, a server that goes away) is marked ``backend``.
+BACKENDS = tuple(b for b in os.environ.get("CAMPAIGN_TEST_BACKENDS", "sqlite,postgresql").split(",") if b)
+BACKEND_MODULES = frozenset(
+    {
+        "test_cancel",
+        "test_cli",
+        "test_delivery",
+        "test_delivery_cli",
+        "test_faults",
+        "test_kill",
+        "test_output",
+        "test_record",
+        "test_secrets",
+        "test_send",
+        "test_stops",
+        "test_suppression_safety",
+        "test_timing",
+        "test_web",
+    }
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "backend(name): a test of one state engine's own behaviour")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    marker = metafunc.definition.get_closest_marker("backend")
+    if marker is not None:
+        metafunc.parametrize("state_backend", [marker.args[0]], indirect=True, ids=[marker.args[0]])
+    elif module in BACKEND_MODULES:
+        metafunc.parametrize("state_backend", BACKENDS, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Any]:
+    """One throw-away PostgreSQL cluster for the session (bench/pgcluster.py)."""
+    from bench.pgcluster import Cluster, available
+
+    if not available():
+        raise RuntimeError("PostgreSQL is missing (apt-get install postgresql); or set CAMPAIGN_TEST_BACKENDS=sqlite")
+    cluster = Cluster.start()
+    try:
+        yield cluster
+    finally:
+        from campaign.database import close_pools
+
+        close_pools()
+        cluster.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The state engine of this test: ``sqlite`` (the default), or ``postgresql``: a fresh
+    database on the session's cluster, named by CAMPAIGN_STATE_URL for this process and the
+    ``campaign`` processes the test starts."""
+    backend = getattr(request, "param", "sqlite")
+    if backend != "postgresql":
+        monkeypatch.delenv("CAMPAIGN_STATE_URL", raising=False)
+        yield backend
+        return
+    cluster = request.getfixturevalue("pg_cluster")
+    name = f"t{os.getpid()}_{next(_databases)}"
+    monkeypatch.setenv("CAMPAIGN_STATE_URL", cluster.create_database(name))
+    try:
+        yield backend
+    finally:
+        from campaign.database import close_pools
+
+        close_pools()
+        cluster.drop_database(name)
+
+
+def state_of(campaign_file: Path) -> Any:
+    """The state of the campaign in ``campaign_file``, on this test's engine (close it)."""
+    from campaign import store
+    from campaign.config import load_campaign
+
+    return store.open_state(load_campaign(campaign_file))
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from campaign import delivery_runner
+from campaign import delivery_runner, store
 from campaign.config import Campaign, load_campaign
 from campaign.delivery import (
     SIGNATURE_HEADER,
@@ -174,7 +174,7 @@ def test_forged_unsigned_and_malformed_reports_change_nothing(make_campaign: Cam
             mid = next(iter(_delivery(campaign)))
             report = json.dumps({"message_id": mid, "event": "status_update", "event_data": {"status": "read"}})
             body = report.encode()
-            async with Listener([(campaign.name, campaign.state)], SECRET, max_body=4096) as listener:
+            async with Listener([campaign], SECRET, max_body=4096) as listener:
                 statuses = [
                     await _post(listener.url, body, {}),  # unsigned
                     await _post(listener.url, body, {SIGNATURE_HEADER: sign("another secret", body)}),  # forged
@@ -239,7 +239,7 @@ def test_faulty_reports_and_a_listener_restarted_mid_campaign_end_with_what_the_
         )
         async with Sandbox(sandbox) as box:
             campaign = _campaign(make_campaign, 60, box.url, provider="twlowa")
-            first = Listener([(campaign.name, campaign.state)], SECRET)
+            first = Listener([campaign], SECRET)
             url = await first.start(port=port)
             await delivery_runner.subscribe(campaign, KEY, url=url, secret=SECRET)
 
@@ -248,7 +248,7 @@ def test_faulty_reports_and_a_listener_restarted_mid_campaign_end_with_what_the_
                     await asyncio.sleep(0.005)
                 await first.close()  # down while sends and reports go on: the sandbox retries
                 await asyncio.sleep(0.3)
-                second = Listener([(campaign.name, campaign.state)], SECRET)
+                second = Listener([campaign], SECRET)
                 await second.start(port=port)
                 return second
 
@@ -290,7 +290,7 @@ def test_retry_undelivered_resends_exactly_the_temporary_failures(
         faults = WebhookFaults(fail_rate=0.7, seed=2)
         async with Sandbox(SandboxConfig(api_key=KEY, webhooks=faults)) as box:
             campaign = _campaign(make_campaign, 30, box.url)
-            async with Listener([(campaign.name, campaign.state)], None) as listener:
+            async with Listener([campaign], None) as listener:
                 await delivery_runner.subscribe(campaign, KEY, url=listener.url, secret=None)
                 await _send(campaign)
                 await box.webhooks.drain()
@@ -365,11 +365,11 @@ def test_failed_deliveries_classify_codes(tmp_path: Path) -> None:
     assert kinds == {"0": "temporary", "1": "permanent", "2": "other"}
 
 
-def test_one_listener_routes_reports_to_the_campaign_that_sent_them(tmp_path: Path) -> None:
+def test_one_listener_routes_reports_to_the_campaign_that_sent_them(make_campaign: CampaignFactory) -> None:
     """A known id goes to its campaign only; an id no campaign knows yet is kept by each."""
-    paths = [tmp_path / "a.state.sqlite", tmp_path / "b.state.sqlite"]
-    for i, path in enumerate(paths):
-        state = State(path)
+    campaigns = [load_campaign(make_campaign(contacts(1), name=name)) for name in ("a", "b")]
+    for i, campaign in enumerate(campaigns):
+        state = store.open_state(campaign)
         try:
             with state.transaction():
                 state.db.execute(
@@ -381,7 +381,7 @@ def test_one_listener_routes_reports_to_the_campaign_that_sent_them(tmp_path: Pa
             state.close()
 
     async def main() -> list[int]:
-        async with Listener([("a", paths[0]), ("b", paths[1])], SECRET) as listener:
+        async with Listener(campaigns, SECRET) as listener:
             out = []
             for mid in ("SM0", "SM1", "SMlater"):
                 body = json.dumps({"message_id": mid, "event_data": {"status": "delivered"}}).encode()
@@ -389,25 +389,27 @@ def test_one_listener_routes_reports_to_the_campaign_that_sent_them(tmp_path: Pa
             return out
 
     assert asyncio.run(main()) == [200, 200, 200]
-    for path, mine in zip(paths, ("SM0", "SM1"), strict=True):
-        db = sqlite3.connect(path)
+    for campaign, mine in zip(campaigns, ("SM0", "SM1"), strict=True):
+        state = store.open_state(campaign)
         try:
-            ids = sorted(r[0] for r in db.execute("SELECT message_id FROM delivery_events"))
+            ids = sorted(r[0] for r in state.db.execute("SELECT message_id FROM delivery_events"))
         finally:
-            db.close()
+            state.close()
         assert ids == sorted([mine, "SMlater"])
 
 
-def test_a_report_that_cannot_be_committed_is_not_acknowledged(tmp_path: Path) -> None:
+@pytest.mark.backend("sqlite")
+def test_a_report_that_cannot_be_committed_is_not_acknowledged(make_campaign: CampaignFactory) -> None:
     """Another process holds the state file's write lock past the busy timeout: 503, nothing
     recorded, so the sender posts it again; once the lock is gone the same report is 200."""
-    path = tmp_path / "c.state.sqlite"
+    campaign = load_campaign(make_campaign(contacts(1), name="c"))
+    path = campaign.state
     State(path).close()
     body = json.dumps({"message_id": "SM1", "event_data": {"status": "delivered"}}).encode()
     headers = {SIGNATURE_HEADER: sign(SECRET, body)}
 
     async def main() -> tuple[int, int]:
-        async with Listener([("c", path)], SECRET) as listener:
+        async with Listener([campaign], SECRET) as listener:
             blocker = sqlite3.connect(path, isolation_level=None)
             blocker.execute("BEGIN EXCLUSIVE")
             try:

@@ -22,7 +22,7 @@ from typing import Any
 import openpyxl
 from aiohttp import web
 
-from campaign import delivery_runner, runner, timing
+from campaign import delivery_runner, runner, store, timing
 from campaign.config import API_KEY_ENV, Campaign
 from campaign.delivery import error_meaning
 from campaign.errors import CampaignError, UsageError
@@ -68,7 +68,7 @@ async def index(request: web.Request) -> web.Response:
                 # The state file is mid-run: its counts are of the rows read so far, its run
                 # has no outcome yet and rows in flight look unknown. Show the live run.
                 item["progress"], item["collecting"] = job.progress(), job.collecting
-            elif campaign.state.exists():
+            elif store.state_exists(campaign):
                 report = runner.status(campaign)
                 item["counts"], item["last_run"] = report.counts, report.last_run
         except CampaignError as err:
