@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +112,8 @@ class Cluster:
 
     def stop(self) -> None:
         """Stop the server (immediately) and remove its folder."""
-        try:
+        with suppress(subprocess.CalledProcessError):
             self._run(_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
