@@ -159,6 +159,11 @@ def preview(campaign_file: str, count: int) -> None:
 @click.option(
     "--wait", is_flag=True, help="Keep running and send rows held by [schedule] window/days/daily_limit as they open."
 )
+@click.option(
+    "--worker",
+    is_flag=True,
+    help="Share the campaign with other runs (any host) through its PostgreSQL state; implies --yes.",
+)
 def send(
     campaign_file: str,
     yes: bool,
@@ -172,6 +177,7 @@ def send(
     results: str | None,
     sandbox: bool,
     wait: bool,
+    worker: bool,
 ) -> None:
     """Send every row not yet sent, and write the results file.
 
@@ -187,7 +193,9 @@ def send(
         retry_undelivered=retry_undelivered,
         api_key=os.environ.get(API_KEY_ENV, ""),
         wait=wait,
+        worker=worker,
     )
+    yes = yes or worker  # workers run unattended (systemd, several terminals): no question
     results_path = Path(results) if results else None
 
     funnel: Funnel | None = None

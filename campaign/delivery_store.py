@@ -97,8 +97,10 @@ def funnel(state: State) -> Funnel:
     """Count the funnel from the journal joined to the delivery lines."""
     f = Funnel()
     row = state.db.execute(
-        "SELECT count(*), coalesce(sum(d.reached >= ?), 0), coalesce(sum(d.reached >= ?), 0),"
-        " coalesce(sum(d.reached >= ?), 0), count(d.message_id)"
+        # CASE, not sum(boolean): one SQL for SQLite and PostgreSQL (campaign.database)
+        "SELECT count(*), coalesce(sum(CASE WHEN d.reached >= ? THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN d.reached >= ? THEN 1 ELSE 0 END), 0),"
+        " coalesce(sum(CASE WHEN d.reached >= ? THEN 1 ELSE 0 END), 0), count(d.message_id)"
         " FROM recipients p LEFT JOIN delivery d ON d.message_id = p.message_id"
         " WHERE p.status IN ('sent', 'scheduled') AND p.message_id != ''",
         (SENT_RANK, DELIVERED_RANK, READ_RANK),

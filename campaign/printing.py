@@ -443,6 +443,15 @@ def print_status(
             out.print(f"  {r['schedule_at']}  row {r['row']}  {r['phone']}")
         if len(report.scheduled) > shown:
             out.print(f"  … and {len(report.scheduled) - shown:,} more")
+    if report.workers:
+        running = sum(w["state"] == "running" for w in report.workers)
+        out.print(f"Workers: {running} running, {len(report.workers)} in all (newest first):")
+        for w in report.workers[:20]:
+            role = ", planning" if w["planner"] and w["state"] == "running" else ""
+            out.print(
+                f"  {w['host']} pid {w['pid']}  {w['state']}{role}  started {w['started_at']}  "
+                f"last heartbeat {w['heartbeat_age']:.1f} s ago  {w['in_flight']} in flight"
+            )
     if report.limit_pending and report.counts.get(Status.PENDING):
         out.print(f"{report.limit_pending:,} pending rows were left for a later run (--limit, window, daily limit).")
     if results:

@@ -61,6 +61,7 @@ class Options:
     prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
     sandbox: bool = False  # sent to the built-in sandbox (recorded as such in the state file)
     wait: bool = False  # --wait: keep running and send each held row when its window opens
+    worker: bool = False  # --worker: share a PostgreSQL campaign with other runs (campaign.workers)
     # Rows this send is expected to send, as the confirmation just counted them (a dry run of
     # the same options): the progress total while the file is still being read. None: unknown.
     expected: int | None = None
@@ -431,16 +432,25 @@ async def run(
     Raises CampaignError subclasses for problems found before anything is sent. Returns the
     summary otherwise; ``summary.exit_code()`` is the process exit code.
     """
+    if options.worker and not campaign.state_url:
+        raise UsageError(
+            "--worker shares a campaign between runs through PostgreSQL: set state = \"postgresql://...\" in "
+            "the campaign file or CAMPAIGN_STATE_URL (README, \"Several workers\")."
+        )
+    if campaign.state_url and not options.dry_run:
+        # Every send of a PostgreSQL campaign works the shared queue, so that a plain rerun and
+        # workers never send the same row (campaign.workers).
+        from campaign.workers import run_shared
+
+        return await run_shared(
+            campaign, options, results_path=results_path, on_progress=on_progress, stop_event=stop_event
+        )
     summary = Summary(dry_run=options.dry_run, rate=campaign.sending.rate, warnings=campaign_warnings(campaign))
     summary.expected = options.expected
     started = time.monotonic()
     pipeline = Pipeline(campaign)  # opens and checks the file and templates: nothing sent yet
     summary.warnings.extend(pipeline.warnings)
-    if not options.dry_run and not options.api_key:
-        raise UsageError(
-            "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "
-            "--sandbox to try the campaign against the built-in local API."
-        )
+    require_api_key(options)
     async with AsyncExitStack() as stack:
         # Forked first, before the lock and the state file exist, so the child holds neither.
         batches = await stack.enter_async_context(prepared_batches(pipeline, child=options.prepare_in_child))
@@ -501,6 +511,15 @@ async def run(
             except OSError as err:  # the state file has everything; say how to write it elsewhere
                 summary.results_error = f"cannot write {target} ({err.strerror or err})"
     return summary
+
+
+def require_api_key(options: Options) -> None:
+    """UsageError unless a send has an API key (a dry run needs none)."""
+    if not options.dry_run and not options.api_key:
+        raise UsageError(
+            "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "
+            "--sandbox to try the campaign against the built-in local API."
+        )
 
 
 async def _send(
@@ -770,6 +789,7 @@ class StatusReport:
     limit_pending: int = 0  # pending rows the last run left for later (--limit, window, daily limit)
     reasons: dict[str, Reasons] = field(default_factory=dict)  # failed, skipped -> why
     unread: bool = False  # the last send stopped before reading the whole file: rows are missing
+    workers: list[dict[str, Any]] = field(default_factory=list)  # PostgreSQL: campaign.workers.workers
 
     def exit_code(self) -> ExitCode:
         """The rows part of PRODUCT.md "Exit codes", as ``send`` applies it: 0 or 1 (1 while
@@ -800,6 +820,10 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
         report.unread = last is not None and last["command"] == "send" and state.meta("snapshot_run") != str(last["id"])
         at = timing.now()
         report.scheduled = [r for r in state.scheduled() if _upcoming(r["schedule_at"], at)]
+        if state.shared:
+            from campaign.workers import workers
+
+            report.workers = workers(state)
         if results_path is not None:
             export(state, results_path)
         return report

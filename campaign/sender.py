@@ -24,7 +24,7 @@ import random
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from aiolimiter import AsyncLimiter
 
@@ -146,9 +146,11 @@ class Journal:
     next mark or after ``interval`` seconds, whichever comes first.
     """
 
-    def __init__(self, state: State, interval: float = 0.1) -> None:
+    def __init__(self, state: State, interval: float = 0.1, *, owner: str | None = None) -> None:
         self.state = state
         self.interval = interval
+        self.owner = owner  # a worker's id: marks only rows it holds the lease of (campaign.workers)
+        self.refused: set[str] = set()  # rows whose lease this worker lost: never sent by it
         self.outcomes: list[Outcome] = []
         self.marks: list[tuple[str, str, str, str, str]] = []
         self._commit: asyncio.Future[None] | None = None
@@ -156,13 +158,15 @@ class Journal:
         self.commits = 0
         self.error: Exception | None = None  # the first failed commit; the journal is broken
 
-    async def mark(self, job: Job) -> None:
+    async def mark(self, job: Job) -> bool:
+        """Commit the row as ``sending``; False when this worker no longer holds its lease."""
         self.marks.append((job.key, job.payload_hash, job.message, job.content, job.schedule_at))
         if self._commit is None:
             loop = asyncio.get_running_loop()
             self._commit = loop.create_future()
             loop.call_soon(self.flush)
         await asyncio.shield(self._commit)
+        return job.key not in self.refused
 
     def record(self, outcome: Outcome) -> None:
         if self.error is not None:
@@ -188,7 +192,7 @@ class Journal:
             if self.error is not None:
                 raise self.error
             if outcomes or marks:
-                self.state.write(outcomes, marks)
+                self.refused |= self.state.write(outcomes, marks, owner=self.owner)
                 self.commits += 1
         except Exception as err:
             self.error = err
@@ -198,6 +202,10 @@ class Journal:
             return
         if commit is not None and not commit.done():
             commit.set_result(None)
+
+
+class _LeaseLost(Exception):
+    """A worker's lease on a row it waited to retry expired, and another worker took it."""
 
 
 class Sender:
@@ -213,11 +221,17 @@ class Sender:
         rate_limit_patience: float = 900.0,
         on_outcome: Callable[[Outcome], None] | None = None,
         gate: timing.Gate | None = None,
+        pacer: Pacer | None = None,
+        owner: str | None = None,
+        on_hold: Callable[[Job, timing.Hold], None] | None = None,
     ) -> None:
         self.client = client
         self.sending = sending
-        self.journal = Journal(state)
-        self.pacer = Pacer(sending.rate, backoff_base=backoff_base)
+        self.journal = Journal(state, owner=owner)
+        self.pacer = pacer or Pacer(sending.rate, backoff_base=backoff_base)
+        # Workers (campaign.workers): a held row goes back to the shared pool instead of memory.
+        self.on_hold = on_hold
+        self.lost_leases = 0  # rows another worker took over before this one marked them
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * sending.concurrency)
         self.on_outcome = on_outcome
         self.rate_limit_patience = rate_limit_patience
@@ -295,8 +309,15 @@ class Sender:
         zones = () if job.scheduled else job.zones
         while (hold := self.gate.hold(zones, job.key, reserve=reserve)) is not None:
             if not hold.short:
-                self.held[job.key] = (hold, job)
-                self.journal.record(Outcome(job.key, Status.PENDING, error=f"waits for {hold.label}"))
+                not_before = ""
+                if self.on_hold is not None:  # a worker: the row goes back to the shared pool
+                    self.on_hold(job, hold)
+                    not_before = hold.until.astimezone(UTC).isoformat()
+                else:
+                    self.held[job.key] = (hold, job)
+                self.journal.record(
+                    Outcome(job.key, Status.PENDING, error=f"waits for {hold.label}", not_before=not_before)
+                )
                 return False
             await self._sleep_until(hold.until)
             if self.stopping:
@@ -347,11 +368,17 @@ class Sender:
         await self.pacer.acquire()
         if self.stopping or not await self._may_go(job, reserve=True):
             return
-        await self.journal.mark(job)
+        if not await self.journal.mark(job):
+            self.lost_leases += 1  # its lease expired and another worker has it: not ours to send
+            return
         if self.stopping:  # stopped while the mark was committed: nothing was written
             outcome = Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
         else:
-            outcome = await self._deliver(job)
+            try:
+                outcome = await self._deliver(job)
+            except _LeaseLost:
+                self.lost_leases += 1
+                return
         self.journal.record(outcome)
         self.counts[outcome.status] += 1
         if self.on_outcome is not None:
@@ -426,7 +453,8 @@ class Sender:
             await self.pacer.acquire()
             if self.stopping:
                 return Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
-            await self.journal.mark(job)
+            if not await self.journal.mark(job):
+                raise _LeaseLost  # another worker holds the row now: nothing of ours to record
 
     def _unreachable(self, reply: Reply) -> str:
         """The stop sentence for an API no connection can be made to."""

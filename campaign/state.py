@@ -54,7 +54,7 @@ from campaign.database import Database, SqliteDatabase, redact, unreachable
 from campaign.delivery import error_text, iso_ms
 from campaign.errors import StateError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -138,6 +138,35 @@ _MIGRATIONS: dict[int, str] = {
     4: """
     ALTER TABLE recipients ADD COLUMN schedule_at TEXT NOT NULL DEFAULT '';
     """,
+    # 5: several workers, one campaign (issue 15, campaign.workers; PostgreSQL only in use). The
+    # planner leaves each row to send ``pending`` with its prepared request (``job``, JSON);
+    # a worker leases rows (``lease_owner``: its id in ``workers``) and marks them ``sending``
+    # only while it holds the lease. ``not_before``: a row held by its window or the daily limit
+    # goes back to the pool until then (ISO 8601). ``pacer``: one row per channel, the next free
+    # request slot across all workers (epoch ms, the database's clock) and the 429 state.
+    5: """
+    ALTER TABLE recipients ADD COLUMN job TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recipients ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+    ALTER TABLE recipients ADD COLUMN not_before TEXT NOT NULL DEFAULT '';
+    CREATE INDEX recipients_queue ON recipients(status, lease_owner, row);
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        planner INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE pacer (
+        channel TEXT PRIMARY KEY,
+        next_ms REAL NOT NULL,
+        pause_ms REAL NOT NULL DEFAULT 0,
+        rate REAL NOT NULL,
+        target REAL NOT NULL,
+        changed_ms REAL NOT NULL DEFAULT 0
+    );
+    """,
 }
 
 
@@ -212,6 +241,9 @@ class Outcome:
     error: str = ""
     http_status: int | None = None
     attempts: int = 0
+    # A worker's row held by its window or the daily limit (ISO 8601): the row goes back to the
+    # shared pool until then, its lease released in the same write (campaign.workers).
+    not_before: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -449,9 +481,7 @@ class State:
         if found is None:
             return
         other = found[0]
-        self.db.execute(
-            "UPDATE rows SET key = ? WHERE run = ? AND key = ? AND status IS NULL", (key, self.run, other)
-        )
+        self.db.execute("UPDATE rows SET key = ? WHERE run = ? AND key = ? AND status IS NULL", (key, self.run, other))
         self.db.execute("UPDATE rows SET key = ? WHERE run = ? AND row = ?", (other, self.run, row))
         self.db.execute(
             "UPDATE recipients SET row = coalesce((SELECT min(r.row) FROM rows r WHERE r.run = ? AND r.key ="
@@ -539,7 +569,7 @@ class State:
             if not same:
                 raise StateError(
                     f"{campaign_file} would continue the campaign of {owner}: both use the state file "
-                    f"{self.path}. Give this campaign file its own name (name = \"...\") or [output] state "
+                    f'{self.path}. Give this campaign file its own name (name = "...") or [output] state '
                     "so that it starts afresh; nothing was sent."
                 )
         if identity is not None:
@@ -613,10 +643,7 @@ class State:
             " VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT (run, row) DO UPDATE SET key = excluded.key,"
             " phone = excluded.phone, status = excluded.status, error = excluded.error,"
             " message = excluded.message, cells = excluded.cells, payload_hash = excluded.payload_hash",
-            [
-                (self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells, r.payload_hash)
-                for r in rows
-            ],
+            [(self.run, r.row, r.key, r.phone, r.status, r.error, r.message, r.cells, r.payload_hash) for r in rows],
         )
 
     def add_recipients(self, items: Iterable[tuple[str, str, int, str, str]]) -> None:
@@ -641,16 +668,24 @@ class State:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def write(self, outcomes: Sequence[Outcome], marks: Sequence[tuple[str, str, str, str, str]]) -> None:
+    def write(
+        self,
+        outcomes: Sequence[Outcome],
+        marks: Sequence[tuple[str, str, str, str, str]],
+        *,
+        owner: str | None = None,
+    ) -> set[str]:
         """One group commit: outcomes of finished requests, then write-ahead marks of new ones.
 
         ``marks`` are (key, payload_hash, message, content, schedule_at): the row goes ``sending`` with the
         exact request about to be written; its first attempt's time is kept for reconcile. A
         new ``unknown`` outcome clears the last reconcile's verdict: it predates this attempt.
+        With ``owner`` (a worker, campaign.workers) a row is marked only while that worker
+        holds its lease: returns the keys it no longer holds, which must not be sent.
         """
         stamp = now_iso()
         with self.transaction():
-            if outcomes:
+            if outcomes and owner is None:
                 self.db.executemany(
                     "UPDATE recipients SET status = ?, message_id = ?, error = ?, http_status = ?,"
                     " attempts = attempts + ?, updated_at = ?,"
@@ -662,13 +697,37 @@ class State:
                         for o in outcomes
                     ],
                 )
-            if marks:
+            elif outcomes:
+                # A worker writes only rows it holds (a row reaped from it and re-leased is not
+                # its any more); a hold gives the row back to the pool until ``not_before``.
                 self.db.executemany(
-                    "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, content = ?,"
-                    " schedule_at = ?, updated_at = ?, first_attempt_at = coalesce(first_attempt_at, ?),"
-                    " reconciled = '' WHERE key = ?",
-                    [(h, m, c, at, stamp, stamp, k) for k, h, m, c, at in marks],
+                    "UPDATE recipients SET status = ?, message_id = ?, error = ?, http_status = ?,"
+                    " attempts = attempts + ?, updated_at = ?,"
+                    " sent_hash = CASE WHEN ? IN ('sent', 'scheduled') THEN payload_hash ELSE sent_hash END,"
+                    " reconciled = CASE WHEN ? = 'unknown' THEN '' ELSE reconciled END,"
+                    " not_before = ?, lease_owner = CASE WHEN ? != '' THEN '' ELSE lease_owner END"
+                    " WHERE key = ? AND lease_owner = ?",
+                    [
+                        (
+                            *(o.status, o.message_id, o.error, o.http_status, o.attempts, stamp, o.status, o.status),
+                            *(o.not_before, o.not_before, o.key, owner),
+                        )
+                        for o in outcomes
+                    ],
                 )
+            mark = (
+                "UPDATE recipients SET status = 'sending', payload_hash = ?, message = ?, content = ?,"
+                " schedule_at = ?, updated_at = ?, first_attempt_at = coalesce(first_attempt_at, ?),"
+                " reconciled = '' WHERE key = ?"
+            )
+            if marks and owner is None:
+                self.db.executemany(mark, [(h, m, c, at, stamp, stamp, k) for k, h, m, c, at in marks])
+            refused: set[str] = set()
+            for k, h, m, c, at in marks if owner is not None else ():
+                cur = self.db.execute(mark + " AND lease_owner = ?", (h, m, c, at, stamp, stamp, k, owner))
+                if cur.rowcount != 1:
+                    refused.add(k)
+        return refused
 
     # --- reading back -----------------------------------------------------------------------
 
@@ -735,9 +794,9 @@ class State:
 
     # --- cancelling (campaign.cancel) ---------------------------------------------------------
 
-    def scheduled(self, rows: Sequence[int] | None = None, *, statuses: Sequence[str] = ("scheduled",)) -> list[
-        dict[str, Any]
-    ]:
+    def scheduled(
+        self, rows: Sequence[int] | None = None, *, statuses: Sequence[str] = ("scheduled",)
+    ) -> list[dict[str, Any]]:
         """Recipients with one of ``statuses`` (of the rows named, or all), by schedule time:
         key, row, phone, message_id, schedule_at, status, error."""
         marks = ", ".join("?" for _ in statuses)
