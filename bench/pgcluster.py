@@ -110,6 +110,14 @@ class Cluster:
         with psycopg.connect(self.url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
+    def halt(self) -> None:
+        """Stop the server at once (as if its host went away); :meth:`restart` brings it back."""
+        self._run(_bin("pg_ctl"), "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop")
+
+    def restart(self) -> None:
+        """Start the halted server again, on the same port, with the same data."""
+        self._run(_bin("pg_ctl"), "-D", str(self.folder / "data"), "-l", str(self.folder / "log"), "-w", "start")
+
     def stop(self) -> None:
         """Stop the server (immediately) and remove its folder."""
         with suppress(subprocess.CalledProcessError):

@@ -262,6 +262,10 @@ class PostgresDatabase(Database):
         self._pool = pool(url)
         self.conn: psycopg.Connection[Any] = self._pool.getconn()
         try:
+            # A commit must be on disk when COMMIT returns, whatever the server's default: the
+            # write-ahead mark is what keeps a request from being sent twice after a crash
+            # (PostgreSQL 15 manual, 20.5.1 "synchronous_commit": off may lose the last commits).
+            self.conn.execute("SET synchronous_commit TO on")
             self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self.conn.execute(f'SET search_path TO "{schema}"')
         except BaseException:

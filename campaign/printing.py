@@ -258,6 +258,8 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     flag = ["--sandbox"] if sandbox else []  # a --sandbox run keeps its own state: later commands say so too
     send_again = ["campaign", "send", campaign_file, *flag]
     status_cmd = command("campaign", "status", campaign_file, *flag)
+    if s.shared:
+        out.print(f"This worker sent {s.sent_now:,} of them; the table counts the whole campaign, every worker's rows.")
     if s.recovered_unknown:
         out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
     if s.already_done:

@@ -111,6 +111,26 @@ def fingerprint(campaign: Campaign) -> str | None:
     return digest.hexdigest()
 
 
+def _machine() -> str:
+    """This boot of this machine (Linux's boot_id; else the host name): two hosts that share a
+    name are still told apart, so only this machine's own dead processes are reaped early."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process of this host has this pid (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _now_ms(db: Database) -> float:
     return float(db.execute("SELECT extract(epoch FROM clock_timestamp()) * 1000").fetchone()[0])
 
@@ -121,7 +141,7 @@ class Coordinator:
     def __init__(self, state: State, *, planner: bool) -> None:
         self.state = state
         self.db = state.db
-        self.id = uuid.uuid4().hex[:16]
+        self.id = f"{_machine()}-{uuid.uuid4().hex[:12]}"
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.planner = planner
@@ -157,13 +177,17 @@ class Coordinator:
     def reap(self) -> int:
         """Declare workers silent for longer than the lease lost: their ``sending`` rows become
         ``unknown`` (keeping the lease, so a late answer from a worker that was only paused
-        still lands), their other claims go back to the pool. Returns the workers reaped."""
+        still lands), their other claims go back to the pool. A worker of this host whose
+        process is gone (a rerun after a crash) is lost at once. Returns the workers reaped."""
         with self.db.transaction():
             cutoff = _now_ms(self.db) - self.lease * 1000
-            dead = self.db.execute(
-                "SELECT id, host, pid FROM workers WHERE state = 'running' AND heartbeat_ms < ? FOR UPDATE SKIP LOCKED",
-                (cutoff,),
+            running = self.db.execute(
+                "SELECT id, host, pid, heartbeat_ms < ? FROM workers WHERE state = 'running' AND id != ?"
+                " FOR UPDATE SKIP LOCKED",
+                (cutoff, self.id),
             ).fetchall()
+            here = _machine() + "-"
+            dead = [(w, h, p) for w, h, p, silent in running if silent or (w.startswith(here) and not _alive(int(p)))]
             for worker_id, host, pid in dead:
                 self.db.execute(
                     "UPDATE recipients SET status = 'unknown', reconciled = '', error = ? WHERE status = 'sending'"
@@ -432,6 +456,8 @@ async def run_shared(
                     state.set_meta(_LIMIT_PENDING, str(summary.limit_pending + summary.waiting))
                 summary.changed_since_sent = state.changed_since_sent()
                 summary.counts = Counter(state.counts())
+                summary.shared = True
+                summary.rows = max(summary.rows, sum(summary.counts.values()))
                 summary.reasons = _explain(state, summary.counts)
                 target = results_path or campaign.results
                 try:

@@ -1,0 +1,335 @@
+"""Several workers, one PostgreSQL campaign (issue 15): every row exactly once, leases that
+expire, one rate per channel, and a database that goes away.
+
+Real processes (`campaign send --worker`), a real sandbox process, a real PostgreSQL cluster
+(tests/conftest.py); each test has its own database (CAMPAIGN_STATE_URL).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from campaign.config import load_campaign
+from campaign.sandbox import spawn
+from campaign.state import Outcome, Status
+from campaign.workers import Coordinator, SharedPacer
+from tests.conftest import KEY, CampaignFactory, contacts, state_of
+
+pytestmark = pytest.mark.backend("postgresql")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SOCIOCS_API_URL",)}
+    env.update(SOCIOCS_API_KEY=KEY, COLUMNS="500", **extra)
+    return env
+
+
+def _worker(path: Path, *flags: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", str(path), "--worker", *flags],
+        cwd=path.parent,
+        env=env or _env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _finish(procs: Sequence[subprocess.Popen[str]], timeout: float = 120) -> list[tuple[int, str, str]]:
+    done = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=timeout)
+        done.append((proc.returncode, out, err))
+    return done
+
+
+def _log(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(f"{url}/_sandbox/requests", timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def _posts(url: str) -> Counter[str]:
+    return Counter(r["to"] for r in _log(url)["requests"] if r["method"] == "POST" and r["path"] == "/message")
+
+
+def _busiest_second(url: str) -> int:
+    """The most POST /message requests the sandbox received in any one-second window."""
+    times = sorted(r["at"] for r in _log(url)["requests"] if r["method"] == "POST")
+    return max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+
+
+def _has_flights(state: Any, pid: int) -> bool:
+    """Whether the worker with this pid has requests in flight (rows it marked ``sending``)."""
+    if "workers" not in state.db.tables():
+        return False
+    row = state.db.execute(
+        "SELECT count(*) FROM recipients r JOIN workers w ON w.id = r.lease_owner WHERE w.pid = ?"
+        " AND r.status = 'sending'",
+        (pid,),
+    ).fetchone()
+    return bool(row[0])
+
+
+def _clean(streams: Sequence[str]) -> None:
+    for text in streams:
+        assert "Traceback" not in text and KEY not in text and "internal error" not in text
+
+
+def test_two_workers_send_every_row_exactly_once(make_campaign: CampaignFactory) -> None:
+    with spawn("--latency", "0.01") as url:
+        path = make_campaign(contacts(150), api_url=url, sending="rate = 0\nconcurrency = 4\ntimeout = 5")
+        results = _finish([_worker(path), _worker(path)])
+        posts = _posts(url)
+    assert [code for code, _, _ in results] == [0, 0]
+    _clean([s for _, out, err in results for s in (out, err)])
+    assert len(posts) == 150 and set(posts.values()) == {1}
+    shares = [int(out.split("This worker sent ", 1)[1].split(" ", 1)[0]) for _, out, _ in results]
+    assert sum(shares) == 150  # each worker's own share, adding up to the campaign
+    state = state_of(path)
+    try:
+        assert state.counts() == {"sent": 150}
+        assert state.db.execute("SELECT count(*) FROM workers WHERE state = 'finished'").fetchone()[0] == 2
+    finally:
+        state.close()
+
+
+def test_three_workers_keep_the_channel_rate_in_every_second(make_campaign: CampaignFactory) -> None:
+    """rate is the channel's: three workers together never go over it in any one-second window."""
+    with spawn() as url:
+        path = make_campaign(contacts(90), api_url=url, sending="rate = 20\nconcurrency = 4\ntimeout = 5")
+        results = _finish([_worker(path) for _ in range(3)])
+        busiest = _busiest_second(url)
+        posts = _posts(url)
+    assert [code for code, _, _ in results] == [0, 0, 0]
+    assert len(posts) == 90 and set(posts.values()) == {1}
+    assert busiest <= 20
+
+
+def test_a_429_seen_by_one_worker_slows_the_channel_for_all(make_campaign: CampaignFactory) -> None:
+    """The sandbox allows 10/s; the campaign asks 40/s: the shared rate comes down, every row
+    goes exactly once."""
+    with spawn("--rate-limit", "10", "--retry-after", "0.5") as url:
+        path = make_campaign(contacts(60), api_url=url, sending="rate = 40\nconcurrency = 4\ntimeout = 5")
+        results = _finish([_worker(path) for _ in range(2)])
+        log = _log(url)
+        posts = _posts(url)
+    assert [code for code, _, _ in results] == [0, 0]
+    statuses = Counter(r["status"] for r in log["requests"] if r["method"] == "POST")
+    assert log["accepted"] == 60 and len(posts) == 60
+    # Without a shared pause each worker would go on at 40/s into a 10/s limit: about three
+    # 429s per accepted message. Shared, a handful before the channel's rate comes down.
+    assert 0 < statuses[429] <= 20
+    state = state_of(path)
+    try:
+        (pause_ms, changed_ms, target) = state.db.execute("SELECT pause_ms, changed_ms, target FROM pacer").fetchone()
+    finally:
+        state.close()
+    assert target == 40 and pause_ms > 0 and changed_ms > 0  # the pause and the slower rate are the channel's
+
+
+def test_a_killed_worker_leaves_unknown_rows_and_its_claims_to_the_others(make_campaign: CampaignFactory) -> None:
+    """SIGKILL one of two workers mid-send: after its lease its in-flight rows are unknown (never
+    resent), the rest goes out through the other worker, nothing twice."""
+    env = _env(CAMPAIGN_LEASE_SECONDS="2")
+    with spawn("--latency", "0.05") as url:
+        path = make_campaign(contacts(200), api_url=url, sending="rate = 0\nconcurrency = 4\ntimeout = 5")
+        victim = _worker(path, env=env)
+        other = _worker(path, env=env)
+        watch = state_of(path)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not _has_flights(watch, victim.pid):
+                time.sleep(0.02)
+        finally:
+            watch.close()
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate()
+        [(code, out, err)] = _finish([other])
+        posts = _posts(url)
+        accepted = _log(url)["accepted"]
+    _clean([out, err])
+    assert set(posts.values()) == {1}  # nothing sent twice
+    state = state_of(path)
+    try:
+        counts = state.counts()
+        lost = state.db.execute("SELECT count(*) FROM workers WHERE state = 'lost'").fetchone()[0]
+        unknown = state.by_status(Status.UNKNOWN)
+    finally:
+        state.close()
+    assert lost == 1
+    assert counts.get("sent", 0) + counts.get("unknown", 0) == 200 and set(counts) <= {"sent", "unknown"}
+    assert all("stopped answering" in u["error"] for u in unknown)
+    assert len(posts) == accepted == 200 - sum(1 for u in unknown if u["phone"] not in posts)  # none lost
+    assert code == 1 if unknown else code == 0
+
+
+def test_a_worker_whose_lease_was_taken_never_marks_the_row(make_campaign: CampaignFactory) -> None:
+    """The fence: worker A claims rows, is presumed dead, B takes them; A's write-ahead mark and
+    outcome are refused, so A cannot send them."""
+    path = make_campaign(contacts(3))
+    state = state_of(path)
+    try:
+        state.begin_run("send", ["Phone"])
+        with state.transaction():
+            state.add_recipients([(f"+1617555000{i}", f"+1617555000{i}", i + 2, "h", "m") for i in range(3)])
+        a, b = Coordinator(state, planner=False), Coordinator(state, planner=False)
+        a.register()
+        b.register()
+        state.db.execute(
+            "UPDATE recipients SET job = ?",
+            (
+                json.dumps(
+                    {
+                        "key": "k",
+                        "row": 2,
+                        "body": "{}",
+                        "payload_hash": "h",
+                        "message": "m",
+                        "scheduled": False,
+                        "content": "",
+                        "zones": [],
+                        "note": "",
+                        "schedule_at": "",
+                    }
+                ),
+            ),
+        )
+        claimed = a.claim(10)
+        assert len(claimed) == 3 and b.claim(10) == []  # SKIP LOCKED / leased: B gets none
+        state.db.execute("UPDATE workers SET heartbeat_ms = 0 WHERE id = ?", (a.id,))
+        assert b.reap() == 1 and not a.heartbeat()  # A is lost, and finds out at its next heartbeat
+        assert len(b.claim(10)) == 3
+        key = "+16175550000"
+        refused = state.write([], [(key, "h", "m", "", "")], owner=a.id)
+        assert refused == {key}
+        state.write([Outcome(key, Status.SENT, "SMa")], [], owner=a.id)
+        assert state.write([], [(key, "h", "m", "", "")], owner=b.id) == set()
+        row = state.db.execute("SELECT status, message_id FROM recipients WHERE key = ?", (key,)).fetchone()
+        assert tuple(row) == ("sending", "")  # B's mark; A's outcome did not land
+    finally:
+        state.close()
+
+
+def test_the_shared_pacer_never_hands_two_workers_the_same_second(make_campaign: CampaignFactory) -> None:
+    """Two pacers on one channel (two workers' connections) take slots that never overlap."""
+    import asyncio
+
+    path = make_campaign(contacts(1))
+    one, two = state_of(path), state_of(path)
+    try:
+
+        async def main() -> list[float]:
+            p1 = SharedPacer(one.db, "ch", 10.0)
+            p2 = SharedPacer(two.db, "ch", 10.0)
+            loop = asyncio.get_running_loop()
+            starts: list[float] = []
+
+            async def take(p: SharedPacer, n: int) -> None:
+                for _ in range(n):
+                    await p.acquire()
+                    starts.append(loop.time())
+
+            await asyncio.gather(take(p1, 8), take(p2, 8))
+            return sorted(starts)
+
+        starts = asyncio.run(main())
+    finally:
+        one.close()
+        two.close()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert len(starts) == 16 and min(gaps) > 0.09  # 1.03 / 10 s apart, less timer jitter
+    assert max(bisect.bisect_right(starts, t + 1.0) - i for i, t in enumerate(starts)) <= 10
+
+
+def test_worker_needs_postgresql(make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAMPAIGN_STATE_URL")
+    path = make_campaign(contacts(2))
+    proc = _worker(path)
+    code, out, err = _finish([proc])[0]
+    assert code == 2
+    assert "--worker shares a campaign between runs through PostgreSQL" in out + err
+    _clean([out, err])
+
+
+def test_a_worker_without_the_spreadsheet_and_no_plan_says_where_to_start(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(2))
+    (path.parent / "contacts.csv").unlink()
+    code, out, err = _finish([_worker(path)])[0]
+    assert code == 2
+    assert "is not on this host and the campaign has not been planned yet" in " ".join((out + err).split())
+    _clean([out, err])
+
+
+def test_a_database_that_goes_away_stops_the_worker_with_exit_3(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops mid-send: the worker stops (exit 3, one sentence, no traceback); after the
+    server is back, a rerun sends the rest and nothing twice."""
+    from bench.pgcluster import Cluster
+
+    cluster = Cluster.start()
+    try:
+        monkeypatch.setenv("CAMPAIGN_STATE_URL", cluster.create_database("gone"))
+        env = _env(CAMPAIGN_LEASE_SECONDS="2")
+        with spawn("--latency", "0.05") as url:
+            path = make_campaign(contacts(120), api_url=url, sending="rate = 0\nconcurrency = 2\ntimeout = 5")
+            proc = _worker(path, env=env)
+            deadline = time.monotonic() + 60
+            while sum(_posts(url).values()) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            cluster.halt()
+            code, out, err = _finish([proc])[0]
+            cluster.restart()
+            assert code == 3, out + err
+            assert "lost the campaign's state database" in " ".join((out + err).split())
+            _clean([out, err])
+            time.sleep(2.5)  # the stopped worker's lease expires
+            again = _finish([_worker(path, env=env)])[0]
+            posts = _posts(url)
+        assert set(posts.values()) == {1}  # nothing sent twice
+        assert again[0] in (0, 1), again  # 1 when rows in flight at the loss are unknown
+        state = state_of(path)
+        try:
+            rows = {r[2]: r[3] for r in state.results()}
+        finally:
+            state.close()
+        assert len(rows) == 120 and set(rows.values()) <= {"sent", "unknown"}
+        assert all(rows[phone] in ("sent", "unknown") for phone in posts)  # every accepted message is on record
+    finally:
+        from campaign.database import close_pools
+
+        close_pools()
+        cluster.stop()
+
+
+def test_status_lists_the_workers(make_campaign: CampaignFactory) -> None:
+    with spawn() as url:
+        path = make_campaign(contacts(5), api_url=url)
+        assert [c for c, _, _ in _finish([_worker(path)])] == [0]
+    proc = subprocess.run(
+        [sys.executable, "-m", "campaign", "status", str(path)],
+        cwd=path.parent,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Workers: 0 running, 1 in all" in proc.stdout
+    assert "pid " in proc.stdout and "finished" in proc.stdout and "0 in flight" in proc.stdout
+    assert load_campaign(path).state_url  # the test ran against PostgreSQL
