@@ -416,7 +416,9 @@ def print_status(
     out.print(counts_table(report.counts, f"all {total:,} rows, after every run so far (cumulative)"))
     if report.last_run:
         r = report.last_run
-        out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or 'did not finish (killed?)'}")
+        live = any(w["state"] == "running" for w in report.workers)
+        unfinished = "still running (workers below)" if live else "did not finish (killed?)"
+        out.print(f"Last run: {r['command']} started {r['started_at']}, {r['outcome'] or unfinished}")
     if report.unread:
         again = command("campaign", "send", campaign_file, *(["--sandbox"] if sandbox else []))
         line(

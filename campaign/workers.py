@@ -96,9 +96,10 @@ def decode_job(text: str) -> Job:
 
 
 def fingerprint(campaign: Campaign) -> str | None:
-    """SHA-256 of the campaign file and the spreadsheet (and suppression files): whether a plan
-    is of these very files. None when the spreadsheet is not on this host."""
-    digest = hashlib.sha256()
+    """SHA-256 of the campaign file, the spreadsheet, the suppression files and the message as
+    loaded (a ``text_file`` is read into it): whether a plan is of these very inputs. None when
+    the spreadsheet is not on this host."""
+    digest = hashlib.sha256(repr((campaign.message, campaign.schedule)).encode())
     files = [campaign.path, campaign.recipients.file, *campaign.recipients.suppress]
     for path in files:
         try:

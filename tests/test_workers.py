@@ -333,3 +333,45 @@ def test_status_lists_the_workers(make_campaign: CampaignFactory) -> None:
     assert "Workers: 0 running, 1 in all" in proc.stdout
     assert "pid " in proc.stdout and "finished" in proc.stdout and "0 in flight" in proc.stdout
     assert load_campaign(path).state_url  # the test ran against PostgreSQL
+
+
+def test_a_changed_spreadsheet_is_planned_again_and_an_unchanged_one_joined(make_campaign: CampaignFactory) -> None:
+    """--worker with the same files joins the plan without reading them; after rows are added,
+    the next --worker plans again and sends only the new rows."""
+    with spawn() as url:
+        path = make_campaign(contacts(10), api_url=url)
+        assert [c for c, _, _ in _finish([_worker(path)])] == [0]
+        state = state_of(path)
+        try:
+            runs = state.db.execute("SELECT count(*) FROM runs").fetchone()[0]
+        finally:
+            state.close()
+        assert [c for c, _, _ in _finish([_worker(path)])] == [0]
+        state = state_of(path)
+        try:
+            assert state.db.execute("SELECT count(*) FROM runs").fetchone()[0] == runs  # joined, not re-read
+        finally:
+            state.close()
+        make_campaign(contacts(15), api_url=url)  # five more rows
+        code, out, _ = _finish([_worker(path)])[0]
+        posts = _posts(url)
+    assert code == 0 and "This worker sent 5 of them" in out
+    assert len(posts) == 15 and set(posts.values()) == {1}
+
+
+def test_a_plain_send_while_a_planner_runs_is_refused_naming_it(make_campaign: CampaignFactory) -> None:
+    from campaign import store
+
+    path = make_campaign(contacts(2))
+    with store.lock(load_campaign(path)):
+        proc = subprocess.run(
+            [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+            cwd=path.parent,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    text = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2
+    assert f"pid {os.getpid()}" in text and "add --worker to share the sending with it" in text
