@@ -304,14 +304,18 @@ class SharedPacer(Pacer):
     ``n`` slots ``WINDOW / rate`` seconds apart from ``max(next free slot, now, pause)``, and
     moves the row past them; slots are instants of the database's clock, turned into this
     host's loop time by the offset measured on that query. Slots never overlap across
-    workers, so no one-second window holds more than ``rate`` starts; the 3 % margin absorbs
-    the jitter between a slot and the request reaching the API. A 429 moves ``pause`` for all
+    workers, so no one-second window holds more than ``rate`` starts. Between a slot and the
+    request reaching the API lie the write-ahead commit and both ends' event-loop lag, so slots
+    are 5 % apart more than ``1 / rate`` (a 50 ms margin in any second: the channel runs at
+    95 % of ``rate`` at most), and a slot this worker reaches more than 10 ms late is dropped
+    for a fresh one rather than used late. A 429 moves ``pause`` for all
     and halves the channel's rate (once a second at most); each fetch a second after the last
     change raises it by a quarter, back to ``target``. ``n`` is 50 ms worth of slots (at least
     one), so one fetch serves several requests at high rates.
     """
 
-    WINDOW = 1.03
+    WINDOW = 1.05
+    LATE = 0.01  # seconds: a slot reached later than this is void
 
     def __init__(self, db: Database, channel: str, rate: float, *, backoff_base: float = 1.0) -> None:
         super().__init__(rate, backoff_base=backoff_base)
@@ -319,6 +323,7 @@ class SharedPacer(Pacer):
         self.channel = channel
         self.slots: deque[float] = deque()
         self.fetches = 0
+        self.late = 0  # slots dropped because this worker reached them late
         with db.transaction():
             db.execute(
                 "INSERT INTO pacer (channel, next_ms, pause_ms, rate, target, changed_ms) VALUES (?, 0, 0, ?, ?, 0)"
@@ -342,6 +347,9 @@ class SharedPacer(Pacer):
                 await asyncio.sleep(wait)
             if loop.time() < self.pause_until:
                 continue  # a 429 came while this start waited: its slot is void
+            if loop.time() - at > self.LATE:
+                self.late += 1
+                continue  # reached late (a busy loop): a late start would crowd the next second
             return
 
     def _fetch(self, loop: asyncio.AbstractEventLoop) -> None:
