@@ -22,8 +22,9 @@ sandbox` subprocesses; each part prints its figures and the command that reprodu
 
 ``pacer``
     The shared pacer's cost: ``SharedPacer._fetch`` (one transaction: SELECT ... FOR UPDATE,
-    UPDATE) timed ``--fetches`` times from 1 and from 3 processes at once: microseconds per
-    fetch; a fetch serves ``max(1, rate x 0.05)`` requests.
+    UPDATE) at rate 20 (one slot per fetch, the costliest case per request) timed ``--fetches``
+    times from 1 and from 3 processes at once on one channel: microseconds per fetch, i.e. per
+    request; at higher rates a fetch serves ``rate x 0.05`` requests.
 
     python -m bench.workers soak --workers 3 --kills 20
     python -m bench.workers pacing --workers 3 --rate 50
@@ -242,7 +243,7 @@ def _fetch_loop(state_url: str, fetches: int, out: Any) -> None:
     state = State(PostgresDatabase(state_url, "pacer_bench"))
 
     async def main() -> float:
-        pacer = SharedPacer(state.db, "bench", 1_000_000.0)
+        pacer = SharedPacer(state.db, "bench", 20.0)  # 50 ms of slots at 20/s: one per fetch
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
         for _ in range(fetches):
