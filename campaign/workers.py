@@ -31,6 +31,7 @@ database and become ``unknown`` when their worker's lease expires; nothing is re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -538,9 +539,10 @@ async def _work(
             on_hold=lambda job, hold: held.append(hold),
         )
         await sender.start()
+        queued = asyncio.Event()  # set by the planner after each batch it queues
         planning = (
             asyncio.create_task(
-                _plan(campaign, options, state, coordinator, pipeline, prints, summary, on_progress, sender)
+                _plan(campaign, options, state, coordinator, pipeline, prints, summary, on_progress, sender, queued)
             )
             if pipeline is not None
             else None
@@ -549,7 +551,7 @@ async def _work(
         watcher = asyncio.create_task(_watch(stop_event, sender)) if stop_event is not None else None
         input_error: CampaignError | None = None
         try:
-            await _feed(options, coordinator, sender, planning, summary, on_progress)
+            await _feed(queued, options, coordinator, sender, planning, summary, on_progress)
             if planning is not None:
                 await planning
         except CampaignError as err:
@@ -592,6 +594,7 @@ async def _plan(
     summary: Summary,
     on_progress: Callable[[Summary, Outcome | None], None] | None,
     sender: Sender,
+    queued: asyncio.Event,
 ) -> None:
     """Read the spreadsheet into the queue, batch by batch (rows are claimable at once)."""
     planner = Planner(campaign, state, options, summary)
@@ -602,6 +605,7 @@ async def _plan(
         async for batch in batches:
             planner.stopped = sender.stopping
             coordinator.queue(planner.plan(batch))
+            queued.set()
             if on_progress:
                 on_progress(summary, None)
             await asyncio.sleep(0)
@@ -611,9 +615,11 @@ async def _plan(
     if prints is not None and not sender.stopping:
         state.set_meta("plan_fingerprint", prints)
     coordinator.planned()
+    queued.set()
 
 
 async def _feed(
+    queued: asyncio.Event,
     options: Options,
     coordinator: Coordinator,
     sender: Sender,
@@ -621,22 +627,27 @@ async def _feed(
     summary: Summary,
     on_progress: Callable[[Summary, Outcome | None], None] | None,
 ) -> None:
-    """Claim queued rows as the sender has room, until no worker could still send one."""
-    room = sender.queue.maxsize
+    """Claim queued rows as the sender has room, until no worker could still send one.
+
+    Rows are claimed a batch (the sender's queue size) at a time and handed over one by one,
+    each ``put`` waiting while the queue is full: a worker holds at most its queue, its
+    requests in flight and one batch."""
+    batch = max(1, sender.queue.maxsize)
     while not sender.stopping:
         if planning is not None and planning.done():
             planning.result()  # a planning error (the file broke) stops the run here
-        jobs = coordinator.claim(room - sender.queue.qsize())
+        jobs = coordinator.claim(batch)
         for job in jobs:
             if not await sender.put(job):
                 return
         if jobs:
-            await asyncio.sleep(0)
+            continue
+        if planning is not None and not planning.done():
+            queued.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queued.wait(), 0.2)  # the planner's next batch
             continue
         await sender.queue.join()  # this worker's rows are done: is anything left for anyone?
-        if planning is not None and not planning.done():
-            await asyncio.sleep(0.05)
-            continue
         busy, later = coordinator.outstanding()
         if busy or coordinator.planner_alive():
             await asyncio.sleep(0.2)  # other workers' rows: theirs, or back to the pool if they die
