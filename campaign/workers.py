@@ -423,6 +423,11 @@ async def run_shared(
     summary.expected = options.expected
     started = time.monotonic()
     prints = fingerprint(campaign)
+    if prints is not None:
+        # A plan is of these inputs *and* of what the run asked for: --retry-failed and the
+        # like plan anew (when the lock is free) instead of joining a plan that left those rows.
+        asked = (options.retry_failed, options.resend_unknown, options.retry_undelivered, options.limit)
+        prints = hashlib.sha256(f"{prints}|{asked}".encode()).hexdigest()
     async with AsyncExitStack() as stack:
         planner_lock = ExitStack()
         stack.callback(planner_lock.close)
@@ -612,7 +617,9 @@ async def _plan(
     state.finish_read()
     summary.read_all = True
     state.attribute()
-    if prints is not None and not sender.stopping:
+    if prints is not None and not sender.stopping and not summary.limit_pending:
+        # Complete: a later --worker with the same inputs joins it. A plan that left rows to a
+        # later run (--limit) or was stopped is not: the next --worker plans again.
         state.set_meta("plan_fingerprint", prints)
     coordinator.planned()
     queued.set()

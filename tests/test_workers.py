@@ -409,3 +409,16 @@ def test_short_three_worker_kill_soak() -> None:
     assert "accepted by the sandbox but not 'sent' in the state: 0" in proc.stdout
     assert "rows not sent at the end: 0" in proc.stdout
     assert "kills 4" in proc.stdout
+
+
+def test_worker_batches_with_limit_continue_the_campaign_each_run(make_campaign: CampaignFactory) -> None:
+    """Cron with --worker --limit: each run sends the next batch (a plan that left rows for later
+    is never joined as if complete), and nothing twice."""
+    with spawn() as url:
+        path = make_campaign(contacts(12), api_url=url)
+        codes = [c for c, _, _ in _finish([_worker(path, "--limit", "5")])]
+        codes += [c for c, _, _ in _finish([_worker(path, "--limit", "5")])]
+        codes += [c for c, _, _ in _finish([_worker(path, "--limit", "5")])]
+        posts = _posts(url)
+    assert codes == [0, 0, 0]  # rows left by --limit are pending on purpose
+    assert len(posts) == 12 and set(posts.values()) == {1}
