@@ -822,7 +822,7 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
         at = timing.now()
         report.scheduled = [r for r in state.scheduled() if _upcoming(r["schedule_at"], at)]
         if state.shared:
-            from campaign.workers import workers
+            from campaign.leases import workers
 
             report.workers = workers(state)
         if results_path is not None:

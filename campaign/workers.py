@@ -20,11 +20,12 @@ With a PostgreSQL state (``state`` / CAMPAIGN_STATE_URL) every send runs as a *w
   its other claims go back to the pool. A worker that finds itself declared lost (paused
   longer than the lease) stops at once; the lease check on each mark means it cannot send a
   row that was given to another.
-* **One rate per channel.** :class:`SharedPacer` hands out request slots from one row per
+* **One rate per channel.** :class:`campaign.shared_pacer.SharedPacer` hands out request slots from one row per
   channel (``pacer``), so ``rate`` holds for the channel whatever the number of workers, and a
   429 seen by one worker pauses and slows them all.
 
-A database that goes away stops each worker (exit 3): rows in flight stay ``sending`` in the
+The leases are :mod:`campaign.leases`; this module runs a worker. A database that goes away
+stops each worker (exit 3): rows in flight stay ``sending`` in the
 database and become ``unknown`` when their worker's lease expires; nothing is resent blindly.
 """
 
@@ -33,23 +34,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
-import os
-import socket
 import time
-import uuid
-from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign
-from campaign.database import Database, redact
+from campaign.database import redact
 from campaign.errors import CampaignError, LockedError, RunStopped, UsageError, full_stop
+from campaign.leases import Coordinator, fingerprint, lease_seconds
 from campaign.ledger import register_state
 from campaign.prepare import Pipeline, prepared_batches
 from campaign.reconcile import reconcile_state
@@ -66,334 +62,9 @@ from campaign.runner import (
     identity,
     require_api_key,
 )
-from campaign.sender import Job, Pacer, Sender
+from campaign.sender import Sender
+from campaign.shared_pacer import SharedPacer
 from campaign.state import DONE, Outcome, State, Status
-
-LEASE_ENV = "CAMPAIGN_LEASE_SECONDS"
-DEFAULT_LEASE = 15.0  # seconds without a heartbeat after which a worker is presumed dead
-
-
-def lease_seconds() -> float:
-    """How long a worker may be silent before it is presumed dead (seconds)."""
-    try:
-        return max(1.0, float(os.environ.get(LEASE_ENV, DEFAULT_LEASE)))
-    except ValueError:
-        return DEFAULT_LEASE
-
-
-def encode_job(job: Job) -> str:
-    """A prepared request as the state keeps it for any worker (no API key: it is a header)."""
-    data = asdict(job)
-    data["body"] = job.body.decode("utf-8")
-    data["zones"] = list(job.zones)
-    return json.dumps(data, separators=(",", ":"))
-
-
-def decode_job(text: str) -> Job:
-    data = json.loads(text)
-    data["body"] = data["body"].encode("utf-8")
-    data["zones"] = tuple(data["zones"])
-    return Job(**data)
-
-
-def fingerprint(campaign: Campaign) -> str | None:
-    """SHA-256 of the campaign file, the spreadsheet, the suppression files and the message as
-    loaded (a ``text_file`` is read into it): whether a plan is of these very inputs. None when
-    the spreadsheet is not on this host."""
-    digest = hashlib.sha256(repr((campaign.message, campaign.schedule)).encode())
-    files = [campaign.path, campaign.recipients.file, *campaign.recipients.suppress]
-    for path in files:
-        try:
-            with Path(path).open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
-        except OSError:
-            return None
-        digest.update(b"\0")
-    return digest.hexdigest()
-
-
-def _machine() -> str:
-    """This boot of this machine (Linux's boot_id; else the host name): two hosts that share a
-    name are still told apart, so only this machine's own dead processes are reaped early."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
-    except OSError:
-        return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12]
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process of this host has this pid (signal 0 checks without signalling)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
-
-
-def _now_ms(db: Database) -> float:
-    return float(db.execute("SELECT extract(epoch FROM clock_timestamp()) * 1000").fetchone()[0])
-
-
-class Coordinator:
-    """This worker's row in ``workers``, and the leases it takes and gives back."""
-
-    def __init__(self, state: State, *, planner: bool) -> None:
-        self.state = state
-        self.db = state.db
-        self.id = f"{_machine()}-{uuid.uuid4().hex[:12]}"
-        self.host = socket.gethostname()
-        self.pid = os.getpid()
-        self.planner = planner
-        self.lease = lease_seconds()
-
-    def register(self) -> None:
-        with self.db.transaction():
-            self.db.execute(
-                "INSERT INTO workers (id, host, pid, started_at, heartbeat_ms, state, planner)"
-                " VALUES (?, ?, ?, ?, ?, 'running', ?)",
-                (
-                    self.id,
-                    self.host,
-                    self.pid,
-                    timing.now().isoformat(timespec="seconds"),
-                    _now_ms(self.db),
-                    int(self.planner),
-                ),
-            )
-
-    def heartbeat(self) -> bool:
-        """Renew this worker's lease; False when another worker has already declared it lost."""
-        cur = self.db.execute(
-            "UPDATE workers SET heartbeat_ms = ? WHERE id = ? AND state = 'running'", (_now_ms(self.db), self.id)
-        )
-        return cur.rowcount == 1
-
-    def planned(self) -> None:
-        """The planner has read the whole file: joiners may finish once the queue is empty."""
-        self.planner = False
-        self.db.execute("UPDATE workers SET planner = 0 WHERE id = ?", (self.id,))
-
-    def reap(self) -> int:
-        """Declare workers silent for longer than the lease lost: their ``sending`` rows become
-        ``unknown`` (keeping the lease, so a late answer from a worker that was only paused
-        still lands), their other claims go back to the pool. A worker of this host whose
-        process is gone (a rerun after a crash) is lost at once. Returns the workers reaped."""
-        with self.db.transaction():
-            cutoff = _now_ms(self.db) - self.lease * 1000
-            running = self.db.execute(
-                "SELECT id, host, pid, heartbeat_ms < ? FROM workers WHERE state = 'running' AND id != ?"
-                " FOR UPDATE SKIP LOCKED",
-                (cutoff, self.id),
-            ).fetchall()
-            here = _machine() + "-"
-            dead = [(w, h, p) for w, h, p, silent in running if silent or (w.startswith(here) and not _alive(int(p)))]
-            for worker_id, host, pid in dead:
-                self.db.execute(
-                    "UPDATE recipients SET status = 'unknown', reconciled = '', error = ? WHERE status = 'sending'"
-                    " AND lease_owner = ?",
-                    (
-                        f"the worker on {host} (pid {pid}) stopped answering while this request was in flight; "
-                        "it may have been delivered",
-                        worker_id,
-                    ),
-                )
-                self.db.execute(
-                    "UPDATE recipients SET lease_owner = '' WHERE status != 'sending' AND status != 'unknown'"
-                    " AND lease_owner = ?",
-                    (worker_id,),
-                )
-                self.db.execute("UPDATE workers SET state = 'lost' WHERE id = ?", (worker_id,))
-        return len(dead)
-
-    def queue(self, jobs: Sequence[Job]) -> None:
-        """Leave the planned rows in the pool for any worker (pending, with their request)."""
-        if not jobs:
-            return
-        with self.db.transaction():
-            self.db.executemany(
-                "UPDATE recipients SET job = ?, status = 'pending', not_before = '', lease_owner = ''"
-                " WHERE key = ? AND status != 'sending' AND (lease_owner = '' OR status != 'pending')",
-                [(encode_job(j), j.key) for j in jobs],
-            )
-
-    def clear_queue(self) -> None:
-        """A new plan replaces the last one's queued rows (a row it still wants is queued again)."""
-        self.db.execute("UPDATE recipients SET job = '' WHERE status = 'pending' AND lease_owner = ''")
-
-    def claim(self, n: int) -> list[Job]:
-        """Lease up to ``n`` queued rows whose time has come, in spreadsheet order."""
-        if n <= 0:
-            return []
-        at = timing.now().isoformat()
-        with self.db.transaction():
-            rows = self.db.execute(
-                "UPDATE recipients SET lease_owner = ? WHERE key IN (SELECT key FROM recipients"
-                " WHERE status = 'pending' AND job != '' AND lease_owner = '' AND (not_before = '' OR not_before <= ?)"
-                " ORDER BY row LIMIT ? FOR UPDATE SKIP LOCKED) RETURNING row, job",
-                (self.id, at, n),
-            ).fetchall()
-        return [decode_job(job) for _, job in sorted(rows)]
-
-    def outstanding(self) -> tuple[int, str]:
-        """Queued rows not yet done by anyone (free now, or leased by a worker), and the
-        earliest ``not_before`` of the rows waiting for their window ('' when none)."""
-        at = timing.now().isoformat()
-        (busy,) = self.db.execute(
-            "SELECT count(*) FROM recipients WHERE job != '' AND ((status = 'pending'"
-            " AND (not_before = '' OR not_before <= ? OR lease_owner != '')) OR status = 'sending')",
-            (at,),
-        ).fetchone()
-        (later,) = self.db.execute(
-            "SELECT min(not_before) FROM recipients WHERE job != '' AND status = 'pending' AND not_before > ?",
-            (at,),
-        ).fetchone()
-        return int(busy), later or ""
-
-    def planner_alive(self) -> bool:
-        """Whether another worker is still reading the spreadsheet into the queue."""
-        cutoff = _now_ms(self.db) - self.lease * 1000
-        row = self.db.execute(
-            "SELECT 1 FROM workers WHERE planner = 1 AND state = 'running' AND heartbeat_ms >= ? AND id != ? LIMIT 1",
-            (cutoff, self.id),
-        ).fetchone()
-        return row is not None
-
-    def leave(self) -> None:
-        """Give back every row this worker holds but did not send, and sign off."""
-        with self.db.transaction():
-            self.db.execute(
-                "UPDATE recipients SET lease_owner = '' WHERE lease_owner = ? AND status = 'pending'", (self.id,)
-            )
-            self.db.execute("UPDATE workers SET state = 'finished', planner = 0 WHERE id = ?", (self.id,))
-
-
-def workers(state: State) -> list[dict[str, Any]]:
-    """Every worker this campaign has had, newest first: host, pid, started, seconds since its
-    last heartbeat, state (running / finished / lost) and rows in flight (``sending``)."""
-    if "workers" not in state.db.tables() or state.db.dialect != "postgresql":
-        return []
-    now = _now_ms(state.db)
-    cur = state.db.execute(
-        "SELECT w.id, w.host, w.pid, w.started_at, w.heartbeat_ms, w.state, w.planner,"
-        " (SELECT count(*) FROM recipients r WHERE r.lease_owner = w.id AND r.status = 'sending')"
-        " FROM workers w ORDER BY w.started_at DESC, w.id"
-    )
-    out = []
-    for wid, host, pid, started, beat, wstate, planner, flying in cur.fetchall():
-        out.append(
-            {
-                "id": wid,
-                "host": host,
-                "pid": int(pid),
-                "started_at": started,
-                "heartbeat_age": max(0.0, (now - float(beat)) / 1000),
-                "state": wstate,
-                "planner": bool(planner),
-                "in_flight": int(flying),
-            }
-        )
-    return out
-
-
-class SharedPacer(Pacer):
-    """Request slots for one channel, shared by every worker through its ``pacer`` row.
-
-    Each fetch takes the row's lock (``SELECT ... FOR UPDATE``), hands this worker the next
-    ``n`` slots ``WINDOW / rate`` seconds apart from ``max(next free slot, now, pause)``, and
-    moves the row past them; slots are instants of the database's clock, turned into this
-    host's loop time by the offset measured on that query. Slots never overlap across
-    workers, so no one-second window holds more than ``rate`` starts. Between a slot and the
-    request reaching the API lie the write-ahead commit and both ends' event-loop lag, so slots
-    are 5 % apart more than ``1 / rate`` (a 50 ms margin in any second: the channel runs at
-    95 % of ``rate`` at most), and a slot this worker reaches more than 10 ms late is dropped
-    for a fresh one rather than used late. A 429 moves ``pause`` for all
-    and halves the channel's rate (once a second at most); each fetch a second after the last
-    change raises it by a quarter, back to ``target``. ``n`` is 50 ms worth of slots (at least
-    one), so one fetch serves several requests at high rates.
-    """
-
-    WINDOW = 1.05
-    LATE = 0.01  # seconds: a slot reached later than this is void
-
-    def __init__(self, db: Database, channel: str, rate: float, *, backoff_base: float = 1.0) -> None:
-        super().__init__(rate, backoff_base=backoff_base)
-        self.db = db
-        self.channel = channel
-        self.slots: deque[float] = deque()
-        self.fetches = 0
-        self.late = 0  # slots dropped because this worker reached them late
-        with db.transaction():
-            db.execute(
-                "INSERT INTO pacer (channel, next_ms, pause_ms, rate, target, changed_ms) VALUES (?, 0, 0, ?, ?, 0)"
-                " ON CONFLICT (channel) DO UPDATE SET target = excluded.target,"
-                " rate = least(pacer.rate, excluded.target)",
-                (channel, rate, rate),
-            )
-
-    async def acquire(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wait = self.pause_until - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            if not self.slots:
-                self._fetch(loop)
-            at = self.slots.popleft()
-            wait = at - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            if loop.time() < self.pause_until:
-                continue  # a 429 came while this start waited: its slot is void
-            if loop.time() - at > self.LATE:
-                self.late += 1
-                continue  # reached late (a busy loop): a late start would crowd the next second
-            return
-
-    def _fetch(self, loop: asyncio.AbstractEventLoop) -> None:
-        n = max(1, int(self.target * self.BURST))
-        before = loop.time()
-        with self.db.transaction():
-            next_ms, pause_ms, rate, target, changed_ms, now_ms = self.db.execute(
-                "SELECT next_ms, pause_ms, rate, target, changed_ms, extract(epoch FROM clock_timestamp()) * 1000"
-                " FROM pacer WHERE channel = ? FOR UPDATE",
-                (self.channel,),
-            ).fetchone()
-            now_ms, rate, target = float(now_ms), float(rate), float(target)
-            if rate < target and now_ms - float(changed_ms) >= 1000:
-                rate, changed_ms = min(target, rate * 1.25), now_ms
-            interval = 1000 * self.WINDOW / rate
-            start = max(float(next_ms), now_ms, float(pause_ms))
-            self.db.execute(
-                "UPDATE pacer SET next_ms = ?, rate = ?, changed_ms = ? WHERE channel = ?",
-                (start + n * interval, rate, changed_ms, self.channel),
-            )
-        offset = (before + loop.time()) / 2 - now_ms / 1000  # this loop's clock minus the database's
-        self.slots.extend((start + i * interval) / 1000 + offset for i in range(n))
-        self.current = rate
-        self.fetches += 1
-
-    def rate_limited(self, retry_after: float | None) -> None:
-        loop = asyncio.get_running_loop()
-        self.limited_in_a_row += 1
-        delay = min(retry_after if retry_after is not None else self.backoff(self.limited_in_a_row), self.backoff_cap)
-        self.pause_until = max(self.pause_until, loop.time() + delay)
-        self.slots.clear()
-        with self.db.transaction():
-            self.db.execute(
-                "UPDATE pacer SET pause_ms = greatest(pause_ms, extract(epoch FROM clock_timestamp()) * 1000 + ?),"
-                " rate = CASE WHEN extract(epoch FROM clock_timestamp()) * 1000 - changed_ms >= 1000"
-                " THEN greatest(least(target, 0.2), rate / 2) ELSE rate END,"
-                " changed_ms = CASE WHEN extract(epoch FROM clock_timestamp()) * 1000 - changed_ms >= 1000"
-                " THEN extract(epoch FROM clock_timestamp()) * 1000 ELSE changed_ms END WHERE channel = ?",
-                (delay * 1000, self.channel),
-            )
-
-    def succeeded(self) -> None:
-        self.limited_in_a_row = 0  # the shared rate recovers at the next fetches
 
 
 def _lost_database(state: State, err: BaseException) -> str:

@@ -24,9 +24,10 @@ from typing import Any
 import pytest
 
 from campaign.config import load_campaign
+from campaign.leases import Coordinator
 from campaign.sandbox import spawn
+from campaign.shared_pacer import SharedPacer
 from campaign.state import Outcome, Status
-from campaign.workers import Coordinator, SharedPacer
 from tests.conftest import KEY, CampaignFactory, contacts, state_of
 
 pytestmark = pytest.mark.backend("postgresql")
