@@ -266,7 +266,11 @@ class PostgresDatabase(Database):
             # write-ahead mark is what keeps a request from being sent twice after a crash
             # (PostgreSQL 15 manual, 20.5.1 "synchronous_commit": off may lose the last commits).
             self.conn.execute("SET synchronous_commit TO on")
-            self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            # Two workers starting at once would race on CREATE SCHEMA IF NOT EXISTS (a unique
+            # violation in pg_namespace): one creates it under a lock, the other then sees it.
+            with self.transaction():
+                self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"schema:{schema}",))
+                self.conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             self.conn.execute(f'SET search_path TO "{schema}"')
         except BaseException:
             self._pool.putconn(self.conn)

@@ -96,7 +96,7 @@ def test_two_workers_send_every_row_exactly_once(make_campaign: CampaignFactory)
         path = make_campaign(contacts(150), api_url=url, sending="rate = 0\nconcurrency = 4\ntimeout = 5")
         results = _finish([_worker(path), _worker(path)])
         posts = _posts(url)
-    assert [code for code, _, _ in results] == [0, 0]
+    assert [code for code, _, _ in results] == [0, 0], results
     _clean([s for _, out, err in results for s in (out, err)])
     assert len(posts) == 150 and set(posts.values()) == {1}
     shares = [int(out.split("This worker sent ", 1)[1].split(" ", 1)[0]) for _, out, _ in results]
@@ -116,7 +116,7 @@ def test_three_workers_keep_the_channel_rate_in_every_second(make_campaign: Camp
         results = _finish([_worker(path) for _ in range(3)])
         busiest = _busiest_second(url)
         posts = _posts(url)
-    assert [code for code, _, _ in results] == [0, 0, 0]
+    assert [code for code, _, _ in results] == [0, 0, 0], results
     assert len(posts) == 90 and set(posts.values()) == {1}
     assert busiest <= 20
 
@@ -129,7 +129,7 @@ def test_a_429_seen_by_one_worker_slows_the_channel_for_all(make_campaign: Campa
         results = _finish([_worker(path) for _ in range(2)])
         log = _log(url)
         posts = _posts(url)
-    assert [code for code, _, _ in results] == [0, 0]
+    assert [code for code, _, _ in results] == [0, 0], results
     statuses = Counter(r["status"] for r in log["requests"] if r["method"] == "POST")
     assert log["accepted"] == 60 and len(posts) == 60
     # Without a shared pause each worker would go on at 40/s into a 10/s limit: about three
