@@ -236,11 +236,11 @@ def _reason_kind(error: str) -> str:
     return re.sub(r"\b(rows?) \d+", r"\1 …", re.sub(r"'[^']*'|\"[^\"]*\"", "…", error))
 
 
-_LIMIT_PENDING = "limit_pending"  # state meta: pending rows the last run's --limit left for later
+LIMIT_PENDING_META = "limit_pending"  # state meta: pending rows the last run's --limit left for later
 _EXPLAINED = (Status.FAILED, Status.SKIPPED)  # statuses whose top reasons a summary gives
 
 
-def _explain(state: State, counts: Mapping[str, int]) -> dict[str, Reasons]:
+def explain_reasons(state: State, counts: Mapping[str, int]) -> dict[str, Reasons]:
     """Why the file's failed and skipped rows are so, from the state (one pass, only if any)."""
     wanted = {str(s) for s in _EXPLAINED if counts.get(s)}
     reasons = {status: Reasons() for status in wanted}
@@ -500,9 +500,9 @@ async def run(
             state.end_run(run_id, outcome_label)
             summary.changed_since_sent = state.changed_since_sent()
             summary.counts = Counter(state.counts())
-            summary.reasons = _explain(state, summary.counts)
+            summary.reasons = explain_reasons(state, summary.counts)
             if not options.dry_run:
-                state.set_meta(_LIMIT_PENDING, str(summary.limit_pending + summary.waiting))
+                state.set_meta(LIMIT_PENDING_META, str(summary.limit_pending + summary.waiting))
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
             try:
@@ -535,32 +535,14 @@ async def _send(
 ) -> str:
     """Stream batches into the sender; stop cleanly on a stop event or an API stop."""
     sending = campaign.sending
-
-    def progress(outcome: Outcome) -> None:
-        summary.finished_now += 1
-        summary.outcomes[outcome.status] += 1
-        if outcome.status in DONE:
-            summary.sent_now += 1
-        if on_progress:
-            on_progress(summary, outcome)
-
+    progress = outcome_counter(summary, on_progress)
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(
             SociocsClient(campaign.api_url, options.api_key, timeout=sending.timeout, connections=sending.concurrency)
         )
-        if options.resend_unknown and state.by_status(Status.UNKNOWN):
-            # Never resend what the API lists: reconcile first, with this run's client; if the
-            # listing cannot be had, refuse rather than resend blindly (issue 10, item 2).
-            try:
-                summary.reconciled = await reconcile_state(
-                    campaign, state, client, channel=channel_name(identity(campaign, options))
-                )
-            except CampaignError as err:
-                raise RunStopped(
-                    f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "
-                    "Nothing was sent; rerun when the API answers."
-                ) from None
-        gate = stack.enter_context(_gate(campaign, options))
+        if options.resend_unknown:
+            await reconcile_before_resend(campaign, state, client, options, summary)
+        gate = stack.enter_context(sending_gate(campaign, options))
         sender = Sender(client, state, sending, backoff_base=options.backoff_base, on_outcome=progress, gate=gate)
         await sender.start()
         watcher = None
@@ -615,19 +597,65 @@ async def _send(
         first = sender.next_opening()
         if first is not None:
             summary.next_window = first.shown
-        if input_error is not None and sender.requests == 0:
-            raise input_error
-        if sender.stop_reason:
-            summary.stop_reason = sender.stop_reason
-            return "stopped"
-        if stop_event is not None and stop_event.is_set():
-            summary.interrupted = True
-            return "interrupted"
+        return run_outcome(summary, sender, stop_event, input_error)
+
+
+def outcome_counter(
+    summary: Summary, on_progress: Callable[[Summary, Outcome | None], None] | None
+) -> Callable[[Outcome], None]:
+    """The sender's ``on_outcome``: count each finished row in ``summary``, then report progress."""
+
+    def progress(outcome: Outcome) -> None:
+        summary.finished_now += 1
+        summary.outcomes[outcome.status] += 1
+        if outcome.status in DONE:
+            summary.sent_now += 1
+        if on_progress:
+            on_progress(summary, outcome)
+
+    return progress
+
+
+async def reconcile_before_resend(
+    campaign: Campaign, state: State, client: SociocsClient, options: Options, summary: Summary
+) -> None:
+    """``--resend-unknown``: never resend what the API lists. Reconcile the unknown rows first,
+    with this run's client; if the listing cannot be had, refuse rather than resend blindly
+    (issue 10, item 2): RunStopped, nothing sent."""
+    if not state.by_status(Status.UNKNOWN):
+        return
+    try:
+        summary.reconciled = await reconcile_state(
+            campaign, state, client, channel=channel_name(identity(campaign, options))
+        )
+    except CampaignError as err:
+        raise RunStopped(
+            f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "
+            "Nothing was sent; rerun when the API answers."
+        ) from None
+
+
+def run_outcome(
+    summary: Summary, sender: Sender, stop_event: asyncio.Event | None, input_error: CampaignError | None
+) -> str:
+    """How a send ended ("stopped", "interrupted" or "finished"), with the sender's figures in
+    ``summary``. Re-raises the recipients file's error when it broke before any request: an
+    input error (exit 2, nothing sent), not a stopped run."""
+    summary.rate_limited = sender.rate_limited
+    summary.requests = sender.requests
+    if input_error is not None and sender.requests == 0:
+        raise input_error
+    if sender.stop_reason:
+        summary.stop_reason = sender.stop_reason
+        return "stopped"
+    if stop_event is not None and stop_event.is_set():
+        summary.interrupted = True
+        return "interrupted"
     return "finished"
 
 
 @contextlib.contextmanager
-def _gate(campaign: Campaign, options: Options) -> Iterator[timing.Gate | None]:
+def sending_gate(campaign: Campaign, options: Options) -> Iterator[timing.Gate | None]:
     """What the sender asks before each row (campaign.timing.Gate), or None when nothing in
     ``[schedule]`` limits when rows go. The daily limit counts on the shared ledger, per API and
     channel (a sandbox run counts among sandbox runs only); WhatsApp's one message per number
@@ -814,8 +842,8 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
             state.last_run(),
             state.by_status(Status.UNKNOWN) + in_flight,
             failed=state.by_status(Status.FAILED),
-            limit_pending=int(state.meta(_LIMIT_PENDING) or 0),
-            reasons=_explain(state, counts),
+            limit_pending=int(state.meta(LIMIT_PENDING_META) or 0),
+            reasons=explain_reasons(state, counts),
         )
         last = report.last_run
         report.unread = last is not None and last["command"] == "send" and state.meta("snapshot_run") != str(last["id"])

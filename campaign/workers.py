@@ -44,27 +44,29 @@ from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign
 from campaign.database import redact
-from campaign.errors import CampaignError, LockedError, RunStopped, UsageError, full_stop
+from campaign.errors import CampaignError, LockedError, UsageError
 from campaign.leases import Coordinator, fingerprint, lease_seconds
 from campaign.ledger import register_state
 from campaign.prepare import Pipeline, prepared_batches
-from campaign.reconcile import reconcile_state
 from campaign.runner import (
-    _LIMIT_PENDING,
+    LIMIT_PENDING_META,
     Options,
     Planner,
     Summary,
-    _explain,
-    _gate,
     campaign_warnings,
     channel_name,
+    explain_reasons,
     export,
     identity,
+    outcome_counter,
+    reconcile_before_resend,
     require_api_key,
+    run_outcome,
+    sending_gate,
 )
 from campaign.sender import Sender
 from campaign.shared_pacer import SharedPacer
-from campaign.state import DONE, Outcome, State, Status
+from campaign.state import Outcome, State
 
 
 def _lost_database(state: State, err: BaseException) -> str:
@@ -139,12 +141,12 @@ async def run_shared(
                 coordinator.leave()
                 if run_id:
                     state.end_run(run_id, outcome)
-                    state.set_meta(_LIMIT_PENDING, str(summary.limit_pending + summary.waiting))
+                    state.set_meta(LIMIT_PENDING_META, str(summary.limit_pending + summary.waiting))
                 summary.changed_since_sent = state.changed_since_sent()
                 summary.counts = Counter(state.counts())
                 summary.shared = True
                 summary.rows = max(summary.rows, sum(summary.counts.values()))
-                summary.reasons = _explain(state, summary.counts)
+                summary.reasons = explain_reasons(state, summary.counts)
                 target = results_path or campaign.results
                 try:
                     if options.write_results:
@@ -172,32 +174,13 @@ async def _work(
 ) -> str:
     """Plan (with ``pipeline``), heartbeat and claim until the queue is done; the run's outcome."""
     sending = campaign.sending
-
-    def progress(outcome: Outcome) -> None:
-        if outcome.status is Status.PENDING and outcome.error.startswith("waiting to retry"):
-            return
-        summary.finished_now += 1
-        summary.outcomes[outcome.status] += 1
-        if outcome.status in DONE:
-            summary.sent_now += 1
-        if on_progress:
-            on_progress(summary, outcome)
-
     async with AsyncExitStack() as stack:
         client = await stack.enter_async_context(
             SociocsClient(campaign.api_url, options.api_key, timeout=sending.timeout, connections=sending.concurrency)
         )
-        if pipeline is not None and options.resend_unknown and state.by_status(Status.UNKNOWN):
-            try:
-                summary.reconciled = await reconcile_state(
-                    campaign, state, client, channel=channel_name(identity(campaign, options))
-                )
-            except CampaignError as err:
-                raise RunStopped(
-                    f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "
-                    "Nothing was sent; rerun when the API answers."
-                ) from None
-        gate = stack.enter_context(_gate(campaign, options))
+        if pipeline is not None and options.resend_unknown:
+            await reconcile_before_resend(campaign, state, client, options, summary)
+        gate = stack.enter_context(sending_gate(campaign, options))
         channel = channel_name(identity(campaign, options))
         pacer = (
             SharedPacer(state.db, channel, sending.rate, backoff_base=options.backoff_base) if sending.rate else None
@@ -208,7 +191,7 @@ async def _work(
             state,
             sending,
             backoff_base=options.backoff_base,
-            on_outcome=progress,
+            on_outcome=outcome_counter(summary, on_progress),
             gate=gate,
             pacer=pacer,
             owner=coordinator.id,
@@ -242,22 +225,12 @@ async def _work(
             await sender.close()
         if sender.failure is not None and isinstance(sender.failure, state.db.errors):
             sender.stop_reason = _lost_database(state, sender.failure)
-        summary.rate_limited = sender.rate_limited
-        summary.requests = sender.requests
         if held:
             first = min(held, key=lambda h: h.until)
             summary.next_window = first.shown
             summary.waiting = len(held)
             summary.waiting_limit = sum(h.limit for h in held)
-        if input_error is not None and sender.requests == 0:
-            raise input_error
-        if sender.stop_reason:
-            summary.stop_reason = sender.stop_reason
-            return "stopped"
-        if stop_event is not None and stop_event.is_set():
-            summary.interrupted = True
-            return "interrupted"
-    return "finished"
+        return run_outcome(summary, sender, stop_event, input_error)
 
 
 async def _plan(

@@ -142,8 +142,9 @@ def test_a_state_file_of_the_previous_schema_opens_and_upgrades(make_campaign: C
     path = make_campaign(contacts(3))
     shutil.copy(Path(__file__).parent / "data" / "state-v1.sqlite", tmp_path / "test.state.sqlite")
     state = State(tmp_path / "test.state.sqlite")
-    # 3: delivery reports, 4: each recipient's schedule (issue 13)
-    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    # 3: delivery reports, 4: each recipient's schedule (issue 13), 5: workers' leases (issue 15)
+    assert state.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+    assert state.db.execute("SELECT count(*) FROM recipients WHERE job = '' AND lease_owner = ''").fetchone()[0] == 3
     assert state.counts() == {"sent": 1, "unknown": 1, "pending": 1}
     [unknown] = state.by_status(Status.UNKNOWN)
     assert unknown["first_attempt_at"] and unknown["content"] == ""  # falls back to when it was created
