@@ -165,6 +165,26 @@ def postgres_ddl(sql: str) -> str:
     return sql
 
 
+#: What PostgreSQL stores for a NUL character: U+FFFD, Unicode's replacement character.
+NUL_STAND_IN = "\ufffd"
+
+
+def postgres_params(params: Params) -> Params:
+    """``params`` with every NUL character of a text value replaced by :data:`NUL_STAND_IN`.
+
+    PostgreSQL's ``text`` cannot hold U+0000 (PostgreSQL 15 manual, "Character Types"; psycopg
+    raises DataError), yet a text the state keeps may carry one: a cell of a legacy workbook, a
+    message written with ``\\u0000`` in the campaign file, an API's error text, a delivery
+    report's ``error.message``. SQLite keeps them as they are; in PostgreSQL they become U+FFFD
+    instead of failing the commit (which would stop the run, or make the listener refuse the
+    report forever). The request sent keeps its NUL: only the journal's copy of the text differs,
+    and the cells are JSON, where a NUL is written ``\\u0000`` and survives.
+    """
+    if not any(isinstance(v, str) and "\x00" in v for v in params):
+        return params
+    return [v.replace("\x00", NUL_STAND_IN) if isinstance(v, str) else v for v in params]
+
+
 def postgres_sql(sql: str) -> str:
     """``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled)."""
     return sql.replace("%", "%%").replace("?", "%s")
@@ -278,11 +298,11 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         if params:
-            return self.conn.execute(postgres_sql(sql), params)
+            return self.conn.execute(postgres_sql(sql), postgres_params(params))
         return self.conn.execute(sql)
 
     def executemany(self, sql: str, rows: Iterable[Params]) -> None:
-        rows = list(rows)
+        rows = [postgres_params(r) for r in rows]
         if rows:
             with self.conn.cursor() as cur:
                 cur.executemany(postgres_sql(sql), rows)

@@ -58,7 +58,8 @@ def record_reports(state: State, reports: Sequence[tuple[Report, int]]) -> None:
             "INSERT INTO delivery (message_id, status, error_code, error_message, at_ms, reached, reports)"
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO UPDATE SET status = excluded.status,"
             " error_code = excluded.error_code, error_message = excluded.error_message, at_ms = excluded.at_ms,"
-            " reached = excluded.reached, reports = reports + excluded.reports",
+            # delivery.reports, not reports: PostgreSQL calls a bare name here ambiguous
+            " reached = excluded.reached, reports = delivery.reports + excluded.reports",
             [
                 (mid, s.status, s.error_code, s.error_message, s.at_ms, s.reached, counts[mid])
                 for mid, s in shown.items()

@@ -335,8 +335,9 @@ class State:
     def _migrate_locked(self) -> None:
         version = self.db.user_version()
         if version > SCHEMA_VERSION:
+            what = "the campaign's state" if self.shared else "the state file"
             raise StateError(
-                f"{self.path}: the state file was written by a newer campaign (schema {version}); "
+                f"{self.path}: {what} was written by a newer campaign (schema {version}); "
                 "upgrade campaign to continue this campaign."
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):

@@ -142,12 +142,27 @@ def state_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
         cluster.drop_database(name)
 
 
-def state_of(campaign_file: Path) -> Any:
-    """The state of the campaign in ``campaign_file``, on this test's engine (close it)."""
-    from campaign import store
-    from campaign.config import load_campaign
+def _campaign_of(campaign: Any, sandbox: bool) -> Any:
+    from campaign.config import Campaign, for_sandbox, load_campaign
 
-    return store.open_state(load_campaign(campaign_file))
+    found: Campaign = campaign if isinstance(campaign, Campaign) else load_campaign(Path(campaign))
+    return for_sandbox(found, "http://127.0.0.1:9") if sandbox else found
+
+
+def state_of(campaign: Any, *, sandbox: bool = False) -> Any:
+    """The state of ``campaign`` (a campaign file, or a loaded Campaign) on this test's engine,
+    created if need be; ``sandbox``: its ``--sandbox`` trial's state. Close it after use."""
+    from campaign import store
+
+    return store.open_state(_campaign_of(campaign, sandbox))
+
+
+def has_state(campaign: Any, *, sandbox: bool = False) -> bool:
+    """Whether ``campaign`` (a file or a Campaign) has a state on this test's engine yet: the
+    file beside it, or its schema in the test's PostgreSQL database. Creates nothing."""
+    from campaign import store
+
+    return bool(store.state_exists(_campaign_of(campaign, sandbox)))
 
 
 @pytest.fixture(autouse=True)

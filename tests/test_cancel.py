@@ -7,7 +7,6 @@ import asyncio
 import csv
 import dataclasses
 import signal
-import sqlite3
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -18,8 +17,8 @@ from campaign import runner, timing
 from campaign.api import SociocsClient, Verdict
 from campaign.config import load_campaign
 from campaign.sandbox import Sandbox, SandboxConfig, spawn
-from campaign.state import State, Status
-from tests.conftest import KEY, CampaignFactory, contacts
+from campaign.state import Status
+from tests.conftest import KEY, CampaignFactory, contacts, state_of
 
 
 def utc(*args: int) -> datetime:
@@ -95,9 +94,9 @@ def test_cancel_killed_midway_resumes_and_deletes_nothing_twice(tmp_path: Path) 
             proc.wait()
             first = deletes()
             assert 0 < len(first) < ROWS  # killed midway
-            state_file = path.with_name(f"{kill_soak.NAME}.state.sqlite")
-            with sqlite3.connect(state_file) as db:
-                left = dict(db.execute("SELECT status, count(*) FROM recipients GROUP BY status").fetchall())
+            state = state_of(path)
+            left = state.journal_counts()
+            state.close()
             assert left.get("cancelling", 0) <= 1 and left.get("scheduled", 0) > 0
 
             assert kill_soak.run("cancel", path, log) == 0, (tmp_path / "log.txt").read_text()
@@ -107,7 +106,7 @@ def test_cancel_killed_midway_resumes_and_deletes_nothing_twice(tmp_path: Path) 
     assert len(paths) == ROWS and set(paths.values()) == {1}  # each message: one DELETE, never two
     assert all(r["status"] == 200 for r in every)
     assert listed == []
-    state = State(state_file)
+    state = state_of(path)
     assert state.journal_counts() == {"cancelled": ROWS}
     state.close()
 
@@ -126,7 +125,7 @@ def test_a_row_left_cancelling_is_settled_from_the_listing_without_a_second_dele
         try:
             campaign = dataclasses.replace(load_campaign(path), api_url=box.url)
             await runner.run(campaign, runner.Options(api_key=KEY, sandbox=True, prepare_in_child=False))
-            state = State(campaign.state)
+            state = state_of(campaign)
             ids = {r["row"]: (r["key"], r["message_id"]) for r in state.scheduled()}
             async with SociocsClient(box.url, KEY, timeout=5, connections=1) as client:
                 assert (await client.delete_scheduled(ids[2][1])).verdict is Verdict.ACCEPTED

@@ -17,10 +17,11 @@ from typing import Any
 
 import pytest
 
+from campaign import store
 from campaign.cli import cli
-from campaign.lock import CampaignLock
+from campaign.config import for_sandbox, load_campaign
 from campaign.sandbox import spawn
-from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
+from tests.conftest import KEY, CampaignFactory, contacts, has_state, run_campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -92,7 +93,7 @@ def test_readme_demo_with_python_m(samples: Path, sample: str) -> None:
     }[sample]
     rows = read_results(samples / "samples" / f"{name}.sandbox.results.csv")  # a trial keeps its own files
     assert not (samples / "samples" / f"{name}.results.csv").exists()
-    assert not (samples / "samples" / f"{name}.state.sqlite").exists()
+    assert not has_state(samples / "samples" / sample)
     assert len(rows) == 24
     expected = {"sent": 21, "skipped": 2} if sample == "sms.toml" else {"sent": 22, "skipped": 1}  # 1 opt-out in sms
     assert Counter(r["status"] for r in rows) == Counter({"invalid": 1, **expected})
@@ -117,7 +118,8 @@ def test_no_terminal_and_no_yes_refuses(samples: Path) -> None:
         "(duplicates or suppressed). Refusing without a terminal to ask on; add --yes to confirm.\n"
     )
     assert "--yes" in proc.stderr
-    assert not (samples / "samples" / "order-ready-sms.state.sqlite").exists()
+    sms = samples / "samples" / "sms.toml"
+    assert not has_state(sms) and not has_state(sms, sandbox=True)
 
 
 def test_missing_key_is_one_sentence(samples: Path) -> None:
@@ -167,7 +169,7 @@ def test_status_and_lock(samples: Path) -> None:
     again = read_results(samples / "again.csv")
     assert Counter(r["status"] for r in again) == Counter({"sent": 21, "invalid": 1, "skipped": 2})
     assert again == read_results(samples / "samples" / "order-ready-sms.sandbox.results.csv")
-    with CampaignLock(samples / "samples" / "order-ready-sms.sandbox.state.sqlite", "order-ready-sms"):
+    with store.lock(for_sandbox(load_campaign(samples / "samples" / "sms.toml"), "http://127.0.0.1:9")):
         proc = clean(run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples))
     assert proc.returncode == 2 and "already being sent" in proc.stderr and "Results" not in proc.stdout
 

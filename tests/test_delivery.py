@@ -36,7 +36,7 @@ from campaign.runner import Options, Summary, export, reconcile, run
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from campaign.sandbox_webhooks import WebhookFaults
 from campaign.state import _MIGRATIONS, SCHEMA_VERSION, State
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, state_of
 
 SECRET = "My Shared Secret"
 
@@ -110,6 +110,7 @@ def test_incoming_message_deliveries_are_not_status_reports() -> None:
     assert parse_report(b'{"message_id": "SM1", "event": "message", "text": "hi"}') is None
 
 
+@pytest.mark.backend("sqlite")
 @pytest.mark.parametrize("version", [1, 2])
 def test_an_older_state_file_opens_and_gains_the_delivery_tables(tmp_path: Path, version: int) -> None:
     """Schema 1 (before issue 10) and 2 (before delivery reports) upgrade on open."""
@@ -149,7 +150,7 @@ async def _send(campaign: Campaign, **options: Any) -> Summary:
 
 def _delivery(campaign: Campaign) -> dict[str, tuple[str, str]]:
     """message_id -> (delivery status, error code) of every accepted row, from the state file."""
-    state = State(campaign.state)
+    state = state_of(campaign)
     try:
         rows = state.db.execute(
             "SELECT p.message_id, coalesce(d.status, ''), coalesce(d.error_code, '') FROM recipients p"
@@ -182,7 +183,7 @@ def test_forged_unsigned_and_malformed_reports_change_nothing(make_campaign: Cam
                     await _post(listener.url, b"{oops", {SIGNATURE_HEADER: sign(SECRET, b"{oops")}),  # malformed
                     await _post(listener.url, b"x" * 5000, {}),  # too large
                 ]
-            state = State(campaign.state)
+            state = state_of(campaign)
             try:
                 events = state.db.execute("SELECT count(*) FROM delivery_events").fetchone()[0]
             finally:
@@ -260,7 +261,7 @@ def test_faulty_reports_and_a_listener_restarted_mid_campaign_end_with_what_the_
             assert report.found == summary.counts["unknown"]
             await box.webhooks.drain()
             await second.close()
-            state = State(campaign.state)
+            state = state_of(campaign)
             try:
                 export(state, campaign.results)
             finally:
@@ -341,8 +342,8 @@ def test_subscribe_refuses_a_url_that_is_not_http(make_campaign: CampaignFactory
         asyncio.run(delivery_runner.subscribe(campaign, KEY, url="hooks.example.com/webhooks/sociocs", secret=None))
 
 
-def test_failed_deliveries_classify_codes(tmp_path: Path) -> None:
-    state = State(tmp_path / "s.sqlite")
+def test_failed_deliveries_classify_codes(make_campaign: CampaignFactory) -> None:
+    state = state_of(make_campaign(contacts(1)))
     try:
         with state.transaction():
             state.db.executemany(

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ import requests
 
 from campaign.delivery import SIGNATURE_HEADER, sign
 from campaign.sandbox import spawn
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, has_state, state_of
 
 SECRET = "listen-test-secret"
 
@@ -109,11 +108,11 @@ def test_listen_records_signed_reports_refuses_others_and_stops_on_sigterm(
     assert code == 0, stderr
     assert "Traceback" not in stderr
     assert any("SMabc delivered" in line and "(no row yet)" in line for line in listening.lines)
-    db = sqlite3.connect(tmp_path / "test.state.sqlite")
+    state = state_of(tmp_path / "test.toml")
     try:
-        assert db.execute("SELECT message_id, status FROM delivery_events").fetchall() == [("SMabc", "delivered")]
+        assert state.db.execute("SELECT message_id, status FROM delivery_events").fetchall() == [("SMabc", "delivered")]
     finally:
-        db.close()
+        state.close()
 
 
 def test_listen_without_a_secret_warns_that_anyone_can_post(make_campaign: CampaignFactory, tmp_path: Path) -> None:
@@ -140,7 +139,7 @@ def test_send_sandbox_shows_the_funnel_and_status_exports_undeliverable(
         rows = list(csv.DictReader(handle))
     assert {"delivery_status", "delivery_error", "delivery_updated_at"} <= set(rows[0])
     assert all(r["delivery_status"] for r in rows)
-    assert not (tmp_path / "test.state.sqlite").exists()  # a trial never touches the real state
+    assert not has_state(tmp_path / "test.toml")  # a trial never touches the real state
     status = _run("status", "test.toml", "--sandbox", "--export-undeliverable", "undeliverable.csv", cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     assert "accepted" in status.stdout and "100.0%" in status.stdout
@@ -204,22 +203,22 @@ def test_send_sandbox_dry_run_creates_no_state_and_wires_no_listener(
     make_campaign(contacts(3))
     done = _run("send", "test.toml", "--sandbox", "--dry-run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert not list(tmp_path.glob("*.state.sqlite"))
+    assert not has_state(tmp_path / "test.toml", sandbox=True) and not has_state(tmp_path / "test.toml")
     assert "delivery" not in done.stdout.lower().split("results:")[0]
 
 
-def _final_reports(path: Path) -> int:
+def _final_reports(campaign_file: Path) -> int:
     """Sent rows whose delivery report is final (an SMS is never read)."""
-    db = sqlite3.connect(path)
+    state = state_of(campaign_file)
     try:
         return int(
-            db.execute(
+            state.db.execute(
                 "SELECT count(*) FROM recipients p JOIN delivery d ON d.message_id = p.message_id"
                 " WHERE d.status IN ('delivered', 'failed', 'undelivered')"
             ).fetchone()[0]
         )
     finally:
-        db.close()
+        state.close()
 
 
 def test_sandbox_listen_subscribe_send_status_across_processes(make_campaign: CampaignFactory, tmp_path: Path) -> None:
@@ -236,7 +235,7 @@ def test_sandbox_listen_subscribe_send_status_across_processes(make_campaign: Ca
             sent = _run("send", "test.toml", "--yes", cwd=tmp_path, **auth)
             assert sent.returncode == 0, sent.stderr
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and _final_reports(tmp_path / "test.state.sqlite") < 12:
+            while time.monotonic() < deadline and _final_reports(tmp_path / "test.toml") < 12:
                 time.sleep(0.1)
             status = _run("status", "test.toml", cwd=tmp_path)
         finally:

@@ -8,7 +8,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -26,7 +25,7 @@ from campaign.errors import CampaignError, ExitCode, RunStopped, StateError
 from campaign.reconcile import _same_content
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.state import SCHEMA_VERSION, State, Status
-from tests.conftest import KEY, CampaignFactory, contacts, write_csv
+from tests.conftest import KEY, CampaignFactory, contacts, has_state, state_of, write_csv
 
 TEMPLATE_A = "HX" + "a" * 32
 TEMPLATE_B = "HX" + "b" * 32
@@ -71,9 +70,9 @@ def test_sandbox_trial_keeps_its_own_files_and_a_real_send_sends_everything(tmp_
     trial = send("--sandbox")
     assert trial.returncode == 1, trial.stderr  # the sample's bad row
     folder = tmp_path / "samples"
-    assert (folder / "order-ready-sms.sandbox.state.sqlite").exists()
+    assert has_state(folder / "sms.toml", sandbox=True)
     assert len(results(folder / "order-ready-sms.sandbox.results.csv")) == 24
-    assert not (folder / "order-ready-sms.state.sqlite").exists()
+    assert not has_state(folder / "sms.toml")
     with spawn() as url:
         real = send(SOCIOCS_API_URL=url, SOCIOCS_API_KEY=KEY)
         assert real.returncode == 1, real.stderr
@@ -106,6 +105,7 @@ def test_a_state_file_refuses_another_api_or_channel(make_campaign: CampaignFact
     asyncio.run(main())
 
 
+@pytest.mark.backend("sqlite")  # in PostgreSQL a campaign is its name: the copy shares it (below)
 def test_a_copy_of_the_campaign_file_that_kept_its_name_is_refused(
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:
@@ -136,6 +136,39 @@ def test_a_copy_of_the_campaign_file_that_kept_its_name_is_refused(
     asyncio.run(main())
 
 
+@pytest.mark.backend("postgresql")
+def test_the_same_campaign_in_two_folders_shares_one_postgresql_campaign(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """In PostgreSQL a campaign is its name (and URL): a second folder's (a second host's) copy
+    of the campaign file continues the campaign, sending only what the first did not, which is
+    how workers share it. A file with another name is another campaign."""
+    path = make_campaign(contacts(6))
+    other = tmp_path / "host-b"
+    other.mkdir()
+    shutil.copy(path, other / "test.toml")
+    shutil.copy(tmp_path / "contacts.csv", other / "contacts.csv")
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            first = await run_on(box, load_campaign(path), options(limit=4))
+            assert first.counts["sent"] == 4
+            second = await run_on(box, load_campaign(other / "test.toml"), options())
+            assert second.already_done == 4 and second.counts == Counter({"sent": 6})
+            third = await run_on(box, load_campaign(path), options())
+            assert third.already_done == 6 and third.counts == Counter({"sent": 6})
+            assert Counter(m.to for m in box.accepted) == Counter({p[0]: 1 for p in contacts(6)})
+            renamed = other / "test-b.toml"
+            renamed.write_text((other / "test.toml").read_text().replace('name = "test"', 'name = "test-b"'))
+            fresh = await run_on(box, load_campaign(renamed), options())
+            assert fresh.already_done == 0 and len(box.accepted) == 12
+
+    asyncio.run(main())
+    for folder in (tmp_path, other):
+        assert {r["status"] for r in results(folder / "test.results.csv")} == {"sent"}
+
+
+@pytest.mark.backend("sqlite")
 def test_a_state_file_of_the_previous_schema_opens_and_upgrades(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     """tests/data/state-v1.sqlite: made by schema 1 (`campaign send test.toml --limit 2` of
     contacts(3), with a dropped connection): row 2 unknown, row 3 sent, row 4 pending."""
@@ -178,7 +211,7 @@ def test_reconcile_of_two_campaigns_to_the_same_numbers_never_takes_the_others_m
         async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
             await run_on(box, load_campaign(first), options())
             await run_on(box, load_campaign(second), options())
-            state = State(tmp_path / "second.state.sqlite")
+            state = state_of(second)
             unknown = {u["phone"] for u in state.by_status(Status.UNKNOWN)}
             state.close()
             assert len(unknown) >= 6
@@ -195,7 +228,7 @@ def test_reconcile_of_two_campaigns_to_the_same_numbers_never_takes_the_others_m
                 assert response.status == 200
 
             report = await runner.reconcile(dataclasses.replace(load_campaign(second), api_url=box.url), KEY)
-            state = State(tmp_path / "second.state.sqlite")
+            state = state_of(second)
             sent = state.db.execute("SELECT phone, message_id, error FROM recipients WHERE status = 'sent'")
             rows = {phone: {"message_id": mid, "error": error} for phone, mid, error in sent}
             for phone, row in rows.items():
@@ -243,7 +276,7 @@ def test_reconcile_never_takes_a_message_another_campaign_sent_with_the_same_tex
             box.config.faults = Faults()
             report = await runner.reconcile(dataclasses.replace(load_campaign(second), api_url=box.url), KEY)
             assert report.checked == 6
-            state = State(tmp_path / "second.state.sqlite")
+            state = state_of(second)
             assert state.message_ids() == set()  # none of the first campaign's ids
             assert {u["phone"] for u in state.by_status(Status.PENDING)} == {p[0] for p in people}
             state.close()
@@ -336,13 +369,13 @@ def test_status_gives_each_unknown_rows_reason(make_campaign: CampaignFactory, t
             await run_on(box, load_campaign(path), options())
 
     asyncio.run(main())
-    db = sqlite3.connect(tmp_path / "test.state.sqlite")  # a run killed mid-request leaves this
-    with db:
-        db.execute(
+    state = state_of(path)
+    with state.transaction():  # a run killed mid-request leaves this
+        state.db.execute(
             "UPDATE recipients SET status = 'sending'"
             " WHERE key = (SELECT min(key) FROM recipients WHERE status = 'sent')"
         )
-    db.close()
+    state.close()
     report = runner.status(load_campaign(path))
     assert len(report.unknown) >= 2
     for u in report.unknown:
@@ -442,19 +475,16 @@ def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFact
             [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
             env={**os.environ, "SOCIOCS_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )
-        state = tmp_path / "test.state.sqlite"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait until requests are in flight (marked sending)
             time.sleep(0.2)
-            if state.exists():
-                db = sqlite3.connect(state)
+            if has_state(path):
+                state = state_of(path)
                 try:
-                    if db.execute("SELECT count(*) FROM recipients WHERE status = 'sending'").fetchone()[0]:
+                    if state.journal_counts().get("sending"):
                         break
-                except sqlite3.OperationalError:
-                    pass
                 finally:
-                    db.close()
+                    state.close()
         proc.send_signal(signal.SIGINT)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
@@ -484,7 +514,7 @@ def test_status_says_when_the_last_send_did_not_read_the_whole_file(
     asyncio.run(main())
     whole = runner.status(load_campaign(path))
     assert not whole.unread and whole.exit_code() is ExitCode.OK  # --limit left the rest for later
-    state = State(tmp_path / "test.state.sqlite")
+    state = state_of(path)
     state.begin_run("send", ["Phone"])  # a send killed while it was reading the file
     state.close()
     cut = runner.status(load_campaign(path))
@@ -548,18 +578,18 @@ def test_reconcile_leaves_rows_the_listing_does_not_cover_unknown(
             campaign = dataclasses.replace(load_campaign(path), api_url=api.url)
             assert (await runner.run(campaign, options())).counts == Counter({"unknown": 2})
             long_ago = (datetime.now(UTC) - timedelta(days=60)).isoformat(timespec="seconds")
-            db = sqlite3.connect(tmp_path / "test.state.sqlite")
-            with db:
-                db.execute(
+            state = state_of(path)
+            with state.transaction():
+                state.db.execute(
                     "UPDATE recipients SET first_attempt_at = ?, updated_at = ? WHERE key = '+16175550000'",
                     (long_ago, long_ago),
                 )
-            db.close()
+            state.close()
             return await runner.reconcile(campaign, KEY)
 
     report = asyncio.run(main())
     assert (report.checked, report.uncovered, report.pending, report.found) == (2, 1, 1, 0)
-    state = State(tmp_path / "test.state.sqlite")
+    state = state_of(path)
     [left] = state.by_status(Status.UNKNOWN)
     assert left["phone"] == "+16175550000" and "did not cover" in left["error"]
     assert [p["phone"] for p in state.by_status(Status.PENDING)] == ["+16175550001"]

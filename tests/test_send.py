@@ -18,7 +18,7 @@ from campaign.config import load_campaign
 from campaign.errors import ExitCode
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from campaign.state import State, Status
-from tests.conftest import HEADER, KEY, CampaignFactory, contacts
+from tests.conftest import HEADER, KEY, CampaignFactory, contacts, has_state, state_of
 
 
 def send(
@@ -212,7 +212,7 @@ def test_dropped_connection_after_accept_is_unknown_then_reconciled(make_campaig
     assert summary.counts["sent"] + unknown == 10
     assert report.checked == unknown and report.found == unknown and report.pending == 0
     assert len(accepted) == 10  # every request reached the sandbox exactly once
-    state = State(path.parent / "test.state.sqlite")
+    state = state_of(path)
     assert state.journal_counts() == {"sent": 10}
     state.close()
 
@@ -242,7 +242,7 @@ def test_invalid_channel_stops_and_blocked_contact_fails(make_campaign: Campaign
     path = make_campaign(rows)
     summary, _ = send(path, faults=Faults(blocked=frozenset({"+16175550001"})))
     assert summary.counts["sent"] == 2 and summary.counts["failed"] == 1
-    state = State(path.parent / "test.state.sqlite")
+    state = state_of(path)
     assert state.by_status(Status.FAILED)[0]["error"] == "Contact is blocked."
     state.close()
 
@@ -274,7 +274,7 @@ def test_dry_run_touches_nothing(make_campaign: CampaignFactory, tmp_path: Path)
     summary, box = send(path, dry_run=True)
     assert summary.counts == Counter({"dry-run": 4})
     assert box.requests == []
-    assert not (tmp_path / "test.state.sqlite").exists()
+    assert not has_state(path)
     assert summary.exit_code() is ExitCode.OK
 
 

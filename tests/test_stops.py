@@ -26,7 +26,7 @@ from campaign.errors import ExitCode, InputFileError
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.sender import Job, Sender
 from campaign.state import SCHEMA_VERSION, State, Status
-from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
+from tests.conftest import KEY, CampaignFactory, contacts, run_campaign, state_of
 from tests.test_faults import per_number
 from tests.test_send import results, send
 
@@ -157,6 +157,7 @@ def test_a_429_pauses_and_slows_the_pool(make_campaign: CampaignFactory) -> None
 # --- state files -----------------------------------------------------------------------------
 
 
+@pytest.mark.backend("sqlite")
 def test_corrupt_state_file_is_one_sentence_and_exit_2(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     (tmp_path / "test.state.sqlite").write_bytes(b"this is not a database, just some bytes" * 100)
     with spawn() as url:
@@ -170,6 +171,7 @@ def test_corrupt_state_file_is_one_sentence_and_exit_2(make_campaign: CampaignFa
         assert sandbox_log(url) == (Counter(), 0)
 
 
+@pytest.mark.backend("sqlite")
 def test_state_file_from_a_newer_version_is_one_sentence_and_exit_2(
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:
@@ -190,8 +192,63 @@ def test_state_file_from_a_newer_version_is_one_sentence_and_exit_2(
     )
 
 
-def test_a_failed_transaction_rolls_back() -> None:
-    state = State(":memory:")
+@pytest.mark.backend("postgresql")
+def test_state_schema_from_a_newer_version_is_one_sentence_and_exit_2(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """The PostgreSQL counterpart: the campaign's schema records a newer version."""
+    newer = SCHEMA_VERSION + 1
+    with spawn() as url:
+        path = make_campaign(contacts(3), api_url=url)
+        state = state_of(path)
+        with state.transaction():
+            state.db.execute("UPDATE schema_version SET version = ?", (newer,))
+        state.close()
+        for command in (["send", str(path), "--yes"], ["status", str(path)]):
+            proc = campaign_process(*command, cwd=tmp_path)
+            assert proc.returncode == 2, (command, proc.stderr)
+            assert_clean(proc)
+            assert proc.stdout == ""
+            assert (
+                f"(schema test_state): the campaign's state was written by a newer campaign (schema {newer}); "
+                "upgrade campaign to continue this campaign." in proc.stderr
+            )
+            assert len(proc.stderr.strip().splitlines()) == 1
+        assert sandbox_log(url) == (Counter(), 0)
+
+
+@pytest.mark.backend("postgresql")
+@pytest.mark.parametrize("where", ["campaign file", "environment"])
+def test_postgresql_server_not_running_is_one_sentence_and_exit_2(
+    make_campaign: CampaignFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A state URL to a port where no server listens: exit 2 before anything is sent, one
+    sentence that names the URL without its password."""
+    from tests.test_cli import free_port
+
+    down = f"postgresql://campaign:pw-CANARY-77@127.0.0.1:{free_port()}/campaigns"
+    shown = down.replace("pw-CANARY-77", "***")
+    monkeypatch.delenv("CAMPAIGN_STATE_URL")
+    if where == "environment":
+        monkeypatch.setenv("CAMPAIGN_STATE_URL", down)
+    with spawn() as url:
+        path = make_campaign(contacts(3), api_url=url)
+        if where == "campaign file":
+            path.write_text(f'state = "{down}"\n' + path.read_text(encoding="utf-8"), encoding="utf-8")
+        for command in (["send", str(path), "--yes"], ["status", str(path)], ["reconcile", str(path)]):
+            proc = campaign_process(*command, cwd=tmp_path)
+            assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+            assert_clean(proc)
+            assert "pw-CANARY-77" not in proc.stdout + proc.stderr
+            assert f"cannot reach the campaign's state in PostgreSQL at {shown} (" in proc.stderr
+            assert "and that the server is running." in proc.stderr
+            assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert sandbox_log(url) == (Counter(), 0)
+    assert not list(tmp_path.glob("*.results.csv"))
+
+
+def test_a_failed_transaction_rolls_back(make_campaign: CampaignFactory) -> None:
+    state = state_of(make_campaign(contacts(1)))
     try:
         try:
             with state.transaction():
