@@ -16,14 +16,14 @@ from typing import Any
 import aiohttp
 import requests
 
+from campaign import store
 from campaign.config import for_sandbox, load_campaign
-from campaign.lock import CampaignLock
 from campaign.runner import Options
 from campaign.sandbox import Faults, Sandbox, SandboxConfig, spawn
 from campaign.web.app import start
 from campaign.web.jobs import Jobs
 from campaign.web.site import Site
-from tests.conftest import KEY, CampaignFactory, contacts, write_csv
+from tests.conftest import KEY, CampaignFactory, contacts, has_state, write_csv
 from tests.webserver import web_server
 
 
@@ -67,7 +67,7 @@ def test_forms_without_the_csrf_token_are_refused(tmp_path: Path, make_campaign:
         # The token must come first: a file before it is never stored.
         r = s.post(f"{server.base}/new", files={"file": ("c.csv", b"phone\n"), "csrf": (None, csrf)}, timeout=10)
         assert r.status_code == 403
-        assert not (tmp_path / "test.sandbox.state.sqlite").exists()  # nothing was sent
+        assert not has_state(tmp_path / "test.toml", sandbox=True)  # nothing was sent
         assert sorted(p.name for p in tmp_path.iterdir()) == ["contacts.csv", "test.toml"]
 
 
@@ -176,8 +176,8 @@ def test_the_page_and_the_cli_share_the_campaign_lock(tmp_path: Path, make_campa
     path = make_campaign(contacts(2))
     with web_server(tmp_path, "--sandbox") as server:
         s = server.session()
-        state = for_sandbox(load_campaign(path), "http://127.0.0.1:1").state
-        with CampaignLock(state, "test"):  # as a `campaign send test.toml --sandbox` would hold it
+        # as a `campaign send test.toml --sandbox` would hold it
+        with store.lock(for_sandbox(load_campaign(path), "http://127.0.0.1:1")):
             s.post(f"{server.base}/c/test/send", data={"csrf": server.csrf(s)}, timeout=10)
             page = _wait_finished(s, f"{server.base}/c/test/run")
         assert "The send did not run: Campaign &#39;test&#39; is already being sent" in page
