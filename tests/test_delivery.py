@@ -399,6 +399,42 @@ def test_one_listener_routes_reports_to_the_campaign_that_sent_them(make_campaig
         assert ids == sorted([mine, "SMlater"])
 
 
+def test_a_report_holding_nul_characters_is_recorded_and_acknowledged(make_campaign: CampaignFactory) -> None:
+    """JSON may carry ``\\u0000`` in any text of a report (the id, the status, the provider's
+    error): it is committed and answered 200 on either engine, never refused again and again
+    (PostgreSQL text cannot hold a NUL: it keeps U+FFFD), and its message still finds its row."""
+    campaign = load_campaign(make_campaign(contacts(1), name="n"))
+    state = state_of(campaign)
+    try:
+        with state.transaction():
+            state.db.execute(
+                "INSERT INTO recipients (key, phone, row, status, message_id, created_at, updated_at)"
+                " VALUES ('k', '+16175550100', 2, 'sent', ?, 'x', 'x')",
+                ("SM\x00nul",),
+            )
+    finally:
+        state.close()
+    report = {"status": "undelivered\x00", "error": {"code": "300\x0003", "message": "Unreach\x00able"}}
+    body = json.dumps({"message_id": "SM\x00nul", "event_data": report}).encode()
+
+    async def main() -> int:
+        async with Listener([campaign], SECRET) as listener:
+            return await _post(listener.url, body, {SIGNATURE_HEADER: sign(SECRET, body)})
+
+    assert asyncio.run(main()) == 200
+    state = state_of(campaign)
+    try:
+        [event] = state.db.execute("SELECT message_id, status, error_code, error_message FROM delivery_events")
+        f = funnel(state)
+    finally:
+        state.close()
+    assert event in (
+        ("SM\x00nul", "undelivered\x00", "300\x0003", "Unreach\x00able"),
+        ("SM\ufffdnul", "undelivered\ufffd", "300\ufffd03", "Unreach\ufffdable"),
+    )
+    assert (f.accepted, f.reported, f.unmatched, f.events) == (1, 1, 0, 1)
+
+
 @pytest.mark.backend("sqlite")
 def test_a_report_that_cannot_be_committed_is_not_acknowledged(make_campaign: CampaignFactory) -> None:
     """Another process holds the state file's write lock past the busy timeout: 503, nothing

@@ -375,3 +375,28 @@ def test_headers_that_are_not_names_are_reached_through_row(make_campaign: Campa
     summary, box = send(path)
     assert summary.counts["sent"] == 1
     assert box.accepted[0].body["text"] == "Hi Ann (Ann Lee), A-1 for +16175550000"
+
+
+def test_nul_characters_in_cells_and_text_reach_the_state(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """A NUL from a legacy workbook's cell or a ``\\u0000`` in the campaign file's text is sent as
+    written and journaled on either engine (PostgreSQL text cannot hold one: U+FFFD there); the
+    rerun knows the row was sent."""
+    import xlwt
+
+    book = xlwt.Workbook()
+    sheet = book.add_sheet("Sheet1")
+    for col, value in enumerate(HEADER):
+        sheet.write(0, col, value)
+    for col, value in enumerate(("+16175550100", "A\x00nn", "A\x00nn", "A-1", "a@example.com", "Bos\x00ton")):
+        sheet.write(1, col, value)
+    book.save(str(tmp_path / "contacts.xls"))
+    path = make_campaign(file="contacts.xls", message='text = "Hi\\u0000 {{ first_name }}"')
+    summary, box = send(path)
+    assert summary.counts == Counter({"sent": 1}), summary.counts
+    assert box.accepted[0].body["text"] == "Hi\x00 A\x00nn"  # the request keeps its NUL characters
+    assert box.accepted[0].body["name"] == "A\x00nn"
+    [row] = results(tmp_path / "test.results.csv")
+    assert row["status"] == "sent" and row["City"] == "Bos\x00ton"  # the cells are JSON: lossless
+    assert row["message"] in ("Hi\x00 A\x00nn", "Hi\ufffd A\ufffdnn")
+    again, box = send(path)
+    assert again.already_done == 1 and box.accepted == []
