@@ -68,7 +68,9 @@ def _connect(path: Path | str) -> Database:
                 db.lock("ledger-schema")
                 db.script(_SCHEMA)
         except Exception as err:
-            raise StateError(f"cannot open the campaign ledger in PostgreSQL at {redact(where)} ({err}).") from None
+            raise StateError(
+                f"cannot open the campaign ledger in PostgreSQL at {redact(where)} ({redact(str(err)).strip()})."
+            ) from None
         return db
     if where != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
