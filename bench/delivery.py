@@ -29,20 +29,22 @@ from pathlib import Path
 import aiohttp
 
 from bench import common
+from campaign import store
+from campaign.config import load_campaign
 from campaign.delivery import SIGNATURE_HEADER, sign
-from campaign.state import State
 
 SECRET = "bench-webhook-secret"
 _WORDS = ("sent", "delivered", "read")
 
 
 def _seed(folder: Path, recipients: int) -> Path:
-    """A campaign file and a state file holding ``recipients`` sent rows with message ids."""
+    """A campaign file and its state (the SQLite file, or PostgreSQL's with CAMPAIGN_STATE_URL)
+    holding ``recipients`` sent rows with message ids."""
     common.fresh(folder)
     contacts = folder / "contacts.csv"
     contacts.write_text("Phone,Name\n+16175550100,A\n", encoding="utf-8")
     toml = common.campaign_file(folder, contacts, api_url="http://127.0.0.1:9", rate=1, concurrency=1)
-    state = State(folder / "bench.state.sqlite")
+    state = store.open_state(load_campaign(toml))
     try:
         with state.transaction():
             state.db.executemany(
@@ -133,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = proc.wait(60)
         if proc.stdout is not None:
             proc.stdout.close()
-    db = State(folder / "bench.state.sqlite")
+    db = store.open_state(load_campaign(toml))
     try:
         events = int(db.db.execute("SELECT count(*) FROM delivery_events").fetchone()[0])
     finally:

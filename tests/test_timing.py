@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from campaign import runner, timing
+from campaign import runner, store, timing
 from campaign.config import Schedule, load_campaign
 from campaign.errors import ConfigError, ExitCode
 from campaign.ledger import Ledger
@@ -352,7 +352,9 @@ def test_two_campaigns_on_one_channel_never_exceed_the_daily_limit(
     assert len(sends) == 6 == len(box.accepted)
     for _, at in sends:  # in every rolling 24 hours ending at a send: at most 3 numbers
         assert len({k for k, t in sends if at - timedelta(hours=24) < t <= at}) <= 3
-    check = Ledger(ledger, "sandbox twlo twlo_16175550000", daily_limit=3, pair_gap=None)
+    # the ledger of the campaign's engine: the file, or the schema beside a PostgreSQL state
+    where = store.ledger_location(load_campaign(first))
+    check = Ledger(where, "sandbox twlo twlo_16175550000", daily_limit=3, pair_gap=None)
     assert check.recipients_since(clock.now()) == 3
     check.close()
 
