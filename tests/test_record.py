@@ -196,6 +196,46 @@ def test_a_state_file_of_the_previous_schema_opens_and_upgrades(make_campaign: C
     assert summary.counts == Counter({"sent": 3}) and summary.changed_since_sent == 0
 
 
+@pytest.mark.backend("postgresql")
+def test_a_postgresql_state_of_the_previous_schema_opens_and_upgrades(make_campaign: CampaignFactory) -> None:
+    """The PostgreSQL counterpart: a campaign's schema made by the schema before this one (one
+    row already sent) upgrades when it opens, and the next send sends only the other rows."""
+    from campaign import store
+    from campaign.database import PostgresDatabase
+    from campaign.state import _MIGRATIONS
+
+    path = make_campaign(contacts(3))
+    campaign = load_campaign(path)
+    older = SCHEMA_VERSION - 1
+    db = PostgresDatabase(campaign.state_url, store.schema(campaign))
+    try:
+        with db.transaction():
+            assert db.user_version() == 0  # a new schema (this creates its version table)
+            for version in range(1, older + 1):
+                db.script(_MIGRATIONS[version])
+            db.set_user_version(older)
+            db.execute(
+                "INSERT INTO recipients (key, phone, row, status, message_id, created_at, updated_at)"
+                " VALUES ('+16175550000', '+16175550000', 2, 'sent', 'SMold', 'x', 'x')"
+            )
+    finally:
+        db.close()
+
+    async def main() -> tuple[runner.Summary, list[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            summary = await run_on(box, campaign, options())
+            return summary, [m.to for m in box.accepted]
+
+    summary, sent_to = asyncio.run(main())
+    assert sorted(sent_to) == ["+16175550001", "+16175550002"]
+    assert summary.already_done == 1 and summary.counts == Counter({"sent": 3})
+    state = state_of(path)
+    try:
+        assert state.db.user_version() == SCHEMA_VERSION
+    finally:
+        state.close()
+
+
 # --- item 2: reconcile never guesses -----------------------------------------------------------
 
 
