@@ -661,10 +661,15 @@ class State:
         self.db.executemany("UPDATE recipients SET row = ? WHERE key = ?", items)
 
     def set_status(self, keys: Iterable[str], status: Status, error: str = "") -> None:
+        """Set these recipients' status. A row set back to ``pending`` (reconcile: the API never
+        took it) is free for any worker again: the lease an ``unknown`` row keeps for a late
+        answer (campaign.workers) is void once the row is known not sent, and a row still
+        leased by a worker that has finished would be waited for forever."""
         stamp = now_iso()
         self.db.executemany(
-            "UPDATE recipients SET status = ?, error = ?, updated_at = ? WHERE key = ?",
-            [(status, error, stamp, k) for k in keys],
+            "UPDATE recipients SET status = ?, error = ?, updated_at = ?,"
+            " lease_owner = CASE WHEN ? = 'pending' THEN '' ELSE lease_owner END WHERE key = ?",
+            [(status, error, stamp, status, k) for k in keys],
         )
 
     # --- sending ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
+from datetime import datetime
 from pathlib import Path
 
 from campaign import store, timing
@@ -225,6 +226,7 @@ async def _work(
             await sender.close()
         if sender.failure is not None and isinstance(sender.failure, state.db.errors):
             sender.stop_reason = _lost_database(state, sender.failure)
+        held = [h for h in held if h.until > timing.now()]  # with --wait, the rows sent since are not waiting
         if held:
             first = min(held, key=lambda h: h.until)
             summary.next_window = first.shown
@@ -307,9 +309,22 @@ async def _feed(
             summary.waiting_for = later
             if on_progress:
                 on_progress(summary, None)
-            await asyncio.sleep(min(coordinator.lease / 5, 5.0))
+            await _sleep_toward(datetime.fromisoformat(later), sender, min(coordinator.lease / 5, 5.0))
             continue
         return
+
+
+async def _sleep_toward(until: datetime, sender: Sender, cap: float) -> None:
+    """Sleep on the campaign's one clock until ``until`` (a test's ManualClock jumps there at
+    once), but no longer than ``cap`` real seconds and not past a stop, so the queue is looked
+    at again soon (rows another worker gives back, a Ctrl-C)."""
+    sleeper = asyncio.ensure_future(timing.clock().sleep((until - timing.now()).total_seconds()))
+    deadline = time.monotonic() + cap
+    try:
+        while not sleeper.done() and not sender.stopping and time.monotonic() < deadline:
+            await asyncio.wait({sleeper}, timeout=min(0.5, cap))
+    finally:
+        sleeper.cancel()
 
 
 async def _heartbeat(state: State, coordinator: Coordinator, sender: Sender) -> None:

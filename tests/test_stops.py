@@ -313,6 +313,9 @@ def test_recipients_file_breaking_before_anything_was_sent_is_an_input_error(
     assert broken and box.requests == []
 
 
+# SQLite only: a PostgreSQL campaign's planner reads the file into the shared queue ahead of the
+# requests (campaign.workers), so whether it reads a line appended once sending began is a race.
+@pytest.mark.backend("sqlite")
 @pytest.mark.parametrize("child", [True, False], ids=["child", "inline"])
 def test_recipients_file_breaking_after_sending_began_is_exit_3(
     make_campaign: CampaignFactory, tmp_path: Path, child: bool
