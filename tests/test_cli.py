@@ -158,6 +158,7 @@ def test_check_and_preview(samples: Path) -> None:
     assert proc.stderr == ""
 
 
+@pytest.mark.backend("sqlite", "postgresql")
 def test_status_and_lock(samples: Path) -> None:
     sent = clean(run("send", "samples/sms.toml", "--sandbox", "--yes", cwd=samples))
     assert sent.returncode == 1 and sent.stderr == ""  # 1: the sample's bad row
@@ -187,6 +188,7 @@ def _start_send(path: Path, **popen: Any) -> subprocess.Popen[str]:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.backend("sqlite", "postgresql")
 def test_interrupt_exits_130_with_complete_results(
     make_campaign: CampaignFactory, tmp_path: Path, sandbox_process: str, stop: signal.Signals
 ) -> None:

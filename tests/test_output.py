@@ -238,6 +238,7 @@ def test_progress_total_is_the_rows_this_send_sends_not_the_rows_read_so_far() -
     assert summary.total == 11_990
 
 
+@pytest.mark.backend("sqlite", "postgresql")
 def test_summary_gives_reasons_and_next_commands_and_status_exits_like_send(
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 import requests
 
 from campaign import store
@@ -172,6 +173,7 @@ def test_the_api_key_never_reaches_the_browser(tmp_path: Path, make_campaign: Ca
             assert not any(secret in line for line in server.output)
 
 
+@pytest.mark.backend("sqlite", "postgresql")
 def test_the_page_and_the_cli_share_the_campaign_lock(tmp_path: Path, make_campaign: CampaignFactory) -> None:
     path = make_campaign(contacts(2))
     with web_server(tmp_path, "--sandbox") as server:
@@ -255,6 +257,7 @@ def _wait_finished(s: requests.Session, url: str) -> str:
     raise AssertionError("the send did not finish")
 
 
+@pytest.mark.backend("sqlite", "postgresql")
 def test_results_page_reconciles_unknown_rows_and_sends_failed_rows_again(
     tmp_path: Path, make_campaign: CampaignFactory
 ) -> None:
