@@ -237,13 +237,13 @@ def throughput(args: argparse.Namespace) -> int:
 def _fetch_loop(state_url: str, fetches: int, out: Any) -> None:
     os.environ["CAMPAIGN_STATE_URL"] = state_url
     from campaign.database import PostgresDatabase
-    from campaign.state import State
-    from campaign.workers import SharedPacer
+    from campaign.ledger import SCHEMA
+    from campaign.shared_pacer import SharedPacer
 
-    state = State(PostgresDatabase(state_url, "pacer_bench"))
+    db = PostgresDatabase(state_url, SCHEMA)
 
     async def main() -> float:
-        pacer = SharedPacer(state.db, "bench", 20.0)  # 50 ms of slots at 20/s: one per fetch
+        pacer = SharedPacer(db, "bench", 20.0, user=str(os.getpid()))  # 50 ms of slots at 20/s: one per fetch
         loop = asyncio.get_running_loop()
         began = time.perf_counter()
         for _ in range(fetches):
@@ -251,7 +251,7 @@ def _fetch_loop(state_url: str, fetches: int, out: Any) -> None:
         return (time.perf_counter() - began) / fetches
 
     out.put(asyncio.run(main()))
-    state.close()
+    db.close()
 
 
 def pacer_cost(args: argparse.Namespace) -> int:

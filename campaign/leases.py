@@ -207,14 +207,14 @@ class Coordinator:
         ).fetchone()
         return int(busy), later or ""
 
-    def planner_alive(self) -> bool:
-        """Whether another worker is still reading the spreadsheet into the queue."""
-        cutoff = _now_ms(self.db) - self.lease * 1000
-        row = self.db.execute(
-            "SELECT 1 FROM workers WHERE planner = 1 AND state = 'running' AND heartbeat_ms >= ? AND id != ? LIMIT 1",
-            (cutoff, self.id),
-        ).fetchone()
-        return row is not None
+    def planner_alive(self, lock_key: str) -> bool:
+        """Whether another run holds the campaign's lock (``lock_key``, campaign.store): a
+        planner that may still queue rows, even one that has not registered yet. Probed with
+        ``pg_try_advisory_lock`` and released at once; never call it while holding the lock."""
+        got = self.db.execute("SELECT pg_try_advisory_lock(hashtextextended(?, 0))", (lock_key,)).fetchone()[0]
+        if got:
+            self.db.execute("SELECT pg_advisory_unlock(hashtextextended(?, 0))", (lock_key,))
+        return not got
 
     def leave(self) -> None:
         """Give back every row this worker holds but did not send, and sign off."""
@@ -227,7 +227,9 @@ class Coordinator:
 
 def workers(state: State) -> list[dict[str, Any]]:
     """Every worker this campaign has had, newest first: host, pid, started, seconds since its
-    last heartbeat, state (running / finished / lost) and rows in flight (``sending``)."""
+    last heartbeat, state (running / finished / lost, or ``silent`` for one still marked running
+    whose heartbeat is older than the lease: presumed dead, reaped by the next worker) and rows
+    in flight (``sending``)."""
     if "workers" not in state.db.tables() or state.db.dialect != "postgresql":
         return []
     now = _now_ms(state.db)
@@ -237,7 +239,10 @@ def workers(state: State) -> list[dict[str, Any]]:
         " FROM workers w ORDER BY w.started_at DESC, w.id"
     )
     out = []
+    lease = lease_seconds()
     for wid, host, pid, started, beat, wstate, planner, flying in cur.fetchall():
+        if wstate == "running" and now - float(beat) > lease * 1000:
+            wstate = "silent"
         out.append(
             {
                 "id": wid,

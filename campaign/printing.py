@@ -452,6 +452,8 @@ def print_status(
         out.print(f"Workers: {running} running, {len(report.workers)} in all (newest first):")
         for w in report.workers[:20]:
             role = ", planning" if w["planner"] and w["state"] == "running" else ""
+            if w["state"] == "silent":
+                role = " (no heartbeat for longer than the lease: presumed dead; the next worker reaps it)"
             out.print(
                 f"  {w['host']} pid {w['pid']}  {w['state']}{role}  started {w['started_at']}  "
                 f"last heartbeat {w['heartbeat_age']:.1f} s ago  {w['in_flight']} in flight"

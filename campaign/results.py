@@ -17,6 +17,7 @@ import csv
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,10 @@ def output_columns(input_columns: Sequence[str], extra: Sequence[str] = ()) -> l
     return renamed + list(RESULT_COLUMNS) + list(extra)
 
 
+#: Seconds after which a results file's temporary copy is taken for one left by a killed run.
+STALE_AFTER = 300.0
+
+
 def write_results(
     path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]], extra: Sequence[str] = ()
 ) -> int:
@@ -89,8 +94,12 @@ def write_results(
     Returns the number of data rows written.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a run killed mid-write
-        stale.unlink(missing_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        # Left by a run killed mid-write; one being written now (another worker of the same
+        # campaign in this folder) was touched within the last minutes and is not stale.
+        with contextlib.suppress(OSError):
+            if time.time() - stale.stat().st_mtime > STALE_AFTER:
+                stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)

@@ -457,6 +457,7 @@ async def run(
         batches = await stack.enter_async_context(prepared_batches(pipeline, child=options.prepare_in_child))
         if not options.dry_run:
             stack.enter_context(store.lock(campaign))
+            store.check_location(campaign)  # a campaign sent through PostgreSQL until now
         real = store.open_state(campaign) if (not options.dry_run or store.state_exists(campaign)) else None
         if real is not None:
             stack.callback(real.close)
@@ -853,6 +854,9 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
             from campaign.leases import workers
 
             report.workers = workers(state)
+            if any(w["state"] == "running" for w in report.workers):
+                # Rows in flight belong to live workers (listed with them), not to a dead run.
+                report.unknown = [u for u in report.unknown if u["error"] != _IN_FLIGHT]
         if results_path is not None:
             export(state, results_path)
         return report

@@ -1,5 +1,10 @@
-"""One pacer per channel shared by every worker of a PostgreSQL campaign (issue 15): ``rate``
-is the channel's, whatever the number of workers, and a 429 seen by one slows them all.
+"""One pacer per channel shared by every worker of every PostgreSQL campaign in a database
+(issue 15): ``rate`` is the channel's, whatever the number of workers or campaigns on it, and a
+429 seen by one slows them all. Its tables live in the ledger's schema (``campaign_ledger``),
+beside the daily limit, because a channel is shared across campaigns.
+
+When campaigns on one channel ask for different rates, the channel goes at the lowest rate of
+the workers seen in the last minute (``pacer_users``): no campaign's ``rate`` is exceeded.
 """
 
 from __future__ import annotations
@@ -9,6 +14,24 @@ from collections import deque
 
 from campaign.database import Database
 from campaign.sender import Pacer
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS pacer (
+    channel TEXT PRIMARY KEY,
+    next_ms REAL NOT NULL,
+    pause_ms REAL NOT NULL DEFAULT 0,
+    rate REAL NOT NULL,
+    target REAL NOT NULL,
+    changed_ms REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS pacer_users (
+    channel TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    rate REAL NOT NULL,
+    seen_ms REAL NOT NULL,
+    PRIMARY KEY (channel, worker)
+)
+"""
 
 
 class SharedPacer(Pacer):
@@ -31,18 +54,24 @@ class SharedPacer(Pacer):
     WINDOW = 1.05
     LATE = 0.01  # seconds: a slot reached later than this is void
 
-    def __init__(self, db: Database, channel: str, rate: float, *, backoff_base: float = 1.0) -> None:
+    SEEN = 60_000.0  # ms: a worker's rate counts for the channel until this long after its last fetch
+
+    def __init__(
+        self, db: Database, channel: str, rate: float, *, user: str, backoff_base: float = 1.0
+    ) -> None:
         super().__init__(rate, backoff_base=backoff_base)
-        self.db = db
+        self.db = db  # a connection to the ledger's schema (campaign.ledger.SCHEMA)
         self.channel = channel
+        self.user = user  # this worker's id
         self.slots: deque[float] = deque()
         self.fetches = 0
         self.late = 0  # slots dropped because this worker reached them late
         with db.transaction():
+            db.lock("pacer-tables")
+            db.script(_TABLES)
             db.execute(
                 "INSERT INTO pacer (channel, next_ms, pause_ms, rate, target, changed_ms) VALUES (?, 0, 0, ?, ?, 0)"
-                " ON CONFLICT (channel) DO UPDATE SET target = excluded.target,"
-                " rate = least(pacer.rate, excluded.target)",
+                " ON CONFLICT (channel) DO UPDATE SET rate = least(pacer.rate, excluded.target)",
                 (channel, rate, rate),
             )
 
@@ -70,19 +99,30 @@ class SharedPacer(Pacer):
         n = max(1, int(self.target * self.BURST))
         before = loop.time()
         with self.db.transaction():
-            next_ms, pause_ms, rate, target, changed_ms, now_ms = self.db.execute(
-                "SELECT next_ms, pause_ms, rate, target, changed_ms, extract(epoch FROM clock_timestamp()) * 1000"
+            next_ms, pause_ms, rate, changed_ms, now_ms = self.db.execute(
+                "SELECT next_ms, pause_ms, rate, changed_ms, extract(epoch FROM clock_timestamp()) * 1000"
                 " FROM pacer WHERE channel = ? FOR UPDATE",
                 (self.channel,),
             ).fetchone()
-            now_ms, rate, target = float(now_ms), float(rate), float(target)
+            now_ms, rate = float(now_ms), float(rate)
+            self.db.execute(
+                "INSERT INTO pacer_users (channel, worker, rate, seen_ms) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (channel, worker) DO UPDATE SET rate = excluded.rate, seen_ms = excluded.seen_ms",
+                (self.channel, self.user, self.target, now_ms),
+            )
+            (target,) = self.db.execute(
+                "SELECT min(rate) FROM pacer_users WHERE channel = ? AND seen_ms > ?",
+                (self.channel, now_ms - self.SEEN),
+            ).fetchone()
+            target = float(target)  # the lowest rate asked for on this channel lately
+            rate = min(rate, target)
             if rate < target and now_ms - float(changed_ms) >= 1000:
                 rate, changed_ms = min(target, rate * 1.25), now_ms
             interval = 1000 * self.WINDOW / rate
             start = max(float(next_ms), now_ms, float(pause_ms))
             self.db.execute(
-                "UPDATE pacer SET next_ms = ?, rate = ?, changed_ms = ? WHERE channel = ?",
-                (start + n * interval, rate, changed_ms, self.channel),
+                "UPDATE pacer SET next_ms = ?, rate = ?, target = ?, changed_ms = ? WHERE channel = ?",
+                (start + n * interval, rate, target, changed_ms, self.channel),
             )
         offset = (before + loop.time()) / 2 - now_ms / 1000  # this loop's clock minus the database's
         self.slots.extend((start + i * interval) / 1000 + offset for i in range(n))

@@ -142,8 +142,8 @@ _MIGRATIONS: dict[int, str] = {
     # planner leaves each row to send ``pending`` with its prepared request (``job``, JSON);
     # a worker leases rows (``lease_owner``: its id in ``workers``) and marks them ``sending``
     # only while it holds the lease. ``not_before``: a row held by its window or the daily limit
-    # goes back to the pool until then (ISO 8601). ``pacer``: one row per channel, the next free
-    # request slot across all workers (epoch ms, the database's clock) and the 429 state.
+    # goes back to the pool until then (ISO 8601). The channel's pacer is the ledger's
+    # (campaign.shared_pacer), shared across campaigns.
     5: """
     ALTER TABLE recipients ADD COLUMN job TEXT NOT NULL DEFAULT '';
     ALTER TABLE recipients ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
@@ -157,14 +157,6 @@ _MIGRATIONS: dict[int, str] = {
         heartbeat_ms INTEGER NOT NULL,
         state TEXT NOT NULL,
         planner INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE pacer (
-        channel TEXT PRIMARY KEY,
-        next_ms REAL NOT NULL,
-        pause_ms REAL NOT NULL DEFAULT 0,
-        rate REAL NOT NULL,
-        target REAL NOT NULL,
-        changed_ms REAL NOT NULL DEFAULT 0
     );
     """,
 }

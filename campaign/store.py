@@ -11,8 +11,10 @@ the schema ``campaign_ledger`` of the same database, shared by the campaigns in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import sqlite3
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import TracebackType
@@ -20,7 +22,7 @@ from typing import Any
 
 from campaign.config import Campaign
 from campaign.database import pool, redact, schema_name, unreachable
-from campaign.errors import LockedError
+from campaign.errors import LockedError, StateError
 from campaign.ledger import PG_PREFIX, ledger_path
 from campaign.lock import CampaignLock
 from campaign.state import State
@@ -89,6 +91,11 @@ def who() -> str:
     return f"{socket.gethostname()} pid {os.getpid()}"
 
 
+def lock_key(campaign: Campaign) -> str:
+    """The name of a PostgreSQL campaign's advisory lock (``hashtextextended`` of it)."""
+    return f"campaign-lock:{schema(campaign)}"
+
+
 class PostgresLock:
     """``pg_try_advisory_lock`` on the campaign's schema, held on a connection of its own."""
 
@@ -117,9 +124,9 @@ class PostgresLock:
             self._release()
             by = holder[0].removeprefix("campaign ") if holder and holder[0] else "another process"
             raise LockedError(
-                f"Campaign {self.name!r} is already being sent ({by}); wait for that run to finish, or "
-                "add --worker to share the sending with it. A lock left by a killed run is released "
-                "automatically."
+                f"Campaign {self.name!r} is already being sent ({by}); wait for that run to finish "
+                "(`campaign send --worker` shares the sending with it instead). A lock left by a killed run "
+                "is released automatically."
             )
         return self
 
@@ -145,3 +152,60 @@ def open_existing(campaign: Campaign) -> State:
     if not state_exists(campaign):
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {state_label(campaign)}).")
     return open_state(campaign)
+
+
+def pointer(campaign: Campaign) -> Path:
+    """The note a PostgreSQL campaign leaves beside its campaign file (``<name>.state.postgresql``,
+    holding the URL without its password and the schema), so that a run without the URL does
+    not start afresh in a new SQLite file."""
+    name = campaign.state.name
+    base = name[: -len(".sqlite")] if name.endswith(".sqlite") else name
+    return campaign.state.with_name(base + ".postgresql")
+
+
+def check_location(campaign: Campaign, state: State | None = None) -> None:
+    """Refuse a send whose state has moved between engines since the last send: the new one
+    knows nothing of what was sent, so every row would go again. ``state``: the PostgreSQL
+    state just opened. Raises StateError (exit 2) naming both places; nothing sent."""
+    if campaign.state_url:
+        if state is None or state.last_run() is not None or not _sqlite_has_sends(campaign.state):
+            return
+        raise StateError(
+            f"{campaign.state} holds this campaign's sends so far, but its state is now PostgreSQL "
+            f"({state_label(campaign)}): continuing there would send every row again. To go on with the "
+            "file, unset CAMPAIGN_STATE_URL (or remove state = from the campaign file); to start afresh in "
+            "PostgreSQL, move the file aside. Nothing was sent."
+        )
+    note = pointer(campaign)
+    if note.exists() and not campaign.state.exists():
+        where = note.read_text(encoding="utf-8", errors="replace").strip() or "PostgreSQL"
+        raise StateError(
+            f"This campaign's state is in PostgreSQL ({where}; see {note.name}), and no CAMPAIGN_STATE_URL or "
+            "state = is set here: a new state file would send every row again. Set the URL (README, \"Several "
+            f"workers\"), or delete {note.name} to start afresh with a file. Nothing was sent."
+        )
+
+
+def record_location(campaign: Campaign) -> None:
+    """Leave :func:`pointer` beside the campaign file (a PostgreSQL campaign's first send)."""
+    if not campaign.state_url:
+        return
+    note = pointer(campaign)
+    text = f"schema {schema(campaign)} at {redact(campaign.state_url)}"
+    with contextlib.suppress(OSError):  # a read-only folder: the guard is a courtesy, not the journal
+        if not note.exists() or note.read_text(encoding="utf-8").strip() != text:
+            note.write_text(text + "\n", encoding="utf-8")
+
+
+def _sqlite_has_sends(path: Path) -> bool:
+    if not path.exists():
+        return False
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            row = db.execute("SELECT 1 FROM recipients WHERE status NOT IN ('pending', 'dry-run') LIMIT 1").fetchone()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return True  # a file that cannot be read may hold sends: refuse rather than guess
+    return row is not None

@@ -44,9 +44,10 @@ from pathlib import Path
 from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign
-from campaign.database import redact
+from campaign.database import PostgresDatabase, redact
 from campaign.errors import CampaignError, LockedError, UsageError
 from campaign.leases import Coordinator, fingerprint, lease_seconds
+from campaign.ledger import SCHEMA as LEDGER_SCHEMA
 from campaign.ledger import register_state
 from campaign.prepare import Pipeline, prepared_batches
 from campaign.runner import (
@@ -114,6 +115,8 @@ async def run_shared(
             planning = False  # another run is planning: join it
         state = store.open_state(campaign)
         stack.callback(state.close)
+        store.check_location(campaign, state)  # a campaign sent from a SQLite file until now
+        store.record_location(campaign)
         ident = identity(campaign, options)
         state.claim(campaign.path, ident, record=True)
         register_state(store.ledger_location(campaign), channel_name(ident), store.state_ref(campaign))
@@ -183,9 +186,13 @@ async def _work(
             await reconcile_before_resend(campaign, state, client, options, summary)
         gate = stack.enter_context(sending_gate(campaign, options))
         channel = channel_name(identity(campaign, options))
-        pacer = (
-            SharedPacer(state.db, channel, sending.rate, backoff_base=options.backoff_base) if sending.rate else None
-        )
+        pacer = None
+        if sending.rate:
+            pacing_db = PostgresDatabase(campaign.state_url, LEDGER_SCHEMA)  # the channel is every campaign's
+            stack.callback(pacing_db.close)
+            pacer = SharedPacer(
+                pacing_db, channel, sending.rate, user=coordinator.id, backoff_base=options.backoff_base
+            )
         held: list[timing.Hold] = []
         sender = Sender(
             client,
@@ -211,7 +218,7 @@ async def _work(
         watcher = asyncio.create_task(_watch(stop_event, sender)) if stop_event is not None else None
         input_error: CampaignError | None = None
         try:
-            await _feed(queued, options, coordinator, sender, planning, summary, on_progress)
+            await _feed(queued, store.lock_key(campaign), options, coordinator, sender, planning, summary, on_progress)
             if planning is not None:
                 await planning
         except CampaignError as err:
@@ -273,6 +280,7 @@ async def _plan(
 
 async def _feed(
     queued: asyncio.Event,
+    lock_key: str,
     options: Options,
     coordinator: Coordinator,
     sender: Sender,
@@ -286,10 +294,17 @@ async def _feed(
     each ``put`` waiting while the queue is full: a worker holds at most its queue, its
     requests in flight and one batch."""
     batch = max(1, sender.queue.maxsize)
+    claimed = 0
     while not sender.stopping:
         if planning is not None and planning.done():
             planning.result()  # a planning error (the file broke) stops the run here
+        if options.limit is not None:  # --limit: at most N messages from this worker, joiner or not
+            batch = min(batch, options.limit - claimed)
+            if batch <= 0:
+                await sender.queue.join()
+                return
         jobs = coordinator.claim(batch)
+        claimed += len(jobs)
         for job in jobs:
             if not await sender.put(job):
                 return
@@ -302,7 +317,9 @@ async def _feed(
             continue
         await sender.queue.join()  # this worker's rows are done: is anything left for anyone?
         busy, later = coordinator.outstanding()
-        if busy or coordinator.planner_alive():
+        # A joiner waits while another run holds the campaign's lock: its planner may not have
+        # queued (or even registered) anything yet. The planner itself knows it is done.
+        if busy or (planning is None and coordinator.planner_alive(lock_key)):
             await asyncio.sleep(0.2)  # other workers' rows: theirs, or back to the pool if they die
             continue
         if later and options.wait:

@@ -16,9 +16,11 @@ import codecs
 import contextlib
 import csv
 import io
+import os
 import sqlite3
 import subprocess
 import textwrap
+import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -527,3 +529,19 @@ def test_ods_zip_bomb_refused(tmp_path: Path) -> None:
     rezip(good.read_bytes(), tmp_path / "bomb.ods", {"content.xml": twenty_mib})
     with pytest.raises(InputFileError, match="zip bomb"):
         open_recipients(tmp_path / "bomb.ods")
+
+
+def test_a_results_file_being_written_by_another_worker_is_left_alone(tmp_path: Path) -> None:
+    """Two workers of one campaign in one folder finish together: each writes its own temporary
+    copy and renames it; neither deletes the other's (only a copy left minutes ago by a killed
+    run is removed)."""
+    target = tmp_path / "c.results.csv"
+    fresh = tmp_path / ".c.results.csv.other.tmp"
+    stale = tmp_path / ".c.results.csv.killed.tmp"
+    fresh.write_text("being written")
+    stale.write_text("left by a killed run")
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    assert write_results(target, ["Phone"], [(("+16175550100",), 2, "+16175550100", "sent")]) == 1
+    assert fresh.exists() and not stale.exists()
+    assert target.read_text(encoding="utf-8-sig").splitlines()[1].startswith("+16175550100,2,")

@@ -24,7 +24,9 @@ from typing import Any
 import pytest
 
 from campaign.config import load_campaign
+from campaign.database import PostgresDatabase
 from campaign.leases import Coordinator
+from campaign.ledger import SCHEMA as LEDGER_SCHEMA
 from campaign.sandbox import spawn
 from campaign.shared_pacer import SharedPacer
 from campaign.state import Outcome, Status
@@ -137,7 +139,9 @@ def test_a_429_seen_by_one_worker_slows_the_channel_for_all(make_campaign: Campa
     assert 0 < statuses[429] <= 20
     state = state_of(path)
     try:
-        (pause_ms, changed_ms, target) = state.db.execute("SELECT pause_ms, changed_ms, target FROM pacer").fetchone()
+        (pause_ms, changed_ms, target) = state.db.execute(
+            "SELECT pause_ms, changed_ms, target FROM campaign_ledger.pacer"
+        ).fetchone()
     finally:
         state.close()
     assert target == 40 and pause_ms > 0 and changed_ms > 0  # the pause and the slower rate are the channel's
@@ -226,17 +230,20 @@ def test_a_worker_whose_lease_was_taken_never_marks_the_row(make_campaign: Campa
         state.close()
 
 
-def test_the_shared_pacer_never_hands_two_workers_the_same_second(make_campaign: CampaignFactory) -> None:
+def _ledger() -> PostgresDatabase:
+    return PostgresDatabase(os.environ["CAMPAIGN_STATE_URL"], LEDGER_SCHEMA)
+
+
+def test_the_shared_pacer_never_hands_two_workers_the_same_second() -> None:
     """Two pacers on one channel (two workers' connections) take slots that never overlap."""
     import asyncio
 
-    path = make_campaign(contacts(1))
-    one, two = state_of(path), state_of(path)
+    one, two = _ledger(), _ledger()
     try:
 
         async def main() -> list[float]:
-            p1 = SharedPacer(one.db, "ch", 10.0)
-            p2 = SharedPacer(two.db, "ch", 10.0)
+            p1 = SharedPacer(one, "ch", 10.0, user="a")
+            p2 = SharedPacer(two, "ch", 10.0, user="b")
             loop = asyncio.get_running_loop()
             starts: list[float] = []
 
@@ -255,6 +262,33 @@ def test_the_shared_pacer_never_hands_two_workers_the_same_second(make_campaign:
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert len(starts) == 16 and min(gaps) > 0.09  # 1.05 / 10 s apart, less timer jitter
     assert max(bisect.bisect_right(starts, t + 1.0) - i for i, t in enumerate(starts)) <= 10
+
+
+def test_two_campaigns_on_one_channel_share_its_rate_at_the_lowest_asked() -> None:
+    """The pacer is the channel's, not a campaign's: a campaign asking 50/s beside one asking
+    5/s on the same channel goes at 5/s while the slower is about."""
+    import asyncio
+
+    fast_db, slow_db = _ledger(), _ledger()
+    try:
+
+        async def main() -> list[float]:
+            slow = SharedPacer(slow_db, "twlo ch", 5.0, user="slow")
+            await slow.acquire()  # the slower campaign is on the channel
+            fast = SharedPacer(fast_db, "twlo ch", 50.0, user="fast")
+            loop = asyncio.get_running_loop()
+            starts = []
+            for _ in range(6):
+                await fast.acquire()
+                starts.append(loop.time())
+            return starts
+
+        starts = asyncio.run(main())
+    finally:
+        fast_db.close()
+        slow_db.close()
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) > 0.19  # 1.05 / 5 s apart (less jitter), not 1.05 / 50
 
 
 def test_worker_needs_postgresql(make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -375,7 +409,7 @@ def test_a_plain_send_while_a_planner_runs_is_refused_naming_it(make_campaign: C
         )
     text = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2
-    assert f"pid {os.getpid()}" in text and "add --worker to share the sending with it" in text
+    assert f"pid {os.getpid()}" in text and "campaign send --worker` shares the sending with it" in text
 
 
 def test_short_three_worker_kill_soak() -> None:
@@ -423,3 +457,53 @@ def test_worker_batches_with_limit_continue_the_campaign_each_run(make_campaign:
         posts = _posts(url)
     assert codes == [0, 0, 0]  # rows left by --limit are pending on purpose
     assert len(posts) == 12 and set(posts.values()) == {1}
+
+
+def test_a_joiner_waits_for_a_planner_that_has_queued_nothing_yet(make_campaign: CampaignFactory) -> None:
+    """Started together, the worker that did not get the lock must not find an empty queue and
+    quit (exit 0, nothing sent): it waits while the campaign's lock is held."""
+    from campaign import store
+
+    path = make_campaign(contacts(3))
+    with store.lock(load_campaign(path)):  # a planner that has not queued (or registered) yet
+        joiner = _worker(path)
+        time.sleep(2.0)
+        assert joiner.poll() is None  # still waiting for the plan
+    code, out, err = _finish([joiner])[0]
+    assert code in (0, 1), out + err
+    _clean([out, err])
+
+
+def test_moving_a_campaign_between_engines_refuses_instead_of_sending_everything_again(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url_of_pg = os.environ["CAMPAIGN_STATE_URL"]
+    with spawn() as url:
+        monkeypatch.delenv("CAMPAIGN_STATE_URL")
+        sqlite_path = make_campaign(contacts(4), api_url=url, name="onfile")
+        assert _finish([_worker_plain(sqlite_path)])[0][0] == 0  # sent from a SQLite file
+        monkeypatch.setenv("CAMPAIGN_STATE_URL", url_of_pg)
+        code, out, err = _finish([_worker(sqlite_path)])[0]
+        assert code == 2
+        assert "holds this campaign's sends so far, but its state is now PostgreSQL" in " ".join((out + err).split())
+        pg_path = make_campaign(contacts(4, start=100), api_url=url, name="onpg")
+        assert _finish([_worker(pg_path)])[0][0] == 0  # sent through PostgreSQL
+        monkeypatch.delenv("CAMPAIGN_STATE_URL")
+        code, out, err = _finish([_worker_plain(pg_path)])[0]
+        assert code == 2
+        assert "This campaign's state is in PostgreSQL" in " ".join((out + err).split())
+        posts = _posts(url)
+    assert len(posts) == 8 and set(posts.values()) == {1}  # each row once, whatever the engine
+
+
+def _worker_plain(path: Path) -> subprocess.Popen[str]:
+    """A plain `campaign send --yes` (no --worker), with this process's environment."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
+        cwd=path.parent,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
