@@ -245,6 +245,10 @@ def pool(url: str) -> psycopg_pool.ConnectionPool[Any]:
                 max_size=8,
                 open=True,
                 timeout=5.0,
+                # A connection checked out is checked first (one round trip): after a server
+                # restart the pool's old connections are dead, and the first page load or
+                # send would fail on one.
+                check=psycopg_pool.ConnectionPool.check_connection,
                 # application_name: who holds a lock or a lease, in pg_stat_activity and messages
                 kwargs={"autocommit": True, "connect_timeout": 5, "application_name": _application_name()},
             )

@@ -228,8 +228,8 @@ class Coordinator:
 def workers(state: State) -> list[dict[str, Any]]:
     """Every worker this campaign has had, newest first: host, pid, started, seconds since its
     last heartbeat, state (running / finished / lost, or ``silent`` for one still marked running
-    whose heartbeat is older than the lease: presumed dead, reaped by the next worker) and rows
-    in flight (``sending``)."""
+    whose heartbeat is older than the lease or whose process on this machine is gone: presumed
+    dead, reaped by the next worker) and rows in flight (``sending``)."""
     if "workers" not in state.db.tables() or state.db.dialect != "postgresql":
         return []
     now = _now_ms(state.db)
@@ -240,8 +240,10 @@ def workers(state: State) -> list[dict[str, Any]]:
     )
     out = []
     lease = lease_seconds()
+    here = _machine() + "-"
     for wid, host, pid, started, beat, wstate, planner, flying in cur.fetchall():
-        if wstate == "running" and now - float(beat) > lease * 1000:
+        gone = wid.startswith(here) and not _alive(int(pid))  # this machine's, and its process is gone
+        if wstate == "running" and (gone or now - float(beat) > lease * 1000):
             wstate = "silent"
         out.append(
             {

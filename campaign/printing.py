@@ -251,14 +251,18 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
 
     ``sandbox``: the run used ``--sandbox``, so the printed ``send`` commands carry it too.
     """
-    out.print(counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
+    if s.database_lost:  # no counts to show: the journal is out of reach, not empty
+        lost = f"{s.sent_now:,} rows in {s.elapsed:.1f} s before the database went away"
+        out.print(f"{campaign.name}: this worker sent {lost}.")
+    else:
+        out.print(counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
     _print_invalid(s)
     _print_why(s.reasons)
     _print_warnings(s)
     flag = ["--sandbox"] if sandbox else []  # a --sandbox run keeps its own state: later commands say so too
     send_again = ["campaign", "send", campaign_file, *flag]
     status_cmd = command("campaign", "status", campaign_file, *flag)
-    if s.shared:
+    if s.shared and not s.database_lost:
         out.print(f"This worker sent {s.sent_now:,} of them; the table counts the whole campaign, every worker's rows.")
     if s.recovered_unknown:
         out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
@@ -395,7 +399,7 @@ def print_results(s: runner.Summary, status_cmd: str | None) -> None:
         out.print(f"{'Results' if status_cmd else 'Report'}: {s.results_path}")
         return
     hint = ""
-    if status_cmd:
+    if status_cmd and not s.database_lost:
         hint = f" Nothing is lost: `{status_cmd} --results PATH` writes it elsewhere."
     say(err, "error:", "bold red", s.results_error, hint)
 

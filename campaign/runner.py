@@ -159,6 +159,7 @@ class Summary:
     expected: int | None = None  # Options.expected: the confirmation's count of rows to send
     read_all: bool = False  # the whole file was read: to_send is this run's final count
     shared: bool = False  # a worker of a PostgreSQL campaign: counts are the campaign's, sent_now its own
+    database_lost: bool = False  # the PostgreSQL state went away: no counts, no results file now
 
     def note_schedule(self, when: str) -> None:
         """Count one row scheduled for ``when`` (ISO 8601 with offset, as rendered)."""

@@ -160,7 +160,11 @@ async def run_shared(
                     summary.results_error = f"cannot write {target} ({err.strerror or err})"
             except state.db.errors as err:
                 summary.stop_reason = summary.stop_reason or _lost_database(state, err)
-                summary.results_error = "the results file was not written: the state database cannot be read"
+                summary.database_lost = True
+                summary.results_error = (
+                    "the results file was not written: the state database cannot be read. Once it is back, "
+                    "`campaign status CAMPAIGN --results PATH` writes it"
+                )
             summary.elapsed = time.monotonic() - started
     return summary
 

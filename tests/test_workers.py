@@ -331,7 +331,9 @@ def test_a_database_that_goes_away_stops_the_worker_with_exit_3(
             code, out, err = _finish([proc])[0]
             cluster.restart()
             assert code == 3, out + err
-            assert "lost the campaign's state database" in " ".join((out + err).split())
+            said = " ".join((out + err).split())
+            assert "lost the campaign's state database" in said
+            assert "before the database went away" in said and "writes it elsewhere" not in said
             _clean([out, err])
             time.sleep(2.5)  # the stopped worker's lease expires
             again = _finish([_worker(path, env=env)])[0]
