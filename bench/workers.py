@@ -96,6 +96,18 @@ def start(path: Path, environ: dict[str, str], *args: str) -> subprocess.Popen[b
     )
 
 
+def run_campaign(path: Path, environ: dict[str, str], command: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`campaign COMMAND CAMPAIGN ARGS` to its end, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "campaign", command, str(path), *args],
+        cwd=path.parent,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 def sandbox_log(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(f"{url}/_sandbox/requests", timeout=30) as response:
         return dict(json.loads(response.read()))
@@ -139,31 +151,10 @@ def soak(args: argparse.Namespace) -> int:
             procs = [p for p in procs if p is not victim and p.poll() is None]
             procs.append(start(path, environ, "--worker"))
         codes = [p.wait(timeout=900) for p in procs]
-        last = subprocess.run(
-            [sys.executable, "-m", "campaign", "send", str(path), "--worker"],
-            cwd=path.parent,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        last = run_campaign(path, environ, "send", "--worker")
         before = Counter(final_statuses(state_url, path).values())
-        rec = subprocess.run(
-            [sys.executable, "-m", "campaign", "reconcile", str(path)],
-            cwd=path.parent,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        resend = subprocess.run(
-            [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-            cwd=path.parent,
-            env=environ,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        rec = run_campaign(path, environ, "reconcile")
+        resend = run_campaign(path, environ, "send", "--yes")
         elapsed = time.monotonic() - began
         accepted = accepted_per_number(url)
         statuses = final_statuses(state_url, path)

@@ -95,13 +95,19 @@ class Pacer:
         self.cap = max(1, int(rate + 1e-9))
         self.starts = deque(self.starts, maxlen=self.cap)
 
+    async def paused(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Sleep out a 429's pause if one is on; True when it slept (look again after)."""
+        wait = self.pause_until - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+            return True
+        return False
+
     async def acquire(self) -> None:
         """Wait until this request may start."""
         loop = asyncio.get_running_loop()
         while True:
-            wait = self.pause_until - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if await self.paused(loop):
                 continue
             limiter = self.limiter
             if limiter is None:

@@ -78,9 +78,7 @@ class SharedPacer(Pacer):
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            wait = self.pause_until - loop.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if await self.paused(loop):
                 continue
             if not self.slots:
                 self._fetch(loop)
