@@ -315,14 +315,16 @@ class State:
         return db.dialect if db is not None else "sqlite"
 
     def _migrate(self) -> None:
+        """Bring the schema up to SCHEMA_VERSION, in one transaction that holds the write lock
+        (SQLite's BEGIN IMMEDIATE, an advisory lock in PostgreSQL) from reading the version to
+        the last migration: two processes opening a new state at once (a send starting while
+        `status` or a test looks) migrate it once, never both."""
         db = self.db
-        if db.dialect == "postgresql":
-            # Several workers may open a new schema at once: one migrates, the others wait.
-            with db.transaction():
-                db.lock("migrate")
-                self._migrate_locked()
-            return
-        self._migrate_locked()
+        if db.dialect == "sqlite" and db.user_version() == SCHEMA_VERSION:
+            return  # the common case: no write lock taken to open a current file
+        with db.transaction():
+            db.lock("migrate")
+            self._migrate_locked()
 
     def _migrate_locked(self) -> None:
         version = self.db.user_version()
@@ -333,14 +335,8 @@ class State:
                 "upgrade campaign to continue this campaign."
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            # One transaction per migration: it lands whole or not at all.
-            if self.db.dialect == "sqlite":
-                with self.db.transaction():
-                    self.db.script(_MIGRATIONS[target])
-                    self.db.set_user_version(target)
-            else:
-                self.db.script(_MIGRATIONS[target])
-                self.db.set_user_version(target)
+            self.db.script(_MIGRATIONS[target])
+            self.db.set_user_version(target)
 
     def transaction(self) -> AbstractContextManager[None]:
         """``with state.transaction(): ...`` commits on success, rolls back on error."""

@@ -443,3 +443,24 @@ def test_reconcile_matches_the_number_not_only_the_text(make_campaign: CampaignF
     out = {r["phone"]: r for r in results(tmp_path / "test.results.csv")}
     assert (out[rows[1][0]]["status"], out[rows[1][0]]["message_id"]) == ("sent", accepted.message_id)
     assert (out[rows[0][0]]["status"], out[rows[0][0]]["message_id"]) == ("pending", "")
+
+
+def _open_and_close(path: Path) -> str:
+    from tests.conftest import state_of
+
+    try:
+        state_of(path).close()
+    except Exception as err:  # the test reports what failed
+        return f"{type(err).__name__}: {err}"
+    return "ok"
+
+
+def test_processes_opening_a_new_state_at_once_migrate_it_once(make_campaign: CampaignFactory) -> None:
+    """A send starting while `status` (or a second worker) opens the same new state: each
+    creates nothing twice ("table meta already exists" was one process's StateError)."""
+    import multiprocessing
+
+    path = make_campaign(contacts(1))
+    with multiprocessing.get_context("fork").Pool(6) as pool:
+        results = pool.map(_open_and_close, [path] * 12)
+    assert set(results) == {"ok"}, results
