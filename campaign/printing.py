@@ -325,7 +325,7 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     if s.stop_reason:
         say(err, "stopped:", "bold red", s.stop_reason, stop_hint(s.stop_reason))
     if s.interrupted:
-        line(err, f"Interrupted. Resume with: {command(*send_again)}")
+        line(err, f"Interrupted. Resume with: {command(*send_again, *(['--worker'] if s.shared else []))}")
     print_results(s, status_cmd)
 
 
@@ -457,7 +457,7 @@ def print_status(
         for w in report.workers[:20]:
             role = ", planning" if w["planner"] and w["state"] == "running" else ""
             if w["state"] == "silent":
-                role = " (no heartbeat for longer than the lease: presumed dead; the next worker reaps it)"
+                role = " (presumed dead: its process on this host is gone, or no heartbeat for longer than the lease)"
             out.print(
                 f"  {w['host']} pid {w['pid']}  {w['state']}{role}  started {w['started_at']}  "
                 f"last heartbeat {w['heartbeat_age']:.1f} s ago  {w['in_flight']} in flight"

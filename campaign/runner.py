@@ -886,8 +886,7 @@ async def _with_api(
     """Run ``work`` on the campaign's state and an API client, under the campaign's lock, then
     rewrite the results file: what ``reconcile`` and ``cancel`` share. Raises UsageError when
     the campaign was never sent, and what :meth:`State.claim` raises for another API or file."""
-    if not store.state_exists(campaign):
-        raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {store.state_label(campaign)}).")
+    store.open_existing(campaign).close()  # never sent, or its state is elsewhere: say so before locking
     with store.lock(campaign):
         state = store.open_state(campaign)
         try:

@@ -82,7 +82,7 @@ def lock(campaign: Campaign) -> AbstractContextManager[Any]:
     session advisory lock in PostgreSQL (released by the server when the holder's connection
     dies, however it dies). Raises LockedError naming the holder."""
     if campaign.state_url:
-        return PostgresLock(campaign.state_url, schema(campaign), campaign.name)
+        return PostgresLock(campaign.state_url, schema(campaign), campaign.name, campaign.path.name)
     return CampaignLock(campaign.state, campaign.name)
 
 
@@ -99,10 +99,11 @@ def lock_key(campaign: Campaign) -> str:
 class PostgresLock:
     """``pg_try_advisory_lock`` on the campaign's schema, held on a connection of its own."""
 
-    def __init__(self, url: str, schema: str, name: str) -> None:
+    def __init__(self, url: str, schema: str, name: str, file: str = "CAMPAIGN") -> None:
         self.url = url
         self.key = f"campaign-lock:{schema}"
         self.name = name
+        self.file = file  # the campaign file's name, for the command in the message
         self.conn: Any = None
 
     def __enter__(self) -> PostgresLock:
@@ -124,9 +125,9 @@ class PostgresLock:
             self._release()
             by = holder[0].removeprefix("campaign ") if holder and holder[0] else "another process"
             raise LockedError(
-                f"Campaign {self.name!r} is already being sent ({by}); wait for that run to finish "
-                "(`campaign send --worker` shares the sending with it instead). A lock left by a killed run "
-                "is released automatically."
+                f"Campaign {self.name!r} is already being sent ({by}); wait for that run to finish (to "
+                f"send alongside it instead: `campaign send {self.file} --worker`). A lock left by a killed run is "
+                "released automatically."
             )
         return self
 
@@ -150,8 +151,15 @@ def open_existing(campaign: Campaign) -> State:
     from campaign.errors import UsageError
 
     if not state_exists(campaign):
+        check_location(campaign)  # sent through PostgreSQL, and no URL here: say so, not "never sent"
         raise UsageError(f"Campaign {campaign.name!r} has not been sent yet (no {state_label(campaign)}).")
-    return open_state(campaign)
+    state = open_state(campaign)
+    try:
+        check_location(campaign, state)  # the URL set, but the sends are in the file beside
+    except BaseException:
+        state.close()
+        raise
+    return state
 
 
 def pointer(campaign: Campaign) -> Path:
@@ -168,21 +176,34 @@ def check_location(campaign: Campaign, state: State | None = None) -> None:
     knows nothing of what was sent, so every row would go again. ``state``: the PostgreSQL
     state just opened. Raises StateError (exit 2) naming both places; nothing sent."""
     if campaign.state_url:
-        if state is None or state.last_run() is not None or not _sqlite_has_sends(campaign.state):
+        if state is None or state.last_run() is not None:
+            return
+        note = pointer(campaign)
+        here = _location(campaign)
+        with contextlib.suppress(OSError):
+            there = note.read_text(encoding="utf-8", errors="replace").strip() if note.exists() else here
+            if there != here:
+                raise StateError(
+                    f"This campaign was sent with its state in PostgreSQL ({there}; see {note.name}), and this run "
+                    f"would use another place ({here}) that knows nothing of it: every row would go again. Set "
+                    f"the URL back, or delete {note.name} to start afresh there. Nothing was sent."
+                )
+        if not _sqlite_has_sends(campaign.state):
             return
         raise StateError(
             f"{campaign.state} holds this campaign's sends so far, but its state is now PostgreSQL "
             f"({state_label(campaign)}): continuing there would send every row again. To go on with the "
             "file, unset CAMPAIGN_STATE_URL (or remove state = from the campaign file); to start afresh in "
-            "PostgreSQL, move the file aside. Nothing was sent."
+            "PostgreSQL, move the file aside."
         )
     note = pointer(campaign)
     if note.exists() and not campaign.state.exists():
         where = note.read_text(encoding="utf-8", errors="replace").strip() or "PostgreSQL"
         raise StateError(
             f"This campaign's state is in PostgreSQL ({where}; see {note.name}), and no CAMPAIGN_STATE_URL or "
-            "state = is set here: a new state file would send every row again. Set the URL (README, \"Several "
-            f"workers\"), or delete {note.name} to start afresh with a file. Nothing was sent."
+            "state = is set here: a new state file would know nothing of it, and a send would send every row "
+            f"again. Set the URL (README, \"Several workers\"), or delete {note.name} to start afresh with a "
+            "file."
         )
 
 
@@ -191,10 +212,13 @@ def record_location(campaign: Campaign) -> None:
     if not campaign.state_url:
         return
     note = pointer(campaign)
-    text = f"schema {schema(campaign)} at {redact(campaign.state_url)}"
     with contextlib.suppress(OSError):  # a read-only folder: the guard is a courtesy, not the journal
-        if not note.exists() or note.read_text(encoding="utf-8").strip() != text:
-            note.write_text(text + "\n", encoding="utf-8")
+        if not note.exists():  # never rewritten: check_location compares the next run's place to it
+            note.write_text(_location(campaign) + "\n", encoding="utf-8")
+
+
+def _location(campaign: Campaign) -> str:
+    return f"schema {schema(campaign)} at {redact(campaign.state_url)}"
 
 
 def _sqlite_has_sends(path: Path) -> bool:

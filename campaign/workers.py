@@ -75,7 +75,7 @@ def _lost_database(state: State, err: BaseException) -> str:
     return (
         f"lost the campaign's state database ({' '.join(redact(str(err)).split())}); the rows in flight stay "
         f"'sending' there and become unknown {lease_seconds():g} s after this worker's last heartbeat; nothing "
-        "else was sent. Rerun when the database is back (then campaign reconcile for the unknown rows)"
+        "else was sent. When the database is back, campaign reconcile finds out about the unknown rows"
     )
 
 
@@ -128,6 +128,12 @@ async def run_shared(
                 f"{campaign.recipients.file} is not on this host and the campaign has not been planned yet: start "
                 "campaign send --worker first where the spreadsheet is; workers elsewhere then join it."
             )
+        if not planning and prints is not None and prints != state.meta("plan_inputs"):
+            summary.warnings.append(
+                f"this worker joined the plan another run made; its own {campaign.recipients.file.name} (or campaign "
+                "file) differs from that run's and was not read. Run campaign send --worker again once that plan "
+                "is done to send what it adds."
+            )
         pipeline = Pipeline(campaign) if planning else None  # the file is checked before anything is sent
         if pipeline is not None:
             summary.warnings.extend(pipeline.warnings)
@@ -163,7 +169,7 @@ async def run_shared(
                 summary.database_lost = True
                 summary.results_error = (
                     "the results file was not written: the state database cannot be read. Once it is back, "
-                    "`campaign status CAMPAIGN --results PATH` writes it"
+                    f"`campaign status {campaign.path.name} --results PATH` writes it"
                 )
             summary.elapsed = time.monotonic() - started
     return summary
@@ -261,6 +267,7 @@ async def _plan(
     """Read the spreadsheet into the queue, batch by batch (rows are claimable at once)."""
     planner = Planner(campaign, state, options, summary)
     state.set_meta("plan_fingerprint", "")
+    state.set_meta("plan_inputs", prints or "")  # what joiners compare their own files with
     coordinator.clear_queue()
     # Prepared in this process: the state's pooled connections must not be shared with a fork.
     async with prepared_batches(pipeline, child=False) as batches:

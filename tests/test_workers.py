@@ -411,7 +411,8 @@ def test_a_plain_send_while_a_planner_runs_is_refused_naming_it(make_campaign: C
         )
     text = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2
-    assert f"pid {os.getpid()}" in text and "campaign send --worker` shares the sending with it" in text
+    assert f"pid {os.getpid()}" in text
+    assert f"to send alongside it instead: `campaign send {path.name} --worker`" in text
 
 
 def test_short_three_worker_kill_soak() -> None:
@@ -509,3 +510,35 @@ def _worker_plain(path: Path) -> subprocess.Popen[str]:
         stdin=subprocess.DEVNULL,
         text=True,
     )
+
+
+def test_a_postgresql_campaign_never_moves_silently_to_another_database_or_loses_its_status(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch, pg_cluster: Any
+) -> None:
+    """Sent through one database: a send through another refuses (every row would go again);
+    status and reconcile without the URL say where the state is instead of "never sent"."""
+    with spawn() as url:
+        path = make_campaign(contacts(3), api_url=url, name="moved")
+        assert _finish([_worker(path)])[0][0] == 0
+        other = pg_cluster.create_database(f"other{os.getpid()}")
+        try:
+            code, out, err = _finish([_worker(path, env=_env(CAMPAIGN_STATE_URL=other))])[0]
+            said = " ".join((out + err).split())
+            assert code == 2 and "would use another place" in said and "that knows nothing of it" in said
+        finally:
+            pg_cluster.drop_database(f"other{os.getpid()}")
+        posts = _posts(url)
+        monkeypatch.delenv("CAMPAIGN_STATE_URL")
+        for command in ("status", "reconcile"):
+            proc = subprocess.run(
+                [sys.executable, "-m", "campaign", command, str(path)],
+                cwd=path.parent,
+                env=_env(),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            said = " ".join((proc.stdout + proc.stderr).split())
+            assert proc.returncode == 2 and "This campaign's state is in PostgreSQL" in said, said
+            assert "has not been sent yet" not in said
+    assert len(posts) == 3 and set(posts.values()) == {1}
