@@ -1,4 +1,5 @@
-"""The campaign's memory: a SQLite journal beside the campaign file.
+"""The campaign's memory: a SQLite journal beside the campaign file, or the same tables in a
+PostgreSQL schema (``state = "postgresql://..."``; :mod:`campaign.database`, :mod:`campaign.store`).
 
 Tables (plus ``meta`` and ``runs``):
 
