@@ -10,6 +10,7 @@ it heard, so the request itself (method, headers, body, query) is checked too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -169,6 +170,44 @@ def test_the_request_carries_the_key_json_headers_and_the_body_as_given() -> Non
         assert h.headers["Accept"] == "application/json"
         assert h.headers["User-Agent"] == f"campaign/{__version__}"
         assert "Cookie" not in h.headers
+
+
+def test_connections_bound_the_requests_in_flight() -> None:
+    """``connections`` (the campaign's ``concurrency``) is the most requests the API sees at
+    once: with one, a second request waits for the first answer. The server holds the first
+    answer until a second request arrives, or a second has passed."""
+
+    async def main() -> list[int]:
+        running, seen = 0, []  # requests being answered; that number as each one arrived
+        second = asyncio.Event()
+
+        async def hold(request: web.Request) -> web.Response:
+            nonlocal running
+            running += 1
+            seen.append(running)
+            if len(seen) == 1:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(second.wait(), 1.0)
+            else:
+                second.set()
+            running -= 1
+            return web.json_response({"status": "success", "data": {"message_id": "SM1"}})
+
+        app = web.Application()
+        app.router.add_post("/message", hold)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        try:
+            async with SociocsClient(f"http://{host}:{port}", KEY, timeout=5, connections=1) as client:
+                replies = await asyncio.gather(client.send(b"{}"), client.send(b"{}"))
+        finally:
+            await runner.cleanup()
+        assert [r.verdict for r in replies] == [Verdict.ACCEPTED] * 2
+        return seen
+
+    assert asyncio.run(main()) == [1, 1]
 
 
 def test_server_text_is_scrubbed_of_the_key_and_cut_to_500_characters() -> None:
