@@ -143,8 +143,33 @@ def test_each_answer_is_its_exact_reply(
 
 
 def test_a_404_names_the_url_that_does_not_exist() -> None:
-    reply, _, url = scripted(404, errors("Not found."), lambda c: c.send(b"{}"))
-    assert reply == Reply(Verdict.FATAL, 404, error=f"{url}/message does not exist (HTTP 404)")
+    """Only the trailing slashes of ``api_url`` go; the rest of it is kept, to the last letter."""
+
+    async def main() -> tuple[Reply, Scripted]:
+        async with (
+            Scripted(404, errors("Not found.")) as server,
+            SociocsClient(server.url + "/v2X//", KEY, timeout=5, connections=1) as client,
+        ):
+            return await client.send(b"{}"), server
+
+    reply, server = asyncio.run(main())
+    assert reply == Reply(Verdict.FATAL, 404, error=f"{server.url}/v2X/message does not exist (HTTP 404)")
+    assert [h.path for h in server.heard] == ["/v2X/message"]
+
+
+def test_the_client_works_only_inside_async_with_and_closes_twice_quietly() -> None:
+    async def main() -> None:
+        client = SociocsClient("http://127.0.0.1:9", KEY, timeout=1, connections=1)
+        with pytest.raises(RuntimeError, match=r"^SociocsClient used outside 'async with'$"):
+            await client.send(b"{}")
+        await client.close()  # never opened: nothing to close
+        async with client:
+            pass
+        await client.close()  # closed by the block already
+        with pytest.raises(RuntimeError, match="outside 'async with'"):
+            await client.list_scheduled()
+
+    asyncio.run(main())
 
 
 def test_the_request_carries_the_key_json_headers_and_the_body_as_given() -> None:
