@@ -1,0 +1,207 @@
+"""The worker pool (campaign.sender) in this process: its stops and their sentences, the
+backoff and the 429 slow-down, over real HTTP against the sandbox or a real socket server.
+
+The child-process tests (test_stops) show the same stops as a user sees them; these run the
+pool in-process, so each decision of the pool is pinned where it is made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from campaign.api import SociocsClient
+from campaign.config import Sending
+from campaign.sandbox import Faults, Sandbox, SandboxConfig
+from campaign.sender import Job, Pacer, Sender
+from campaign.state import State
+from tests.conftest import KEY
+from tests.test_faults import per_number
+
+T = TypeVar("T")
+
+
+def keys(n: int) -> list[str]:
+    return [f"+1617555{i:04d}" for i in range(n)]
+
+
+async def pool(url: str, sending: Sending, n: int, **options: Any) -> tuple[Sender, dict[str, int]]:
+    """Rows 0..n-1 through a Sender against ``url``; the journal's counts once it closed."""
+    state = State(":memory:")
+    try:
+        with state.transaction():
+            state.add_recipients([(k, k, i + 2, "h", "m") for i, k in enumerate(keys(n))])
+        async with SociocsClient(url, KEY, timeout=5, connections=sending.concurrency) as client:
+            sender = Sender(client, state, sending, backoff_base=0.01, **options)
+            await sender.start()
+            for i, key in enumerate(keys(n)):
+                body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": key, "text": "x"}
+                if not await sender.put(Job(key, i + 2, json.dumps(body).encode(), "h", "m", False)):
+                    break
+            await asyncio.wait_for(sender.close(), 20)  # a stop that never comes fails here
+        return sender, state.journal_counts()
+    finally:
+        state.close()
+
+
+def test_errors_in_a_row_stop_at_the_limit_with_the_count_and_the_last_error() -> None:
+    """A 500 may have sent the message: never retried, counted; the third in a row stops."""
+
+    async def main() -> tuple[Sender, dict[str, int], Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(error_500=1.0))) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=3, max_consecutive_errors=3)
+            return (*await pool(box.url, sending, 6), box)
+
+    sender, journal, box = asyncio.run(main())
+    assert sender.stop_reason == "3 requests in a row failed (last: Internal server error. Try again later.)"
+    assert journal == {"unknown": 3, "pending": 3}
+    assert per_number(box) == Counter({k: 1 for k in keys(3)})
+
+
+def test_an_answer_between_errors_starts_the_count_again() -> None:
+    """Two 503s exhaust row 1's two attempts (counted once), row 2 is accepted, and then it
+    takes two more failed rows to reach the limit of two."""
+
+    async def main() -> tuple[Sender, dict[str, int], Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=2, max_consecutive_errors=2)
+
+            def flip(outcome: Any) -> None:  # 503s, then one success, then 503s again
+                box.config.faults = Faults(error_503=0.0 if outcome.key == keys(1)[0] else 1.0)
+
+            box.config.faults = Faults(error_503=1.0)
+            return (*await pool(box.url, sending, 6, on_outcome=flip), box)
+
+    sender, journal, box = asyncio.run(main())
+    assert sender.stop_reason == "2 requests in a row failed (last: Service unavailable. Try again later.)"
+    assert journal == {"failed": 3, "sent": 1, "pending": 2}
+    assert per_number(box) == Counter({keys(4)[0]: 2, keys(4)[1]: 1, keys(4)[2]: 2, keys(4)[3]: 2})
+
+
+async def _accept_once_then_refuse() -> tuple[asyncio.Server, str]:
+    """A real HTTP server that answers one request (accepted), having stopped listening when it
+    arrived: every later connection is refused."""
+    answer = json.dumps({"status": "success", "data": {"message_id": "SM1"}}).encode()
+
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        server.close()  # no new connections from now on; this one is answered
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(answer)}\r\n\r\n".encode()
+            + answer
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(once, "127.0.0.1", 0)
+    return server, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+
+def test_an_api_gone_after_some_sends_stops_with_the_rest_pending() -> None:
+    async def main() -> tuple[Sender, dict[str, int], str]:
+        server, url = await _accept_once_then_refuse()
+        try:
+            sending = Sending(rate=0, concurrency=1, max_attempts=2)
+            return (*await pool(url, sending, 4), url)
+        finally:
+            await server.wait_closed()
+
+    sender, journal, url = asyncio.run(main())
+    assert sender.stop_reason == f"cannot reach the API at {url} (connection refused); the rows not sent stay pending"
+    assert journal == {"sent": 1, "pending": 3}
+
+
+def test_the_first_stop_reason_is_kept() -> None:
+    """A FATAL answer stops the run with its reason; a later stop (the user's Ctrl-C, a second
+    worker's error) must not replace the reason the summary shows."""
+
+    async def main() -> list[str | None]:
+        async with SociocsClient("http://127.0.0.1:9", KEY, timeout=1, connections=1) as client:
+            sender = Sender(client, State(":memory:"), Sending(rate=0, concurrency=1))
+            seen = [sender.stop_reason]
+            sender.stop()
+            seen.append(sender.stop_reason)
+            sender.stop("first")
+            sender.stop("second")
+            sender.stop()
+            return [*seen, sender.stop_reason, str(sender.stopping)]
+
+    assert asyncio.run(main()) == [None, None, "first", "True"]
+
+
+# --- the pacer: backoff and the 429 slow-down, on a loop whose clock the test sets ------------
+
+
+class FrozenLoop(asyncio.SelectorEventLoop):
+    """An event loop whose ``time()`` is whatever the test says (no sleeping on it)."""
+
+    now = 1000.0
+
+    def time(self) -> float:
+        return self.now
+
+
+def on_frozen_loop(coro: Coroutine[Any, Any, T]) -> T:
+    loop = FrozenLoop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()
+
+
+def test_backoff_is_full_jitter_doubling_up_to_the_cap() -> None:
+    """The n-th consecutive failure waits uniform(0, min(cap, base * 2**(n-1))) seconds
+    (AWS Architecture Blog, "Exponential Backoff And Jitter", full jitter)."""
+    pacer = Pacer(0, backoff_base=0.5, backoff_cap=6.0)
+    pacer.rng = random.Random(11)
+    for n, bound in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 6.0), (9, 6.0)]:
+        draws = [pacer.backoff(n) for _ in range(300)]
+        assert 0 <= min(draws) < 0.05 * bound and 0.95 * bound < max(draws) <= bound, (n, min(draws), max(draws))
+
+
+def test_429s_in_a_row_count_up_and_an_answer_resets_them() -> None:
+    async def main() -> list[int]:
+        pacer = Pacer(0, backoff_base=0.01)
+        seen = []
+        for _ in range(3):
+            pacer.rate_limited(None)
+            seen.append(pacer.limited_in_a_row)
+        pacer.succeeded()
+        return [*seen, pacer.limited_in_a_row]
+
+    assert on_frozen_loop(main()) == [1, 2, 3, 0]
+
+
+def test_the_rate_halves_at_most_once_a_second_and_recovers_a_quarter_a_second() -> None:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        pacer = Pacer(100)
+        seen = []
+
+        def at(t: float, event: str) -> None:
+            loop.now = t
+            pacer.rate_limited(0.1) if event == "429" else pacer.succeeded()
+            seen.append(pacer.current)
+
+        at(1000.0, "429")  # 50
+        at(1000.5, "429")  # within the second: still 50
+        at(1001.0, "429")  # a second later exactly: 25
+        at(1001.5, "ok")  # within the second: still 25
+        for t in range(1002, 1010):  # each second a quarter more: 31.25, 39.06... then the target
+            at(t, "ok")
+        at(1010.0, "ok")  # at the target: nothing changes, not even the time of the last change
+        at(1010.5, "429")  # so a 429 half a second later still halves it
+        return seen
+
+    rising = [25 * 1.25**k for k in range(1, 7)]  # 31.25 ... 95.37
+    assert on_frozen_loop(main()) == [50, 50, 25, 25, *rising, 100, 100, 100, 50]
