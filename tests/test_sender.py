@@ -60,6 +60,7 @@ def test_errors_in_a_row_stop_at_the_limit_with_the_count_and_the_last_error() -
     assert sender.stop_reason == "3 requests in a row failed (last: Internal server error. Try again later.)"
     assert journal == {"unknown": 3, "pending": 3}
     assert per_number(box) == Counter({k: 1 for k in keys(3)})
+    assert sender.requests == 3
 
 
 def test_an_answer_between_errors_starts_the_count_again() -> None:
@@ -80,6 +81,7 @@ def test_an_answer_between_errors_starts_the_count_again() -> None:
     assert sender.stop_reason == "2 requests in a row failed (last: Service unavailable. Try again later.)"
     assert journal == {"failed": 3, "sent": 1, "pending": 2}
     assert per_number(box) == Counter({keys(4)[0]: 2, keys(4)[1]: 1, keys(4)[2]: 2, keys(4)[3]: 2})
+    assert sender.requests == 7  # the summary's count: every attempt
 
 
 async def _accept_once_then_refuse() -> tuple[asyncio.Server, str]:
@@ -118,6 +120,7 @@ def test_an_api_gone_after_some_sends_stops_with_the_rest_pending() -> None:
     sender, journal, url = asyncio.run(main())
     assert sender.stop_reason == f"cannot reach the API at {url} (connection refused); the rows not sent stay pending"
     assert journal == {"sent": 1, "pending": 3}
+    assert sender.requests == 3  # one answered, two that found nobody listening
 
 
 def test_the_first_stop_reason_is_kept() -> None:
