@@ -8,17 +8,18 @@ pool in-process, so each decision of the pool is pinned where it is made.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import random
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from campaign.api import SociocsClient
 from campaign.config import Sending
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from campaign.sender import Job, Pacer, Sender
-from campaign.state import State
+from campaign.state import State, Status
 from tests.conftest import KEY
 from tests.test_faults import per_number
 
@@ -29,21 +30,43 @@ def keys(n: int) -> list[str]:
     return [f"+1617555{i:04d}" for i in range(n)]
 
 
-async def pool(url: str, sending: Sending, n: int, **options: Any) -> tuple[Sender, dict[str, int]]:
-    """Rows 0..n-1 through a Sender against ``url``; the journal's counts once it closed."""
+Rows = dict[str, tuple[str, str]]  # key -> (status, error) in the state file
+
+
+def rows_of(state: State) -> Rows:
+    return {r["key"]: (status.value, r["error"]) for status in Status for r in state.by_status(status)}
+
+
+async def pool(
+    url: str,
+    sending: Sending,
+    n: int,
+    *,
+    seed: int | None = None,
+    watch: Callable[[Sender, State], Awaitable[None]] | None = None,
+    **options: Any,
+) -> tuple[Sender, dict[str, int], Rows]:
+    """Rows 0..n-1 through a Sender against ``url``: the sender, the journal's counts and each
+    row's status and error once it closed. ``seed`` seeds the pacer's backoff draws; ``watch``
+    runs beside the pool, and is waited for."""
     state = State(":memory:")
     try:
         with state.transaction():
             state.add_recipients([(k, k, i + 2, "h", "m") for i, k in enumerate(keys(n))])
         async with SociocsClient(url, KEY, timeout=5, connections=sending.concurrency) as client:
-            sender = Sender(client, state, sending, backoff_base=0.01, **options)
+            sender = Sender(client, state, sending, **{"backoff_base": 0.01, **options})
+            if seed is not None:
+                sender.pacer.rng = random.Random(seed)
+            watcher = asyncio.ensure_future(watch(sender, state)) if watch else None
             await sender.start()
             for i, key in enumerate(keys(n)):
                 body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": key, "text": "x"}
                 if not await sender.put(Job(key, i + 2, json.dumps(body).encode(), "h", "m", False)):
                     break
             await asyncio.wait_for(sender.close(), 20)  # a stop that never comes fails here
-        return sender, state.journal_counts()
+            if watcher is not None:
+                await asyncio.wait_for(watcher, 20)
+        return sender, state.journal_counts(), rows_of(state)
     finally:
         state.close()
 
@@ -51,12 +74,12 @@ async def pool(url: str, sending: Sending, n: int, **options: Any) -> tuple[Send
 def test_errors_in_a_row_stop_at_the_limit_with_the_count_and_the_last_error() -> None:
     """A 500 may have sent the message: never retried, counted; the third in a row stops."""
 
-    async def main() -> tuple[Sender, dict[str, int], Sandbox]:
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
         async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(error_500=1.0))) as box:
             sending = Sending(rate=0, concurrency=1, max_attempts=3, max_consecutive_errors=3)
             return (*await pool(box.url, sending, 6), box)
 
-    sender, journal, box = asyncio.run(main())
+    sender, journal, _, box = asyncio.run(main())
     assert sender.stop_reason == "3 requests in a row failed (last: Internal server error. Try again later.)"
     assert journal == {"unknown": 3, "pending": 3}
     assert per_number(box) == Counter({k: 1 for k in keys(3)})
@@ -67,7 +90,7 @@ def test_an_answer_between_errors_starts_the_count_again() -> None:
     """Two 503s exhaust row 1's two attempts (counted once), row 2 is accepted, and then it
     takes two more failed rows to reach the limit of two."""
 
-    async def main() -> tuple[Sender, dict[str, int], Sandbox]:
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
         async with Sandbox(SandboxConfig(api_key=KEY)) as box:
             sending = Sending(rate=0, concurrency=1, max_attempts=2, max_consecutive_errors=2)
 
@@ -77,7 +100,7 @@ def test_an_answer_between_errors_starts_the_count_again() -> None:
             box.config.faults = Faults(error_503=1.0)
             return (*await pool(box.url, sending, 6, on_outcome=flip), box)
 
-    sender, journal, box = asyncio.run(main())
+    sender, journal, _, box = asyncio.run(main())
     assert sender.stop_reason == "2 requests in a row failed (last: Service unavailable. Try again later.)"
     assert journal == {"failed": 3, "sent": 1, "pending": 2}
     assert per_number(box) == Counter({keys(4)[0]: 2, keys(4)[1]: 1, keys(4)[2]: 2, keys(4)[3]: 2})
@@ -109,18 +132,83 @@ async def _accept_once_then_refuse() -> tuple[asyncio.Server, str]:
 
 
 def test_an_api_gone_after_some_sends_stops_with_the_rest_pending() -> None:
-    async def main() -> tuple[Sender, dict[str, int], str]:
+    """Row 1 is accepted; then nobody listens. Row 2's two connects fail (nothing was written,
+    so it is pending, saying why), with the seeded backoff between them; the run stops."""
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, str, float]:
         server, url = await _accept_once_then_refuse()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             sending = Sending(rate=0, concurrency=1, max_attempts=2)
-            return (*await pool(url, sending, 4), url)
+            return (*await pool(url, sending, 4, seed=3, backoff_base=0.5), url, loop.time() - started)
         finally:
             await server.wait_closed()
 
-    sender, journal, url = asyncio.run(main())
+    sender, journal, rows, url, took = asyncio.run(main())
     assert sender.stop_reason == f"cannot reach the API at {url} (connection refused); the rows not sent stay pending"
     assert journal == {"sent": 1, "pending": 3}
+    assert rows[keys(2)[1]] == ("pending", "not sent: connection refused")
     assert sender.requests == 3  # one answered, two that found nobody listening
+    assert took >= random.Random(3).uniform(0, 0.5)  # the backoff before the second connect was waited
+
+
+def test_a_retry_that_never_succeeds_gives_up_after_max_attempts() -> None:
+    """503 says "not processed": retried, with the backoff between attempts, up to
+    max_attempts; then the row is failed, saying how many attempts it took."""
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(error_503=1.0))) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=3, max_consecutive_errors=50)
+            return (*await pool(box.url, sending, 2, seed=5, backoff_base=0.5), box)
+
+    sender, journal, rows, box = asyncio.run(main())
+    assert sender.stop_reason is None and journal == {"failed": 2}
+    assert set(rows.values()) == {("failed", "gave up after 3 attempts: Service unavailable. Try again later.")}
+    assert per_number(box) == Counter({k: 3 for k in keys(2)})
+    draws = random.Random(5)
+    for key in keys(2):  # each row's attempts are the backoff apart, at least (n-th wait: up to 0.5 * 2**(n-1))
+        at = [r.at for r in box.requests if r.to == key]
+        for n, (before, after) in enumerate(itertools.pairwise(at), start=1):
+            assert after - before >= draws.uniform(0, 0.5 * 2 ** (n - 1)), (key, n)
+
+
+def test_a_row_waiting_out_a_429_is_pending_in_the_state_saying_why() -> None:
+    """While row 2 waits out Retry-After, the state file has it pending "waiting to retry"
+    (so a kill then leaves it pending, not unknown); stopped during the wait, it is pending
+    "not sent, the run stopped", and never sent again."""
+    seen: list[tuple[str, str]] = []
+
+    async def watch(sender: Sender, state: State) -> None:
+        while not (row := rows_of(state)[keys(2)[1]])[1]:  # pending, and no error yet: not tried
+            await asyncio.sleep(0.01)  # polls the state file for the journal's next commit
+        seen.append(row)
+        sender.stop()
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
+        faults = Faults(rate_limit=0.001, retry_after=2)
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            return (*await pool(box.url, Sending(rate=0, concurrency=1), 3, watch=watch), box)
+
+    _, journal, rows, box = asyncio.run(main())
+    assert seen == [("pending", "waiting to retry: Rate limit reached.")]
+    assert journal == {"sent": 1, "pending": 2}
+    assert rows[keys(2)[1]] == ("pending", "not sent, the run stopped")
+    # Row 3 never tried; row 2 only answered 429 (once, unless this machine is slow enough for
+    # the 2 s pause to end before the state was read: then it is asked again, and 429 again).
+    assert set(per_number(box)) == set(keys(2)) and len(box.accepted) == 1
+
+
+def test_429s_past_the_patience_stop_with_the_row_pending_saying_why() -> None:
+    async def main() -> tuple[Sender, dict[str, int], Rows]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(rate_limit=0.001))) as box:
+            sending = Sending(rate=0, concurrency=1)
+            return await pool(box.url, sending, 3, rate_limit_patience=0.3, backoff_base=0.05)
+
+    sender, journal, rows = asyncio.run(main())
+    assert sender.stop_reason == "the API kept answering 429 (rate limit) for 0 s"
+    assert journal == {"sent": 1, "pending": 2}
+    assert rows[keys(2)[1]] == ("pending", "not sent, the run stopped: Rate limit reached.")
 
 
 def test_the_first_stop_reason_is_kept() -> None:
