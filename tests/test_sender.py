@@ -163,6 +163,7 @@ def test_a_retry_that_never_succeeds_gives_up_after_max_attempts() -> None:
             return (*await pool(box.url, sending, 2, seed=5, backoff_base=0.5), box)
 
     sender, journal, rows, box = asyncio.run(main())
+    assert sender.pacer.backoff_base == 0.5  # the run's backoff reaches the pacer
     assert sender.stop_reason is None and journal == {"failed": 2}
     assert set(rows.values()) == {("failed", "gave up after 3 attempts: Service unavailable. Try again later.")}
     assert per_number(box) == Counter({k: 3 for k in keys(2)})
@@ -209,6 +210,23 @@ def test_429s_past_the_patience_stop_with_the_row_pending_saying_why() -> None:
     assert sender.stop_reason == "the API kept answering 429 (rate limit) for 0 s"
     assert journal == {"sent": 1, "pending": 2}
     assert rows[keys(2)[1]] == ("pending", "not sent, the run stopped: Rate limit reached.")
+
+
+def test_429s_from_the_first_request_on_also_run_out_of_patience() -> None:
+    """No request of the run ever got through: the patience counts from the start."""
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(rate_limit=0.001))) as box:
+            async with SociocsClient(box.url, KEY, timeout=5, connections=1) as client:  # takes the one token
+                body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": "+16175559999", "text": "x"}
+                assert (await client.send(json.dumps(body).encode())).http_status == 200
+            sending = Sending(rate=0, concurrency=1)
+            return (*await pool(box.url, sending, 2, rate_limit_patience=0.3, backoff_base=0.05), box)
+
+    sender, journal, rows, box = asyncio.run(main())
+    assert sender.stop_reason == "the API kept answering 429 (rate limit) for 0 s"
+    assert journal == {"pending": 2} and len(box.accepted) == 1
+    assert rows[keys(1)[0]] == ("pending", "not sent, the run stopped: Rate limit reached.")
 
 
 def test_the_first_stop_reason_is_kept() -> None:
