@@ -229,6 +229,39 @@ def test_429s_from_the_first_request_on_also_run_out_of_patience() -> None:
     assert rows[keys(1)[0]] == ("pending", "not sent, the run stopped: Rate limit reached.")
 
 
+def _broken_state_run(close_state_when: str) -> tuple[str | None, int]:
+    """One row through a pool whose state file is closed ``"before"`` the first mark, or
+    ``"after"`` the first outcome (so only its commit fails); the stop reason, and how many
+    messages the sandbox accepted."""
+
+    async def main() -> tuple[str | None, int]:
+        state = State(":memory:")
+        with state.transaction():
+            state.add_recipients([(k, k, i + 2, "h", "m") for i, k in enumerate(keys(1))])
+        async with (
+            Sandbox(SandboxConfig(api_key=KEY)) as box,
+            SociocsClient(box.url, KEY, timeout=5, connections=1) as client,
+        ):
+            sender = Sender(client, state, Sending(rate=0, concurrency=1), on_outcome=lambda _: state.close())
+            await sender.start()
+            if close_state_when == "before":
+                state.close()
+            body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": keys(1)[0], "text": "x"}
+            await sender.put(Job(keys(1)[0], 2, json.dumps(body).encode(), "h", "m", False))
+            await asyncio.wait_for(sender.close(), 20)
+            return sender.stop_reason, len(box.accepted)
+
+    return asyncio.run(main())
+
+
+def test_a_state_file_that_cannot_be_written_stops_the_run_saying_so() -> None:
+    """The write-ahead mark fails: nothing is sent, and the worker's error is the reason. Or
+    only the last outcome's commit fails (at close): the reason says the state file."""
+    closed = "Cannot operate on a closed database."
+    assert _broken_state_run("before") == (f"internal error: ProgrammingError: {closed}", 0)
+    assert _broken_state_run("after") == (f"internal error: cannot write the state file: {closed}", 1)
+
+
 def test_the_first_stop_reason_is_kept() -> None:
     """A FATAL answer stops the run with its reason; a later stop (the user's Ctrl-C, a second
     worker's error) must not replace the reason the summary shows."""
