@@ -107,6 +107,34 @@ def test_an_answer_between_errors_starts_the_count_again() -> None:
     assert sender.requests == 7  # the summary's count: every attempt
 
 
+def test_a_refused_row_also_starts_the_count_again() -> None:
+    """A 400 for one row (a blocked contact) is an answer: the errors before it no longer count
+    towards the limit, and it is progress for the rate-limit patience."""
+
+    async def main() -> tuple[Sender, dict[str, int], Rows]:
+        faults = Faults(error_500=1.0, blocked=frozenset({keys(2)[1]}))
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=3, max_consecutive_errors=2)
+            return await pool(box.url, sending, 5)
+
+    sender, journal, rows = asyncio.run(main())
+    assert sender.stop_reason == "2 requests in a row failed (last: Internal server error. Try again later.)"
+    assert journal == {"unknown": 3, "failed": 1, "pending": 1}
+    assert rows[keys(2)[1]] == ("failed", "Contact is blocked.")
+
+    async def limited() -> tuple[Sender, dict[str, int], Rows]:
+        faults = Faults(rate_limit=0.001, blocked=frozenset({keys(1)[0]}))
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            async with SociocsClient(box.url, KEY, timeout=5, connections=1) as client:  # takes the one token
+                body = {"provider": "twlo", "channel_key": "twlo_16175550000", "to": "+16175559999", "text": "x"}
+                assert (await client.send(json.dumps(body).encode())).http_status == 200
+            return await pool(box.url, Sending(rate=0, concurrency=1), 2, rate_limit_patience=0.3, backoff_base=0.05)
+
+    sender, journal, rows = asyncio.run(limited())
+    assert sender.stop_reason == "the API kept answering 429 (rate limit) for 0 s"
+    assert journal == {"failed": 1, "pending": 1}
+
+
 async def _accept_once_then_refuse() -> tuple[asyncio.Server, str]:
     """A real HTTP server that answers one request (accepted), having stopped listening when it
     arrived: every later connection is refused."""
