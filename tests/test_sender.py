@@ -378,3 +378,28 @@ def test_the_rate_halves_at_most_once_a_second_and_recovers_a_quarter_a_second()
 
     rising = [25 * 1.25**k for k in range(1, 7)]  # 31.25 ... 95.37
     assert on_frozen_loop(main()) == [50, 50, 25, 25, *rising, 100, 100, 100, 50]
+
+
+def test_a_429_pause_is_capped_and_the_rate_never_drops_below_its_floor() -> None:
+    """Retry-After beyond the cap (60 s) pauses for the cap; halving stops at 0.2 a second
+    (or the configured rate, when that is lower)."""
+
+    async def main() -> tuple[float, list[float], float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        pacer = Pacer(10)
+        pacer.rate_limited(3600.0)
+        paused = pacer.pause_until - loop.now
+        rates = []
+        for _ in range(7):
+            loop.now += 1.0
+            pacer.rate_limited(0.0)
+            rates.append(pacer.current)
+        slow = Pacer(0.1)
+        slow.rate_limited(0.0)
+        return paused, rates, slow.current
+
+    paused, rates, slow = on_frozen_loop(main())
+    assert paused == 60.0
+    assert rates == [2.5, 1.25, 0.625, 0.3125, 0.2, 0.2, 0.2]
+    assert slow == 0.1
