@@ -62,14 +62,18 @@ def send(
     *,
     box: Sandbox | None = None,
     step: timedelta | None = None,
+    waits: list[str] | None = None,
     **options: Any,
 ) -> tuple[runner.Summary, Sandbox, list[tuple[str, datetime]]]:
     """`campaign send` in-process against the sandbox, on ``clock``; each outcome moves the
     clock on by ``step`` (a row reached later than the one before). Returns the summary, the
-    sandbox and (key, clock time) of every accepted send."""
+    sandbox and (key, clock time) of every accepted send; ``waits`` gets each "waiting for"
+    the progress line shows (--wait)."""
     sent: list[tuple[str, datetime]] = []
 
-    def progress(_: runner.Summary, outcome: Outcome | None) -> None:
+    def progress(summary: runner.Summary, outcome: Outcome | None) -> None:
+        if waits is not None and outcome is None and summary.waiting_for:
+            waits.append(summary.waiting_for)
         if outcome is not None:
             if outcome.message_id:
                 sent.append((outcome.key, clock.now()))
@@ -254,13 +258,22 @@ def test_window_defers_then_releases_rows_as_the_clock_moves(make_campaign: Camp
     assert {r["status"] for r in results(tmp_path / "test.results.csv").values()} == {"sent"}
 
 
-def test_wait_sends_each_row_as_its_window_opens(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+def test_wait_sends_each_row_as_its_window_opens(
+    make_campaign: CampaignFactory, tmp_path: Path, state_backend: str
+) -> None:
     rows = [(CHICAGO, "chi", ""), (LONDON, "ldn", ""), (KOLKATA, "kol", "")]
     weekdays = 'window = "08:00-21:00"\ndays = ["mon", "tue", "wed", "thu", "fri"]'
     path = campaign_file(make_campaign, tmp_path, rows, weekdays)
     clock = timing.ManualClock(utc(2026, 12, 5, 12))  # Saturday: no window opens before Monday
-    summary, _, sent = send(path, clock, wait=True)
+    waits: list[str] = []
+    summary, _, sent = send(path, clock, wait=True, waits=waits)
     assert summary.waiting == 0 and summary.exit_code() is ExitCode.OK
+    if state_backend == "sqlite":  # PostgreSQL's workers show the bare UTC instant instead (reported)
+        assert waits == [  # the progress line, before each window: the earliest held row's
+            "Mon 07 Dec 08:00 Asia/Kolkata (02:30 UTC)",
+            "Mon 07 Dec 08:00 Europe/London (08:00 UTC)",
+            "Mon 07 Dec 08:00 America/Chicago (14:00 UTC)",
+        ]
     # Monday 7 Dec, 08:00 in each zone, in the order the windows open (the clock only jumped).
     assert sent == [
         (KOLKATA, utc(2026, 12, 7, 2, 30)),
