@@ -38,7 +38,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from campaign import store, timing
@@ -334,7 +334,8 @@ async def _feed(
             await asyncio.sleep(0.2)  # other workers' rows: theirs, or back to the pool if they die
             continue
         if later and options.wait:
-            summary.waiting_for = later
+            # The row's own zone is in its job, not here: the instant in UTC, as the summary shows it.
+            summary.waiting_for = f"{datetime.fromisoformat(later).astimezone(UTC):%a %d %b %H:%M} UTC"
             if on_progress:
                 on_progress(summary, None)
             await _sleep_toward(datetime.fromisoformat(later), sender, min(coordinator.lease / 5, 5.0))
