@@ -53,6 +53,13 @@ def _worker(path: Path, *flags: str, env: dict[str, str] | None = None) -> subpr
     )
 
 
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`campaign ARGS` to its end, with this process's environment and the test key."""
+    return subprocess.run(
+        [sys.executable, "-m", "campaign", *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=60
+    )
+
+
 def _finish(procs: Sequence[subprocess.Popen[str]], timeout: float = 120) -> list[tuple[int, str, str]]:
     done = []
     for proc in procs:
@@ -358,14 +365,7 @@ def test_status_lists_the_workers(make_campaign: CampaignFactory) -> None:
     with spawn() as url:
         path = make_campaign(contacts(5), api_url=url)
         assert [c for c, _, _ in _finish([_worker(path)])] == [0]
-    proc = subprocess.run(
-        [sys.executable, "-m", "campaign", "status", str(path)],
-        cwd=path.parent,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run("status", str(path), cwd=path.parent)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Workers: 0 running, 1 in all" in proc.stdout
     assert "pid " in proc.stdout and "finished" in proc.stdout and "0 in flight" in proc.stdout
@@ -401,14 +401,7 @@ def test_a_plain_send_while_a_planner_runs_is_refused_naming_it(make_campaign: C
 
     path = make_campaign(contacts(2))
     with store.lock(load_campaign(path)):
-        proc = subprocess.run(
-            [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-            cwd=path.parent,
-            env=_env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = _run("send", str(path), "--yes", cwd=path.parent)
     text = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2
     assert f"pid {os.getpid()}" in text
@@ -530,14 +523,7 @@ def test_a_postgresql_campaign_never_moves_silently_to_another_database_or_loses
         posts = _posts(url)
         monkeypatch.delenv("CAMPAIGN_STATE_URL")
         for command in ("status", "reconcile"):
-            proc = subprocess.run(
-                [sys.executable, "-m", "campaign", command, str(path)],
-                cwd=path.parent,
-                env=_env(),
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
+            proc = _run(command, str(path), cwd=path.parent)
             said = " ".join((proc.stdout + proc.stderr).split())
             assert proc.returncode == 2 and "This campaign's state is in PostgreSQL" in said, said
             assert "has not been sent yet" not in said
