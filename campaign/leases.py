@@ -51,11 +51,12 @@ def decode_job(text: str) -> Job:
     return Job(**data)
 
 
-def fingerprint(campaign: Campaign) -> str | None:
-    """SHA-256 of the campaign file, the spreadsheet, the suppression files and the message as
-    loaded (a ``text_file`` is read into it): whether a plan is of these very inputs. None when
-    the spreadsheet is not on this host."""
-    digest = hashlib.sha256(repr((campaign.message, campaign.schedule)).encode())
+def fingerprint(campaign: Campaign, asked: tuple[object, ...] = ()) -> str | None:
+    """SHA-256 of the campaign file, the spreadsheet, the suppression files, the message as
+    loaded (a ``text_file`` is read into it) and what the run ``asked`` (--retry-failed and the
+    like, which plan anew instead of joining a plan that left those rows): whether a plan is of
+    these very inputs. None when the spreadsheet is not on this host."""
+    digest = hashlib.sha256(repr((campaign.message, campaign.schedule, asked)).encode())
     files = [campaign.path, campaign.recipients.file, *campaign.recipients.suppress]
     for path in files:
         try:

@@ -500,20 +500,33 @@ async def run(
                 )
         finally:
             state.end_run(run_id, outcome_label)
-            summary.changed_since_sent = state.changed_since_sent()
-            summary.counts = Counter(state.counts())
-            summary.reasons = explain_reasons(state, summary.counts)
             if not options.dry_run:
                 state.set_meta(LIMIT_PENDING_META, str(summary.limit_pending + summary.waiting))
             summary.elapsed = time.monotonic() - started
             target = results_path or (campaign.report if options.command == "check" else campaign.results)
-            try:
-                if options.write_results:
-                    export(state, target, with_segments=options.command == "check" and campaign.provider == "twlo")
-                    summary.results_path = target
-            except OSError as err:  # the state file has everything; say how to write it elsewhere
-                summary.results_error = f"cannot write {target} ({err.strerror or err})"
+            finish_summary(
+                state,
+                summary,
+                target if options.write_results else None,
+                with_segments=options.command == "check" and campaign.provider == "twlo",
+            )
     return summary
+
+
+def finish_summary(state: State, summary: Summary, target: Path | None, *, with_segments: bool = False) -> None:
+    """What every send (plain, or a worker's) and check end with: the counts, reasons and changed
+    messages from the state, then the results file at ``target`` (None: not written). A file that
+    cannot be written is ``summary.results_error``: the state has everything, so it is no loss."""
+    summary.changed_since_sent = state.changed_since_sent()
+    summary.counts = Counter(state.counts())
+    summary.reasons = explain_reasons(state, summary.counts)
+    if target is None:
+        return
+    try:
+        export(state, target, with_segments=with_segments)
+        summary.results_path = target
+    except OSError as err:  # the state file has everything; say how to write it elsewhere
+        summary.results_error = f"cannot write {target} ({err.strerror or err})"
 
 
 def require_api_key(options: Options) -> None:

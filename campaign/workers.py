@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextlib import AsyncExitStack, ExitStack
 from datetime import UTC, datetime
@@ -57,8 +55,7 @@ from campaign.runner import (
     Summary,
     campaign_warnings,
     channel_name,
-    explain_reasons,
-    export,
+    finish_summary,
     identity,
     outcome_counter,
     reconcile_before_resend,
@@ -97,12 +94,9 @@ async def run_shared(
     summary = Summary(rate=campaign.sending.rate, warnings=campaign_warnings(campaign))
     summary.expected = options.expected
     started = time.monotonic()
-    prints = fingerprint(campaign)
-    if prints is not None:
-        # A plan is of these inputs *and* of what the run asked for: --retry-failed and the
-        # like plan anew (when the lock is free) instead of joining a plan that left those rows.
-        asked = (options.retry_failed, options.resend_unknown, options.retry_undelivered, options.limit)
-        prints = hashlib.sha256(f"{prints}|{asked}".encode()).hexdigest()
+    prints = fingerprint(
+        campaign, (options.retry_failed, options.resend_unknown, options.retry_undelivered, options.limit)
+    )
     async with AsyncExitStack() as stack:
         planner_lock = ExitStack()
         stack.callback(planner_lock.close)
@@ -152,18 +146,9 @@ async def run_shared(
                 if run_id:
                     state.end_run(run_id, outcome)
                     state.set_meta(LIMIT_PENDING_META, str(summary.limit_pending + summary.waiting))
-                summary.changed_since_sent = state.changed_since_sent()
-                summary.counts = Counter(state.counts())
+                finish_summary(state, summary, (results_path or campaign.results) if options.write_results else None)
                 summary.shared = True
                 summary.rows = max(summary.rows, sum(summary.counts.values()))
-                summary.reasons = explain_reasons(state, summary.counts)
-                target = results_path or campaign.results
-                try:
-                    if options.write_results:
-                        export(state, target)
-                        summary.results_path = target
-                except OSError as err:
-                    summary.results_error = f"cannot write {target} ({err.strerror or err})"
             except state.db.errors as err:
                 summary.stop_reason = summary.stop_reason or _lost_database(state, err)
                 summary.database_lost = True
