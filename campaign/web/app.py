@@ -15,9 +15,9 @@ import csv
 import io
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import openpyxl
 from aiohttp import web
@@ -31,6 +31,8 @@ from campaign.state import Status
 from campaign.web import forms
 from campaign.web.security import inside, middleware
 from campaign.web.site import SITE, Site, off_loop
+
+T = TypeVar("T")
 
 STATUS_ORDER = [s.value for s in Status if s is not Status.SENDING]
 PREVIEW_ROWS = 5
@@ -263,34 +265,49 @@ async def results(request: web.Request) -> web.Response:
     return site.page(request, "results.html", **context)
 
 
-async def reconcile(request: web.Request) -> web.StreamResponse:
+class _Refused(Exception):
+    """A button's action could not run: ``page`` is the error page (409) to answer with."""
+
+    def __init__(self, page: web.Response) -> None:
+        self.page = page
+
+
+async def _with_api(request: web.Request, verb: str, call: Callable[[Campaign, str, bool], Awaitable[T]]) -> T:
+    """Run a button's action that needs the API (reconcile, cancel) with its campaign and the
+    key; raises _Refused carrying the error page with one sentence."""
     site, name = _site(request), _name(request)
     await site.form(request)
     try:
         campaign = site.campaign(name)
         if not site.api_key():
-            raise UsageError(f"Set {API_KEY_ENV} in the environment of `campaign web` to reconcile.")
-        r = await runner.reconcile(campaign, site.api_key(), sandbox=site.sandbox is not None)
+            raise UsageError(f"Set {API_KEY_ENV} in the environment of `campaign web` to {verb}.")
+        return await call(campaign, site.api_key(), site.sandbox is not None)
     except CampaignError as err:
-        return site.page(request, "error.html", status=409, name=name, error=str(err))
+        raise _Refused(site.page(request, "error.html", status=409, name=name, error=str(err))) from None
+
+
+def _back_to_results(request: web.Request, done: str) -> web.HTTPSeeOther:
+    return web.HTTPSeeOther(request.app.router["results"].url_for(name=_name(request)).with_query(done=done))
+
+
+async def reconcile(request: web.Request) -> web.StreamResponse:
+    try:
+        r = await _with_api(request, "reconcile", lambda c, key, box: runner.reconcile(c, key, sandbox=box))
+    except _Refused as refused:
+        return refused.page
     done = (
         f"Checked {r.checked:,} unknown rows: {r.found:,} were sent, {r.pending:,} were not (send sends them); "
         f"{r.ambiguous + r.uncovered:,} stay unknown."
     )
-    raise web.HTTPSeeOther(request.app.router["results"].url_for(name=name).with_query(done=done))
+    raise _back_to_results(request, done)
 
 
 async def cancel(request: web.Request) -> web.StreamResponse:
     """Take back the campaign's scheduled messages at the API (``campaign cancel``)."""
-    site, name = _site(request), _name(request)
-    await site.form(request)
     try:
-        campaign = site.campaign(name)
-        if not site.api_key():
-            raise UsageError(f"Set {API_KEY_ENV} in the environment of `campaign web` to cancel.")
-        r = await runner.cancel(campaign, site.api_key(), None, sandbox=site.sandbox is not None)
-    except CampaignError as err:
-        return site.page(request, "error.html", status=409, name=name, error=str(err))
+        r = await _with_api(request, "cancel", lambda c, key, box: runner.cancel(c, key, None, sandbox=box))
+    except _Refused as refused:
+        return refused.page
     parts = [f"Cancelled {len(r.cancelled):,} scheduled messages."]
     if r.too_late:
         parts.append(f"{len(r.too_late):,} were too late (the API sends or sent them already).")
@@ -300,8 +317,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
         parts.append(f"{len(r.unresolved):,} got no answer; cancel again to settle them.")
     if r.stop_reason:
         parts.append(f"Stopped: {r.stop_reason}")
-    done = " ".join(parts)
-    raise web.HTTPSeeOther(request.app.router["results"].url_for(name=name).with_query(done=done))
+    raise _back_to_results(request, " ".join(parts))
 
 
 async def download(request: web.Request) -> web.StreamResponse:
