@@ -66,6 +66,7 @@ class SharedPacer(Pacer):
         self.slots: deque[float] = deque()
         self.fetches = 0
         self.late = 0  # slots dropped because this worker reached them late
+        self.seen_ms = float("-inf")  # when this worker last recorded its rate in pacer_users
         with db.transaction():
             db.lock("pacer-tables")
             db.script(_TABLES)
@@ -103,11 +104,13 @@ class SharedPacer(Pacer):
                 (self.channel,),
             ).fetchone()
             now_ms, rate = float(now_ms), float(rate)
-            self.db.execute(
-                "INSERT INTO pacer_users (channel, worker, rate, seen_ms) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (channel, worker) DO UPDATE SET rate = excluded.rate, seen_ms = excluded.seen_ms",
-                (self.channel, self.user, self.target, now_ms),
-            )
+            if now_ms - self.seen_ms >= 1000:  # once a second is enough against a minute's window
+                self.db.execute(
+                    "INSERT INTO pacer_users (channel, worker, rate, seen_ms) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (channel, worker) DO UPDATE SET rate = excluded.rate, seen_ms = excluded.seen_ms",
+                    (self.channel, self.user, self.target, now_ms),
+                )
+                self.seen_ms = now_ms
             (target,) = self.db.execute(
                 "SELECT min(rate) FROM pacer_users WHERE channel = ? AND seen_ms > ?",
                 (self.channel, now_ms - self.SEEN),
