@@ -400,10 +400,12 @@ class State:
             )
         return cur.rowcount
 
-    def begin_run(self, command: str, columns: Sequence[str]) -> int:
-        """Start a run; its rows are read into a fresh snapshot (see :meth:`finish_read`)."""
+    def begin_run(self, command: str, columns: Sequence[str] | None) -> int:
+        """Start a run; its rows are read into a fresh snapshot (see :meth:`finish_read`).
+        ``columns`` None: a run that reads no file (a worker joining another run's plan)."""
         with self.transaction():
-            self.set_meta("next_columns", json.dumps(list(columns)))
+            if columns is not None:
+                self.set_meta("next_columns", json.dumps(list(columns)))
             cur = self.db.execute(
                 "INSERT INTO runs (started_at, command) VALUES (?, ?) RETURNING id", (now_iso(), command)
             )

@@ -122,7 +122,11 @@ async def run_shared(
                 f"{campaign.recipients.file} is not on this host and the campaign has not been planned yet: start "
                 "campaign send --worker first where the spreadsheet is; workers elsewhere then join it."
             )
-        if not planning and prints is not None and prints != state.meta("plan_inputs"):
+        planned_from = state.meta("plan_inputs")
+        if planning:
+            state.set_meta("plan_inputs", prints or "")  # at once: joiners starting now compare with it
+        elif prints is not None and planned_from and prints != planned_from:
+            # (unknown yet, when the planner has not written it: no warning rather than a false one)
             summary.warnings.append(
                 f"this worker joined the plan another run made; its own {campaign.recipients.file.name} (or campaign "
                 "file) differs from that run's and was not read. Run campaign send --worker again once that plan "
@@ -135,7 +139,12 @@ async def run_shared(
         coordinator.reap()
         coordinator.register()
         outcome = "finished"
-        run_id = state.begin_run("send", pipeline.file.columns) if pipeline is not None else 0
+        # A joiner's run is recorded too (status shows the latest run) as "send --worker": it reads
+        # no file, so status never takes it for a send that stopped before reading all of it.
+        if pipeline is not None:
+            run_id = state.begin_run("send", pipeline.file.columns)
+        else:
+            run_id = state.begin_run("send --worker", None)
         try:
             outcome = await _work(
                 campaign, options, state, coordinator, pipeline, prints, summary, on_progress, stop_event
@@ -143,8 +152,8 @@ async def run_shared(
         finally:
             try:
                 coordinator.leave()
-                if run_id:
-                    state.end_run(run_id, outcome)
+                state.end_run(run_id, outcome)
+                if pipeline is not None:  # the planner's --limit and holds are the campaign's
                     state.set_meta(LIMIT_PENDING_META, str(summary.limit_pending + summary.waiting))
                 finish_summary(state, summary, (results_path or campaign.results) if options.write_results else None)
                 summary.shared = True
@@ -252,7 +261,6 @@ async def _plan(
     """Read the spreadsheet into the queue, batch by batch (rows are claimable at once)."""
     planner = Planner(campaign, state, options, summary)
     state.set_meta("plan_fingerprint", "")
-    state.set_meta("plan_inputs", prints or "")  # what joiners compare their own files with
     coordinator.clear_queue()
     # Prepared in this process: the state's pooled connections must not be shared with a fork.
     async with prepared_batches(pipeline, child=False) as batches:
