@@ -38,7 +38,25 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "mutation"
 #: The safety core named by issue #11, in pipeline order.
-CORE = ("phones", "prepare", "runner", "reconcile", "sender", "api", "state", "results", "delivery")
+CORE = (
+    "phones",
+    "prepare",
+    "runner",
+    "reconcile",
+    "sender",
+    "api",
+    "state",
+    "results",
+    "delivery",
+    "timing",
+    "ledger",
+    "workers",
+    "leases",
+    "shared_pacer",
+)
+#: Modules only a PostgreSQL campaign runs (many workers on one campaign): their tests need the
+#: throw-away cluster. Every other module is measured on SQLite alone, which halves the suite.
+POSTGRESQL_ONLY = frozenset({"workers", "leases", "shared_pacer"})
 #: Tests that cannot kill a mutant (they run the unmutated package in a subprocess) or are soaks.
 NOT_IN_PROCESS = (
     "tests/test_kill.py",
@@ -82,7 +100,8 @@ def run_module(module: str, *, show: bool) -> dict[str, object]:
         _copy_tree(work)
         with (work / "pyproject.toml").open("a", encoding="utf-8") as handle:
             handle.write(_config(module))
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
+        backends = "sqlite,postgresql" if module in POSTGRESQL_ONLY else "sqlite"
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb", "CAMPAIGN_TEST_BACKENDS": backends}
         started = time.monotonic()
         with (OUT / f"{module}.log").open("w", encoding="utf-8") as log:  # mutmut's own output
             subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
