@@ -97,7 +97,7 @@ def test_output_columns_order_and_renames() -> None:
 
 
 def test_write_results_writes_every_row_neutralised_with_a_bom(tmp_path: Path) -> None:
-    path = tmp_path / "out" / "c.results.csv"  # the folder is made
+    path = tmp_path / "out" / "today" / "c.results.csv"  # the folders are made
     rows = [
         (("=HYPERLINK(1)", "Ann"), *OURS),
         (("\nx", None), "3", "+16175550101", "failed", None, "bad", 400, 1, "-1+2", "t"),
@@ -122,15 +122,17 @@ def test_write_results_replaces_the_file_and_leaves_no_temporary(tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.results.csv"]
 
 
-def test_write_results_mode_follows_the_umask(tmp_path: Path) -> None:
-    old = os.umask(0o027)
+@pytest.mark.parametrize(("umask", "mode"), [(0o002, 0o664), (0o027, 0o640)])
+def test_write_results_mode_follows_the_umask(tmp_path: Path, umask: int, mode: int) -> None:
+    """Readable like any file the user makes (mkstemp alone would make it owner-only)."""
+    old = os.umask(umask)
     try:
         path = tmp_path / "c.results.csv"
         write_results(path, ["A"], [])
+        assert os.umask(umask) == umask  # the umask is as it was
     finally:
         os.umask(old)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    assert os.umask(old) == old  # the umask is as it was
+    assert stat.S_IMODE(path.stat().st_mode) == mode
 
 
 def test_stale_temporaries_go_and_fresh_ones_stay(tmp_path: Path) -> None:
@@ -145,10 +147,29 @@ def test_stale_temporaries_go_and_fresh_ones_stay(tmp_path: Path) -> None:
     os.utime(other, (old, old))
     almost = time.time() - STALE_AFTER + 60
     os.utime(fresh, (almost, almost))
+    gone = tmp_path / ".c.results.csv.vanished.tmp"  # removed by another worker as we look
+    gone.symlink_to(tmp_path / "nothing")
     write_results(path, ["A"], [])
     assert not stale.exists()
     assert fresh.exists() and other.exists()
     assert STALE_AFTER == 300.0
+
+
+def test_the_rows_are_written_to_a_hidden_temporary_beside_the_file(tmp_path: Path) -> None:
+    """While rows are written, the file is a ``.<name>.<random>.tmp`` in the same folder (so
+    ``os.replace`` is atomic, and a killed run's copy is found and removed by the next)."""
+    path = tmp_path / "c.results.csv"
+    seen: list[list[str]] = []
+
+    def rows() -> object:
+        seen.append(sorted(p.name for p in tmp_path.iterdir()))
+        yield (("x",), *OURS)
+
+    write_results(path, ["A"], rows())  # type: ignore[arg-type]
+    [names] = seen
+    [name] = names
+    assert name.startswith(".c.results.csv.") and name.endswith(".tmp") and len(name) > len(".c.results.csv..tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.results.csv"]
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
@@ -164,3 +185,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> 
         write_results(path, ["A"], rows())  # type: ignore[arg-type]
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.results.csv"]
+
+
+def test_a_failed_write_whose_temporary_is_already_gone_raises_its_own_error(tmp_path: Path) -> None:
+    """Another worker of the campaign may take a slow write's temporary for a stale one and
+    remove it: the write's own error is what the caller sees, not the cleanup's."""
+    path = tmp_path / "c.results.csv"
+
+    def rows() -> object:
+        for leftover in tmp_path.glob(".c.results.csv.*.tmp"):
+            leftover.unlink()
+        yield (("x",), *OURS)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_results(path, ["A"], rows())  # type: ignore[arg-type]
+    assert list(tmp_path.iterdir()) == []
