@@ -30,7 +30,7 @@ from campaign.ledger import SCHEMA as LEDGER_SCHEMA
 from campaign.sandbox import spawn
 from campaign.shared_pacer import SharedPacer
 from campaign.state import Outcome, Status
-from tests.conftest import KEY, CampaignFactory, contacts, state_of
+from tests.conftest import KEY, CampaignFactory, contacts, has_state, state_of
 
 pytestmark = pytest.mark.backend("postgresql")
 
@@ -464,7 +464,13 @@ def test_a_joiner_waits_for_a_planner_that_has_queued_nothing_yet(make_campaign:
     path = make_campaign(contacts(3))
     with store.lock(load_campaign(path)):  # a planner that has not queued (or registered) yet
         joiner = _worker(path)
-        time.sleep(2.0)
+        # Until the joiner has registered it may not have tried the lock yet (a slow start on a
+        # busy machine): released then, it would plan itself.
+        deadline = time.monotonic() + 60
+        while not (has_state(path) and _registered(path)):
+            assert joiner.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.5)  # a few of its looks at the empty queue
         assert joiner.poll() is None  # still waiting for the plan
     code, out, err = _finish([joiner])[0]
     assert code in (0, 1), out + err
@@ -492,6 +498,17 @@ def test_moving_a_campaign_between_engines_refuses_instead_of_sending_everything
         assert "This campaign's state is in PostgreSQL" in " ".join((out + err).split())
         posts = _posts(url)
     assert len(posts) == 8 and set(posts.values()) == {1}  # each row once, whatever the engine
+
+
+def _registered(path: Path) -> bool:
+    """Whether a worker of the campaign has registered in its state."""
+    from campaign.leases import workers
+
+    state = state_of(path)
+    try:
+        return bool(workers(state))
+    finally:
+        state.close()
 
 
 def _worker_plain(path: Path) -> subprocess.Popen[str]:
