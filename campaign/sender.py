@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -242,7 +242,6 @@ class Sender:
         self.on_outcome = on_outcome
         self.rate_limit_patience = rate_limit_patience
         self.workers: list[asyncio.Task[None]] = []
-        self.counts: Counter[str] = Counter()
         self.requests = 0
         self.maybe_sent = 0  # answers that say, or may mean, the API took the message
         self.rate_limited = 0
@@ -253,7 +252,6 @@ class Sender:
         self.last_progress = 0.0
         self.gate = gate
         self.held: dict[str, tuple[timing.Hold, Job]] = {}  # rows waiting for their window or the daily limit
-        self.waiting_for = ""  # what --wait waits for now ("08:00 America/Chicago"), for progress
         self._stopped = asyncio.Event()
 
     async def start(self) -> None:
@@ -349,11 +347,9 @@ class Sender:
             if not self.held or self.stopping:
                 return
             first = min((hold for hold, _ in self.held.values()), key=lambda h: h.until)
-            self.waiting_for = first.shown
             if on_wait is not None:
-                on_wait(self.waiting_for)
+                on_wait(first.shown)  # what --wait waits for now ("08:00 America/Chicago")
             await self._sleep_until(first.until)
-            self.waiting_for = ""
             at = timing.now()
             due = [key for key, (hold, _) in self.held.items() if hold.until <= at]
             for key in due:
@@ -386,7 +382,6 @@ class Sender:
                 self.lost_leases += 1
                 return
         self.journal.record(outcome)
-        self.counts[outcome.status] += 1
         if self.on_outcome is not None:
             self.on_outcome(outcome)
 
