@@ -67,6 +67,8 @@ NOT_IN_PROCESS = (
     "tests/test_secrets.py",
     "tests/test_delivery_cli.py",
 )
+#: mutmut's statuses that mean a bug could not ship: a test failed, or mypy --strict refused it.
+DETECTED = frozenset({"killed", "caught by type check"})
 _STATUS = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 
 
@@ -74,14 +76,18 @@ def _backends(module: str) -> str:
     return "sqlite,postgresql" if module in POSTGRESQL_ONLY else "sqlite"
 
 
-def _config(module: str) -> str:
+def _config(module: str, *, type_check: bool) -> str:
     ignores = ", ".join(f'"--ignore={p}"' for p in NOT_IN_PROCESS)
+    # mypy --strict (CI runs it) over the mutated package first: a mutant it rejects could never
+    # ship, and needs no test run ("caught by type check", counted apart from the kills).
+    checker = 'type_check_command = ["mypy", "-O", "json"]\n' if type_check else ""
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["campaign/"]\n'
         f'only_mutate = ["campaign/{module}.py"]\n'
         'also_copy = ["samples/", "templates/", "bench/", "docs/", "README.md", "CHANGELOG.md"]\n'
         f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", {ignores}]\n'
+        f"{checker}"
     )
 
 
@@ -99,13 +105,13 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_module(module: str, *, show: bool) -> dict[str, object]:
+def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str, object]:
     """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors."""
     with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as scratch:
         work = Path(scratch)
         _copy_tree(work)
         with (work / "pyproject.toml").open("a", encoding="utf-8") as handle:
-            handle.write(_config(module))
+            handle.write(_config(module, type_check=type_check))
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
         env["CAMPAIGN_TEST_BACKENDS"] = _backends(module)
         started = time.monotonic()
@@ -120,7 +126,7 @@ def run_module(module: str, *, show: bool) -> dict[str, object]:
             match = _STATUS.match(line)
             if match:
                 statuses[match["name"]] = match["status"].strip()
-        survivors = sorted(name for name, status in statuses.items() if status != "killed")
+        survivors = sorted(name for name, status in statuses.items() if status not in DETECTED)
         diffs = {}
         if show:
             for name in survivors:
@@ -177,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("modules", nargs="*", default=list(CORE), help="modules of campaign/ (default: the core)")
     parser.add_argument("--show", action="store_true", help="print each surviving mutant's diff")
+    parser.add_argument("--no-type-check", action="store_true", help="test every mutant, even those mypy rejects")
     parser.add_argument(
         "--recheck", metavar="MODULE", help="apply each survivor of MODULE's last --show run; run the tests given"
     )
@@ -192,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'score':>6}  other")
     for module in args.modules:
-        report = run_module(module, show=args.show)
+        report = run_module(module, show=args.show, type_check=not args.no_type_check)
         (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         other = {k: v for k, v in report["counts"].items() if k != "killed"}  # type: ignore[union-attr]
         print(f"{module:<10} {report['mutants']:>7} {report['killed']:>7} {report['score']!s:>6}  {other}", flush=True)
