@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
@@ -64,6 +65,17 @@ class Reply:
     message_id: str = ""
     error: str = ""
     retry_after: float | None = None
+
+
+def _connect_failure(err: aiohttp.ClientConnectorError) -> str:
+    """Why a connection could not be made, in words: the OS's (``connection refused``), or for
+    a TLS handshake that failed OpenSSL's reason (``https://`` to a port that speaks plain HTTP:
+    ``TLS handshake failed: wrong version number``). An ``ssl.SSLError``'s errno is an OpenSSL
+    code, not an OS one: read as one, it said "operation not permitted"."""
+    cause = err.os_error
+    if isinstance(cause, ssl.SSLError):
+        return f"TLS handshake failed: {(cause.reason or type(cause).__name__).lower().replace('_', ' ')}"
+    return os.strerror(cause.errno).lower() if cause.errno else type(cause).__name__
 
 
 def _errors_text(payload: Any) -> str:
@@ -175,9 +187,7 @@ class SociocsClient:
             # Raised only while connecting (refused, no route, DNS): nothing was written. A
             # pooled connection that breaks after the request was written is a
             # ServerDisconnectedError or ClientOSError below instead: unknown, never this.
-            code = err.os_error.errno
-            reason = os.strerror(code).lower() if code else type(err.os_error).__name__
-            return Reply(Verdict.UNREACHABLE, None, error=self.scrub(reason))
+            return Reply(Verdict.UNREACHABLE, None, error=self.scrub(_connect_failure(err)))
         except (TimeoutError, aiohttp.SocketTimeoutError):
             return Reply(Verdict.UNKNOWN, None, error="no answer within the timeout; the message may have been sent")
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError) as err:
@@ -264,8 +274,7 @@ class SociocsClient:
                 raw = await resp.read()
                 status = resp.status
         except aiohttp.ClientConnectorError as err:
-            code = err.os_error.errno
-            reason = os.strerror(code).lower() if code else type(err.os_error).__name__
+            reason = _connect_failure(err)
             raise CampaignError(self.scrub(f"cannot reach the API at {self.api_url} ({reason})")) from None
         except (TimeoutError, aiohttp.ClientError) as err:
             raise CampaignError(self.scrub(f"cannot {what} from {self.api_url}: {type(err).__name__}")) from None

@@ -306,6 +306,26 @@ def test_a_connection_dropped_after_accepting_is_unknown_with_its_cause() -> Non
     ), reply.error
 
 
+def test_https_to_a_plain_http_port_says_the_tls_handshake_failed() -> None:
+    """A TLS failure's errno is OpenSSL's code (1), not an OS errno: it once read "operation not
+    permitted". Nothing was sent (no HTTP byte before the handshake): unreachable, like refused."""
+
+    async def main() -> tuple[Reply, CampaignError, Scripted]:
+        async with Scripted(200, {"status": "success"}) as server:
+            url = server.url.replace("http://", "https://")
+            async with SociocsClient(url, KEY, timeout=5, connections=1) as client:
+                reply = await client.send(json.dumps(TWLO).encode())
+                with pytest.raises(CampaignError) as caught:
+                    await client.list_scheduled()
+        return reply, caught.value, server
+
+    reply, err, server = asyncio.run(main())
+    assert reply == Reply(Verdict.UNREACHABLE, None, error="TLS handshake failed: wrong version number")
+    url = server.url.replace("http://", "https://")
+    assert str(err) == f"cannot reach the API at {url} (TLS handshake failed: wrong version number)"
+    assert server.heard == []
+
+
 # --- scheduled messages: DELETE and GET /messages/scheduled (section 8) ----------------------
 
 
