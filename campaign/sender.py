@@ -20,6 +20,7 @@ most that many ``unknown``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections import deque
 from collections.abc import Callable
@@ -83,6 +84,7 @@ class Pacer:
         self.limited_in_a_row = 0
         self.rng = random.Random()
         self.starts: deque[float] = deque()
+        self.stopped = asyncio.Event()  # set by Sender.stop: waits end, nothing more starts
         self._set_rate(rate)
 
     def _set_rate(self, rate: float) -> None:
@@ -96,17 +98,20 @@ class Pacer:
         self.starts = deque(self.starts, maxlen=self.cap)
 
     async def paused(self, loop: asyncio.AbstractEventLoop) -> bool:
-        """Sleep out a 429's pause if one is on; True when it slept (look again after)."""
+        """Sleep out a 429's pause if one is on, or until the run stops (a pause lasts up to
+        ``backoff_cap`` seconds: a stop must not wait it out); True when it slept (look again)."""
         wait = self.pause_until - loop.time()
         if wait > 0:
-            await asyncio.sleep(wait)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), wait)
             return True
         return False
 
     async def acquire(self) -> None:
-        """Wait until this request may start."""
+        """Wait until this request may start, or the run stops (then the caller, seeing the
+        stop, sends nothing)."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.stopped.is_set():
             if await self.paused(loop):
                 continue
             limiter = self.limiter
@@ -269,6 +274,7 @@ class Sender:
         """Stop handing out rows; requests in flight finish. ``reason`` marks an API stop."""
         self.stopping = True
         self._stopped.set()
+        self.pacer.stopped.set()
         if reason and self.stop_reason is None:
             self.stop_reason = reason
 
@@ -450,7 +456,8 @@ class Sender:
             self.journal.record(self._outcome(job, Status.PENDING, reply, new, prefix="waiting to retry: "))
             recorded = attempts
             if wait:
-                await asyncio.sleep(wait)
+                with contextlib.suppress(TimeoutError):  # a backoff, unless the run stops first
+                    await asyncio.wait_for(self._stopped.wait(), wait)
             await self.pacer.acquire()
             if self.stopping:
                 return Outcome(job.key, Status.PENDING, error="not sent, the run stopped")

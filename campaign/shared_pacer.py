@@ -78,7 +78,7 @@ class SharedPacer(Pacer):
 
     async def acquire(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        while not self.stopped.is_set():
             if await self.paused(loop):
                 continue
             if not self.slots:
