@@ -126,6 +126,8 @@ def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str,
             match = _STATUS.match(line)
             if match:
                 statuses[match["name"]] = match["status"].strip()
+        if statuses and set(statuses.values()) == {"not checked"}:  # e.g. a test failed with no mutant
+            raise RuntimeError(f"mutmut tested no mutant of {module}: see {OUT / f'{module}.log'}")
         survivors = sorted(name for name, status in statuses.items() if status not in DETECTED)
         diffs = {}
         if show:
