@@ -46,13 +46,14 @@ def iso(when: datetime) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-Failer = Callable[[date, date], str | None]
+# What a range gets instead of its listing: an error text (HTTP 500), or (status, text).
+Failer = Callable[[date, date], str | tuple[int, str] | None]
 
 
 class Listing:
     """A real ``GET /messages`` on 127.0.0.1: each listed message whose ``created_at`` day is in
     the requested range (one without a readable ``created_at``: in every range), or, when
-    ``fail(start, end)`` gives a text, a 500 with that error text. Keeps each query string."""
+    ``fail(start, end)`` gives a text, a 500 with that error text (or the status it gives). Keeps each query string."""
 
     def __init__(self, messages: list[dict[str, Any]], fail: Failer | None = None) -> None:
         self.messages, self.fail = messages, fail
@@ -65,7 +66,8 @@ class Listing:
         start, end = (date.fromisoformat(request.query[k]) for k in ("start_date", "end_date"))
         error = self.fail(start, end) if self.fail else None
         if error is not None:
-            return web.json_response({"status": "error", "errors": [{"msg": error}]}, status=500)
+            status, text = error if isinstance(error, tuple) else (500, error)
+            return web.json_response({"status": "error", "errors": [{"msg": text}]}, status=status)
         out = []
         for message in self.messages:
             try:
@@ -296,9 +298,15 @@ def test_what_makes_a_listed_template_message_the_rows_candidate(
     assert recipients(template_campaign) == {PHONE: FOUND if found else STILL_PENDING}
 
 
-def test_a_template_row_without_variables_matches_a_listing_without_them(template_campaign: Campaign) -> None:
+@pytest.mark.parametrize(
+    "message",
+    [wa(template_variables={}), wa(template={"id": TEMPLATE, "variables": {}}), wa(template={"id": TEMPLATE})],
+)
+def test_a_template_row_without_variables_matches_a_listing_without_them(
+    template_campaign: Campaign, message: dict[str, Any]
+) -> None:
     one_unknown(template_campaign, message="", content=json.dumps({"template": {"id": TEMPLATE}}))
-    report, _ = reconcile(template_campaign, [wa("SM0", template_variables={"1": "Ann"}), wa(template_variables={})])
+    report, _ = reconcile(template_campaign, [wa("SM0", template_variables={"1": "Ann"}), message])
     assert report == ReconcileReport(checked=1, found=1, days=3)
     assert recipients(template_campaign) == {PHONE: FOUND}
 
@@ -598,6 +606,21 @@ def test_every_range_failing_stops_the_run_and_changes_nothing(text_campaign: Ca
     assert isinstance(outcome, RunStopped)
     assert str(outcome) == "GET /messages failed: Down from 2090-03-09.; the unknown rows stay unknown."
     assert len(heard) == 2
+    assert recipients(text_campaign) == {PHONE: ("unknown", "", "the answer was lost", "")}
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_key_stops_at_the_first_range(text_campaign: Campaign, status: int) -> None:
+    """The key refused (RunStopped from the client) is not one range's failure: no further
+    range is asked for, even one that would answer."""
+    one_unknown(text_campaign, answered=iso(T0 + timedelta(days=40)))
+    first = date(2090, 3, 9)
+    outcome, heard = reconcile(
+        text_campaign, [sms()], fail=lambda start, _: (status, "No.") if start == first else None
+    )
+    assert isinstance(outcome, RunStopped)
+    assert str(outcome) == f"The API refused the key (HTTP {status}); check SOCIOCS_API_KEY."
+    assert heard == ["start_date=2090-03-09&end_date=2090-04-08"]
     assert recipients(text_campaign) == {PHONE: ("unknown", "", "the answer was lost", "")}
 
 
