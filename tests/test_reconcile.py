@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-from collections.abc import Callable
+import os
+import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -198,39 +200,43 @@ def test_exactly_one_candidate_is_the_rows_message(text_campaign: Campaign) -> N
 SKEW = CLOCK_SKEW.total_seconds()
 
 
+#: One listed message, changed in one field from the row's: whether it is still the row's.
+CHANGED = [
+    (sms(to="+1 (617) 555-0100"), True),  # digits compared, formatting ignored
+    (sms(to="16175550100"), True),
+    (sms(to="+16175550101"), False),
+    (sms(to=...), False),
+    (sms(channel_key="twlo_16175559999"), False),
+    (sms(channel_key=...), True),  # a listing without the field: the others decide
+    (sms(provider="gswa"), False),
+    (sms(provider=...), True),
+    (sms(direction="inbound"), False),
+    (sms(direction=...), True),
+    (sms(text="Hi there"), False),
+    (sms(text=...), False),  # a message without text is not our text message
+    (sms(image_url="https://example.com/a.png"), False),
+    (sms(video_url="https://example.com/a.mp4"), False),
+    (sms(file_url="https://example.com/a.pdf"), False),
+    (sms(image_url=None, video_url=None, file_url=None), True),
+    (sms(template_id=TEMPLATE), False),  # we sent no template
+    (sms(template={"id": TEMPLATE}), False),
+    (sms(template_variables={"1": "Ann"}), False),
+    (sms(template={"variables": {"1": "Ann"}}), False),
+    (sms(template_variables={}), True),
+    (sms(at=T0 - CLOCK_SKEW), True),  # the span's ends, give or take CLOCK_SKEW, included
+    (sms(at=T0 - CLOCK_SKEW - timedelta(seconds=1)), False),
+    (sms(at=T1 + CLOCK_SKEW), True),
+    (sms(at=T1 + CLOCK_SKEW + timedelta(seconds=1)), False),
+    (sms(at=T0 - timedelta(seconds=119)), True),
+    (sms(created_at="2090-03-10T14:06:00+02:00"), True),  # 12:06 UTC
+    (sms(created_at="2090-03-10T12:08:00+02:00"), False),  # 10:08 UTC
+    (sms(message_id=12345), True),
+]
+
+
 @pytest.mark.parametrize(
     ("message", "found"),
-    [
-        (sms(to="+1 (617) 555-0100"), True),  # digits compared, formatting ignored
-        (sms(to="16175550100"), True),
-        (sms(to="+16175550101"), False),
-        (sms(to=...), False),
-        (sms(channel_key="twlo_16175559999"), False),
-        (sms(channel_key=...), True),  # a listing without the field: the others decide
-        (sms(provider="gswa"), False),
-        (sms(provider=...), True),
-        (sms(direction="inbound"), False),
-        (sms(direction=...), True),
-        (sms(text="Hi there"), False),
-        (sms(text=...), False),  # a message without text is not our text message
-        (sms(image_url="https://example.com/a.png"), False),
-        (sms(video_url="https://example.com/a.mp4"), False),
-        (sms(file_url="https://example.com/a.pdf"), False),
-        (sms(image_url=None, video_url=None, file_url=None), True),
-        (sms(template_id=TEMPLATE), False),  # we sent no template
-        (sms(template={"id": TEMPLATE}), False),
-        (sms(template_variables={"1": "Ann"}), False),
-        (sms(template={"variables": {"1": "Ann"}}), False),
-        (sms(template_variables={}), True),
-        (sms(at=T0 - CLOCK_SKEW), True),  # the span's ends, give or take CLOCK_SKEW, included
-        (sms(at=T0 - CLOCK_SKEW - timedelta(seconds=1)), False),
-        (sms(at=T1 + CLOCK_SKEW), True),
-        (sms(at=T1 + CLOCK_SKEW + timedelta(seconds=1)), False),
-        (sms(at=T0 - timedelta(seconds=119)), True),
-        (sms(created_at="2090-03-10T14:06:00+02:00"), True),  # 12:06 UTC
-        (sms(created_at="2090-03-10T12:08:00+02:00"), False),  # 10:08 UTC
-        (sms(message_id=12345), True),
-    ],
+    CHANGED,
     ids=lambda v: "" if isinstance(v, bool) else None,
 )
 def test_what_makes_a_listed_message_the_rows_candidate(
@@ -249,6 +255,18 @@ def test_what_makes_a_listed_message_the_rows_candidate(
     else:
         assert report == ReconcileReport(checked=1, pending=1, days=3)
         assert recipients(text_campaign) == {PHONE: STILL_PENDING}
+
+
+@pytest.mark.parametrize("message", [m for m, found in CHANGED if not found])
+def test_a_listed_message_that_is_not_the_rows_does_not_hide_the_next(
+    text_campaign: Campaign, message: dict[str, Any]
+) -> None:
+    """The listing goes on past a message that is not the row's: the row's own, listed after
+    it, is found."""
+    one_unknown(text_campaign)
+    report, _ = reconcile(text_campaign, [{**message, "message_id": "SM0"}, sms()])
+    assert report == ReconcileReport(checked=1, found=1, days=3)
+    assert recipients(text_campaign) == {PHONE: FOUND}
 
 
 def test_a_row_with_media_matches_only_its_own_media(make_campaign: CampaignFactory) -> None:
@@ -337,14 +355,20 @@ def test_a_template_row_from_before_schema_2_is_matched_by_its_variables(templat
 # --- ids that are already someone's -------------------------------------------------------------
 
 
-def test_an_id_another_row_holds_is_no_candidate(text_campaign: Campaign) -> None:
+@pytest.mark.parametrize("channel", [None, "http://127.0.0.1:9 twlo twlo_16175550000"])
+def test_an_id_another_row_holds_is_no_candidate(text_campaign: Campaign, channel: str | None) -> None:
+    """With or without the ledger (``channel``): this state's own ids are always taken."""
     state = state_of(text_campaign)
     add_unknown(state, "+16175550199", phone="+16175550199", row=3, status=Status.SENT, message_id="SM1")
     add_unknown(state)
     state.close()
-    report, _ = reconcile(text_campaign, [sms()])
+    report, _ = reconcile(text_campaign, [sms()], channel=channel)
     assert report == ReconcileReport(checked=1, pending=1, days=3)
     assert recipients(text_campaign)[PHONE] == STILL_PENDING
+    one_unknown(text_campaign, key=f"{PHONE}#2", row=4)
+    report, _ = reconcile(text_campaign, [sms(), sms("SM2")], channel=channel)  # the next one is found
+    assert report == ReconcileReport(checked=1, found=1, days=3)
+    assert recipients(text_campaign)[f"{PHONE}#2"] == ("sent", "SM2", "found by reconcile", "found")
 
 
 def test_an_id_another_campaign_on_the_channel_holds_is_no_candidate(make_campaign: CampaignFactory) -> None:
@@ -490,6 +514,33 @@ def test_the_listing_reaches_today(text_campaign: Campaign) -> None:
     assert report == ReconcileReport(checked=1, pending=1, days=47)
 
 
+@pytest.fixture
+def far_from_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time zone set (TZ, time.tzset) where today's local date is not
+    today's UTC date: 12 hours behind UTC before noon UTC, 14 ahead after."""
+    zone = "Etc/GMT+12" if datetime.now(UTC).hour < 12 else "Etc/GMT-14"
+    before = os.environ.get("TZ")
+    monkeypatch.setenv("TZ", zone)
+    time.tzset()
+    yield
+    if before is None:
+        monkeypatch.delenv("TZ")
+    else:
+        monkeypatch.setenv("TZ", before)
+    time.tzset()
+
+
+@pytest.mark.usefixtures("far_from_utc")
+def test_the_listing_reaches_todays_utc_date_whatever_the_local_zone(text_campaign: Campaign) -> None:
+    today = datetime.now(UTC).date()
+    assert datetime.now().date() != today
+    then = datetime.combine(today - timedelta(days=10), datetime.min.time(), UTC) + timedelta(hours=12)
+    one_unknown(text_campaign, first=iso(then), answered=iso(then))
+    report, heard = reconcile(text_campaign, [])
+    assert heard == [f"start_date={today - timedelta(days=11)}&end_date={today}"]
+    assert report == ReconcileReport(checked=1, pending=1, days=12)
+
+
 def test_a_row_without_a_first_attempt_is_searched_from_its_last_answer(text_campaign: Campaign) -> None:
     one_unknown(text_campaign, first="not a time")
     report, heard = reconcile(text_campaign, [sms(at=T1 - CLOCK_SKEW - timedelta(seconds=1))])
@@ -611,6 +662,23 @@ def test_a_row_needs_the_day_either_side_of_its_span_listed(
         else STILL_PENDING,
         later: ("unknown", "", reason.format(day, day), "uncovered") if later_uncovered else STILL_PENDING,
     }
+
+
+def test_a_row_over_several_days_needs_the_day_after_its_last_listed(text_campaign: Campaign) -> None:
+    """A row tried from 2090-04-06 to 2090-04-08 needs 04-05 to 04-09 listed; 04-09 is the
+    second range, which fails (the first, from 03-09, is listed)."""
+    later = "+16175550101"
+    state = state_of(text_campaign)
+    add_unknown(state)
+    add_unknown(
+        state, later, phone=later, row=3, first=iso(T0 + timedelta(days=27)), answered=iso(T0 + timedelta(days=29))
+    )
+    state.close()
+    report, heard = reconcile(text_campaign, [], fail=lambda start, _: "Listing down." if start.month == 4 else None)
+    assert heard == ["start_date=2090-03-09&end_date=2090-04-08", "start_date=2090-04-09&end_date=2090-04-09"]
+    assert report == ReconcileReport(checked=2, pending=1, uncovered=1, days=32)
+    reason = f"reconcile: the API's listing did not cover 2090-04-06 to 2090-04-08 ({FAILS}); still unknown"
+    assert recipients(text_campaign) == {PHONE: STILL_PENDING, later: ("unknown", "", reason, "uncovered")}
 
 
 def test_every_range_failing_stops_the_run_and_changes_nothing(text_campaign: Campaign) -> None:
