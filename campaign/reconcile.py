@@ -55,7 +55,9 @@ async def reconcile_state(
     ``pending`` (the next run sends it), but only when every day of its time span was listed
     (with a day either side: the listing's dates are in the API's time zone, which is not
     documented); otherwise, and when there are several candidates (or one without a
-    ``created_at``), it stays ``unknown`` with the reason. Source: sociocs-api.md, GET /messages
+    ``created_at``), it stays ``unknown`` with the reason. A found row whose request carried a
+    ``schedule`` still in the future is ``scheduled`` (``campaign cancel`` can delete it), as the
+    answer would have made it. Source: sociocs-api.md, GET /messages
     (ranges of at most 31 days) and section 10 (check via GET /messages before re-sending).
     """
     report = ReconcileReport()
@@ -86,29 +88,24 @@ async def reconcile_state(
             failure = failure or err
         day = until + timedelta(days=1)
     if not covered and failure is not None:  # the API failed us: a stop (exit 3), not a usage error
-        raise RunStopped(f"{failure}; the unknown rows stay unknown.")
+        raise RunStopped(f"{str(failure).rstrip('.')}; the unknown rows stay unknown.")
     report.days = (last - first).days + 1
     taken = state.message_ids()
     if channel is not None:
         taken |= other_message_ids(store.ledger_location(campaign), channel, store.state_ref(campaign))
     candidates = [_candidates(campaign, u, span, listed, taken) for u, span in zip(unknown, spans, strict=True)]
     claims = Counter(mid for found in candidates for mid, _ in found)
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, Status]] = {}
     pending: list[str] = []
     unresolved: list[tuple[str, str, str]] = []
     for u, (start, end), mine in zip(unknown, spans, candidates, strict=True):
         days = {start.date() + timedelta(days=i) for i in range(-1, (end.date() - start.date()).days + 2)}
         if len(mine) == 1 and mine[0][1] and mine[0][0] and claims[mine[0][0]] == 1:
-            found[u["key"]] = mine[0][0]
+            schedule = _when(u["schedule_at"])
+            found[u["key"]] = (mine[0][0], Status.SCHEDULED if schedule and schedule > now else Status.SENT)
         elif mine:
-            ids = ", ".join(mid or "(no id)" for mid, _ in mine[:3])
             unresolved.append(
-                (
-                    u["key"],
-                    "ambiguous",
-                    f"reconcile: the API lists {len(mine)} message(s) that could be this row's ({ids}) and cannot "
-                    "tell them apart; still unknown, not resent",
-                )
+                (u["key"], "ambiguous", f"reconcile: {_why_not_found(mine, claims)}; still unknown, not resent")
             )
         elif days <= covered:
             pending.append(u["key"])
@@ -122,7 +119,7 @@ async def reconcile_state(
                 )
             )
     with state.transaction():
-        state.mark_found(found.items())
+        state.mark_found((key, message_id, status) for key, (message_id, status) in found.items())
         state.set_status(pending, Status.PENDING, "not listed by the API (reconcile); the next run sends it")
         state.mark_unresolved(unresolved)
     report.found = len(found)
@@ -132,16 +129,32 @@ async def reconcile_state(
     return report
 
 
+def _why_not_found(mine: list[tuple[str, bool]], claims: Counter[str]) -> str:
+    """Why a row with candidates is not found, in words (its reason in the results file)."""
+    if len(mine) > 1:
+        ids = ", ".join(mid or "(no id)" for mid, _ in mine[:3])
+        return f"the API lists {len(mine)} messages that could be this row's ({ids}) and cannot tell them apart"
+    [(message_id, timed)] = mine
+    if not message_id:
+        return "the API lists one message that could be this row's, without an id to record"
+    if not timed:
+        return f"the API lists one message that could be this row's ({message_id}), without the time it was made"
+    others = claims[message_id] - 1
+    row_s = "row's" if others == 1 else "rows'"
+    return f"the API lists one message that could be this row's ({message_id}), or {others} other {row_s}"
+
+
 def _digits(number: Any) -> str:
     return "".join(c for c in str(number or "") if c.isdigit())
 
 
 def _when(value: Any) -> datetime | None:
-    """An aware datetime from ISO 8601 text (``Z`` allowed); None when absent or unreadable."""
+    """An aware datetime from ISO 8601 / RFC 3339 text (``Z``, and the lowercase ``t`` and ``z``
+    RFC 3339 section 5.6 allows); None when absent or unreadable."""
     if not value:
         return None
     try:
-        when = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        when = datetime.fromisoformat(str(value).upper().replace("Z", "+00:00"))
     except ValueError:
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

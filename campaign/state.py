@@ -763,7 +763,7 @@ class State:
     def by_status(self, status: Status) -> list[dict[str, Any]]:
         """Recipients with this status, with their row, phone, message and last update."""
         cur = self.db.execute(
-            "SELECT key, row, phone, message, error, updated_at, payload_hash, content,"
+            "SELECT key, row, phone, message, error, updated_at, payload_hash, content, schedule_at,"
             " coalesce(first_attempt_at, created_at) AS first_attempt_at, reconciled, message_id FROM recipients"
             " WHERE status = ? ORDER BY row",
             (status,),
@@ -771,13 +771,14 @@ class State:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, r, strict=True)) for r in cur]
 
-    def mark_found(self, found: Iterable[tuple[str, str]]) -> None:
-        """Reconcile found these (key, message_id) at the API: they are ``sent``. The HTTP
-        status of the lost answer stays as it was."""
+    def mark_found(self, found: Iterable[tuple[str, str, Status]]) -> None:
+        """Reconcile found these (key, message_id, status) at the API: ``sent``, or ``scheduled``
+        when the request carried a schedule still in the future (so ``cancel`` can delete it).
+        The HTTP status of the lost answer stays as it was."""
         self.db.executemany(
-            "UPDATE recipients SET status = 'sent', message_id = ?, error = 'found by reconcile',"
+            "UPDATE recipients SET status = ?, message_id = ?, error = 'found by reconcile',"
             " sent_hash = payload_hash, reconciled = 'found' WHERE key = ?",
-            [(message_id, key) for key, message_id in found],
+            [(str(status), message_id, key) for key, message_id, status in found],
         )
 
     def mark_unresolved(self, items: Iterable[tuple[str, str, str]]) -> None:
