@@ -80,7 +80,7 @@ def _config(module: str, *, type_check: bool) -> str:
     ignores = ", ".join(f'"--ignore={p}"' for p in NOT_IN_PROCESS)
     # mypy --strict (CI runs it) over the mutated package first: a mutant it rejects could never
     # ship, and needs no test run ("caught by type check", counted apart from the kills).
-    checker = 'type_check_command = ["mypy", "-O", "json"]\n' if type_check else ""
+    checker = 'type_check_command = ["mypy", "-O", "json", "--no-warn-unused-ignores"]\n' if type_check else ""
     return (
         "\n[tool.mutmut]\n"
         'source_paths = ["campaign/"]\n'
