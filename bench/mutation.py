@@ -169,8 +169,9 @@ def recheck(module: str, tests: list[str]) -> dict[str, bool]:
                 ["patch", "-p0", "--quiet", "--no-backup-if-mismatch"],
                 cwd=work, input=diff, text=True, capture_output=True, check=False,
             )
-            if patched.returncode != 0:
-                raise RuntimeError(f"{name}: the diff no longer applies: {patched.stdout}{patched.stderr}")
+            if patched.returncode != 0:  # the code changed there since the run: measure it again
+                print(f"stale    {name} (its diff no longer applies)", flush=True)
+                continue
             env = {**os.environ, "PYTHONPATH": str(work), "CAMPAIGN_TEST_BACKENDS": _backends(module)}
             result = subprocess.run(
                 [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
