@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "mutation"
@@ -105,7 +106,7 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str, object]:
+def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str, Any]:
     """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors."""
     with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as scratch:
         work = Path(scratch)
@@ -204,10 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     for module in args.modules:
         report = run_module(module, show=args.show, type_check=not args.no_type_check)
         (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        other = {k: v for k, v in report["counts"].items() if k != "killed"}  # type: ignore[union-attr]
+        other = {k: v for k, v in report["counts"].items() if k != "killed"}
         print(f"{module:<10} {report['mutants']:>7} {report['killed']:>7} {report['score']!s:>6}  {other}", flush=True)
         if args.show:
-            for diff in report["diffs"].values():  # type: ignore[union-attr]
+            for diff in report["diffs"].values():
                 print(diff)
     return 0
 
