@@ -37,6 +37,10 @@ class ReconcileReport:
 
 # How far the API's clock (created_at) may be from this machine's (first attempt, last answer).
 CLOCK_SKEW = timedelta(minutes=2)
+# A created_at without a UTC offset is in the API's own zone, which is not documented: anywhere
+# from UTC-12 to UTC+14. Such a message is a candidate anywhere in that range of the row's span,
+# and never found on its own (its time is not known well enough to tell it from another's).
+UNKNOWN_ZONE = timedelta(hours=14)
 
 
 async def reconcile_state(
@@ -55,7 +59,8 @@ async def reconcile_state(
     ``pending`` (the next run sends it), but only when every day of its time span was listed
     (with a day either side: the listing's dates are in the API's time zone, which is not
     documented); otherwise, and when there are several candidates (or one without a
-    ``created_at``), it stays ``unknown`` with the reason. A found row whose request carried a
+    ``created_at``, or with one without a UTC offset: :data:`UNKNOWN_ZONE`), it stays ``unknown``
+    with the reason. A found row whose request carried a
     ``schedule`` still in the future is ``scheduled`` (``campaign cancel`` can delete it), as the
     answer would have made it. Source: sociocs-api.md, GET /messages
     (ranges of at most 31 days) and section 10 (check via GET /messages before re-sending).
@@ -138,7 +143,10 @@ def _why_not_found(mine: list[tuple[str, bool]], claims: Counter[str]) -> str:
     if not message_id:
         return "the API lists one message that could be this row's, without an id to record"
     if not timed:
-        return f"the API lists one message that could be this row's ({message_id}), without the time it was made"
+        return (
+            f"the API lists one message that could be this row's ({message_id}), without the time it was made"
+            " (or its time zone)"
+        )
     others = claims[message_id] - 1
     row_s = "row's" if others == 1 else "rows'"
     return f"the API lists one message that could be this row's ({message_id}), or {others} other {row_s}"
@@ -158,6 +166,16 @@ def _when(value: Any) -> datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _has_offset(value: Any) -> bool:
+    """Whether ISO 8601 text (or a datetime) says its UTC offset (``Z``, ``+02:00``)."""
+    if isinstance(value, datetime):
+        return value.tzinfo is not None
+    try:
+        return datetime.fromisoformat(str(value).upper().replace("Z", "+00:00")).tzinfo is not None
+    except ValueError:
+        return False
 
 
 def _our_content(campaign: Campaign, unknown: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +234,9 @@ def _candidates(
         if not _same_content(message, ours):
             continue
         created = _when(message.get("created_at"))
-        if created is not None and not span[0] <= created <= span[1]:
+        zoned = created is not None and _has_offset(message.get("created_at"))
+        slack = timedelta(0) if zoned else UNKNOWN_ZONE
+        if created is not None and not span[0] - slack <= created <= span[1] + slack:
             continue
-        out.append((message_id, created is not None))
+        out.append((message_id, zoned))
     return out

@@ -418,7 +418,9 @@ def unresolved(why: str) -> tuple[str, str, str, str]:
     return ("unknown", "", f"reconcile: {why}; still unknown, not resent", "ambiguous")
 
 
-NO_TIME = unresolved("the API lists one message that could be this row's (SM1), without the time it was made")
+NO_TIME = unresolved(
+    "the API lists one message that could be this row's (SM1), without the time it was made (or its time zone)"
+)
 
 
 @pytest.mark.parametrize(
@@ -782,3 +784,31 @@ def test_our_content_of_a_row_whose_template_id_is_a_template(template_campaign:
     )
     assert _our_content(per_row, row_of('{"1":"Ann"}')) == {"template": {"variables": {"1": "Ann"}}}
     assert _our_content(per_row, row_of("")) == {"template": {}}
+
+
+# --- a created_at without a UTC offset: the API's zone is not documented --------------------
+
+
+@pytest.mark.parametrize(
+    ("created_at", "expected"),
+    [
+        ("2090-03-10T12:01:00", NO_TIME),  # the row's own time, read as UTC: still no zone
+        ("2090-03-10T07:01:00", NO_TIME),  # the API in New York (UTC-5): the same instant
+        ("2090-03-11T01:01:00", NO_TIME),  # in Auckland (UTC+13) it is the next day
+        ("2090-03-09T22:04:00", NO_TIME),  # UTC-14 reaches the span's start less the skew
+        ("2090-03-09T21:50:00", STILL_PENDING),  # 14 h 8 min before the span: no zone makes it the row's
+        ("2090-03-11T02:15:00", STILL_PENDING),  # 14 h 8 min after it: past UTC+14 as well
+    ],
+)
+def test_a_listed_time_without_an_offset_is_never_read_as_utc(
+    text_campaign: Campaign, created_at: str, expected: tuple[str, str, str, str]
+) -> None:
+    """Read as UTC, a New York "07:01" would be 5 hours before the row's span: no candidate,
+    the row pending, and the next run would send the message a second time. A time without an
+    offset is a candidate anywhere from UTC-12 to UTC+14 of the span (UNKNOWN_ZONE) and never
+    found on its own; beyond that range it is no candidate."""
+    one_unknown(text_campaign)
+    report, _ = reconcile(text_campaign, [sms(created_at=created_at)])
+    decided = {"pending": 1} if expected is STILL_PENDING else {"ambiguous": 1}
+    assert report == ReconcileReport(checked=1, days=3, **decided)
+    assert recipients(text_campaign) == {PHONE: expected}
