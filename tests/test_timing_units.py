@@ -763,6 +763,17 @@ def test_forecast_without_a_window_or_with_send_at_goes_now() -> None:
     assert timing.forecast(with_send_at, {CHI: 10}, 1.0, at) == expected
 
 
+def test_forecast_looks_eight_days_ahead_when_nothing_holds_the_rows_back() -> None:
+    # 700,000 rows at one a second take 8.1 days; the forecast looks 8 days (691,200 s) ahead
+    at = utc(2026, 12, 2, 3)
+    assert timing.forecast(Schedule(), {CHI: 700_000}, 1.0, at) == [
+        Forecast(CHI, 700_000, at, utc(2026, 12, 10, 3), False)
+    ]
+    assert timing.forecast(Schedule(), {CHI: 691_200}, 1.0, at) == [
+        Forecast(CHI, 691_200, at, utc(2026, 12, 10, 3), True)
+    ]
+
+
 def test_forecast_groups_go_in_order_of_their_window_sharing_the_rate() -> None:
     at = utc(2026, 12, 2, 4)  # 04:00 in London, 22:00 on 1 Dec in Chicago: both closed
     plan = timing.forecast(window("08:00-21:00"), {CHI: 3600, LDN: 1800}, 1.0, at)
