@@ -415,6 +415,14 @@ def test_common_windows_start_at_the_moment_asked_and_drop_those_ended() -> None
     )
 
 
+def test_common_windows_in_a_half_hour_zone_count_days_from_the_hour_asked() -> None:
+    # 09:00-17:00 in Kolkata (UTC+05:30) is 03:30-11:30 UTC. 18:45 UTC on 1 Dec is 00:15 on 2 Dec
+    # there, but the hour it is asked in (18:00 UTC) is 23:30 on 1 Dec: windows of 2 to 9 Dec
+    assert timing.common_windows(window("09:00-17:00"), ["Asia/Kolkata"], utc(2026, 12, 1, 18, 45)) == [
+        (utc(2026, 12, d, 3, 30), utc(2026, 12, d, 11, 30)) for d in range(2, 10)
+    ]
+
+
 def test_next_opening_at_a_windows_first_and_last_minute_and_its_end() -> None:
     chicago = window("08:00-21:00")
     assert timing.next_opening(Schedule(), CHI, utc(2026, 12, 2, 3)) is None  # no quiet hours
