@@ -215,7 +215,8 @@ def zone_label(zones: Sequence[str]) -> str:
     """How ``check`` names a group of zones: one name, or the first and how many more."""
     if len(zones) == 1:
         return zones[0]
-    return f"{zones[0]} and {len(zones) - 1} more zones"
+    more = len(zones) - 1
+    return f"{zones[0]} and {more} more zone{'s' if more > 1 else ''}"
 
 
 # --- windows --------------------------------------------------------------------------------
@@ -307,9 +308,11 @@ def check_in_window(schedule: Schedule, zones: Sequence[str], when: str) -> None
     outside the window or days in one of ``zones``: the row would be delivered in quiet hours."""
     instant = datetime.fromisoformat(when)
     if next_opening(schedule, zones, instant) is not None:
-        local = instant.astimezone(zone(zones[0]))
+        # Named in a zone where it is outside (with several zones, it may be inside the first's).
+        outside = next((z for z in zones if next_opening(schedule, (z,), instant) is not None), zones[0])
+        local = instant.astimezone(zone(outside))
         raise ZoneError(
-            f"its schedule, {local:%a %d %b %H:%M} in {zones[0]}, is outside the sending window "
+            f"its schedule, {local:%a %d %b %H:%M} in {outside}, is outside the sending window "
             f"{schedule.window_text or ', '.join(DAY_NAMES[d] for d in sorted(schedule.days))} there; "
             "move send_at or schedule inside it"
         )
