@@ -18,6 +18,8 @@ per module for mutmut's statistics)::
     python -m bench.mutation                       # every core module
     python -m bench.mutation phones results        # some of them
     python -m bench.mutation --show phones         # also print each survivor's diff
+    python -m bench.mutation timing --tests tests/test_timing_units.py tests/test_timing.py
+                                                   # only these tests: a lower bound, faster
     python -m bench.mutation --recheck results tests/test_results.py
                                                    # each saved survivor against these tests
 
@@ -77,7 +79,7 @@ def _backends(module: str) -> str:
     return "sqlite,postgresql" if module in POSTGRESQL_ONLY else "sqlite"
 
 
-def _config(module: str, *, type_check: bool) -> str:
+def _config(module: str, *, type_check: bool, tests: list[str] | None = None) -> str:
     ignores = ", ".join(f'"--ignore={p}"' for p in NOT_IN_PROCESS)
     # mypy --strict (CI runs it) over the mutated package first: a mutant it rejects could never
     # ship, and needs no test run ("caught by type check", counted apart from the kills).
@@ -89,6 +91,7 @@ def _config(module: str, *, type_check: bool) -> str:
         'also_copy = ["samples/", "templates/", "bench/", "docs/", "README.md", "CHANGELOG.md"]\n'
         f'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x", {ignores}]\n'
         f"{checker}"
+        + (f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n" if tests else "")
     )
 
 
@@ -106,13 +109,13 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str, Any]:
+def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[str] | None = None) -> dict[str, Any]:
     """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors."""
     with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as scratch:
         work = Path(scratch)
         _copy_tree(work)
         with (work / "pyproject.toml").open("a", encoding="utf-8") as handle:
-            handle.write(_config(module, type_check=type_check))
+            handle.write(_config(module, type_check=type_check, tests=tests))
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb"}
         env["CAMPAIGN_TEST_BACKENDS"] = _backends(module)
         started = time.monotonic()
@@ -150,6 +153,7 @@ def run_module(module: str, *, show: bool, type_check: bool = True) -> dict[str,
         "survivors": survivors,
         "diffs": diffs,
         "seconds": round(elapsed, 1),
+        "tests": tests or "the in-process suite",
     }
 
 
@@ -189,6 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--show", action="store_true", help="print each surviving mutant's diff")
     parser.add_argument("--no-type-check", action="store_true", help="test every mutant, even those mypy rejects")
     parser.add_argument(
+        "--tests",
+        nargs="+",
+        metavar="PATH",
+        help="only these test files (a lower bound on the whole suite's score, and much faster)",
+    )
+    parser.add_argument(
         "--recheck", metavar="MODULE", help="apply each survivor of MODULE's last --show run; run the tests given"
     )
     args = parser.parse_args(argv)
@@ -203,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'score':>6}  other")
     for module in args.modules:
-        report = run_module(module, show=args.show, type_check=not args.no_type_check)
+        report = run_module(module, show=args.show, type_check=not args.no_type_check, tests=args.tests)
         (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         other = {k: v for k, v in report["counts"].items() if k != "killed"}
         print(f"{module:<10} {report['mutants']:>7} {report['killed']:>7} {report['score']!s:>6}  {other}", flush=True)
