@@ -157,6 +157,17 @@ def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[
     }
 
 
+def _indented(diff: str) -> str:
+    """A method's diff as ``mutmut show`` prints it (the body at column 0) indented by one level,
+    as the method is in its class."""
+    out = []
+    for line in diff.splitlines(keepends=True):
+        if line[:1] in (" ", "-", "+") and not line.startswith(("---", "+++")) and line[1:].strip():
+            line = line[0] + "    " + line[1:]
+        out.append(line)
+    return "".join(out)
+
+
 def recheck(module: str, tests: list[str]) -> dict[str, bool]:
     """Each survivor saved by the last ``--show`` run of ``module``, applied by hand (its diff,
     ``patch``) to a scratch copy of the working tree, against ``tests``: whether they fail.
@@ -170,10 +181,13 @@ def recheck(module: str, tests: list[str]) -> dict[str, bool]:
         with tempfile.TemporaryDirectory(prefix=f"recheck-{module}-") as scratch:
             work = Path(scratch)
             _copy_tree(work)
-            patched = subprocess.run(
-                ["patch", "-p0", "--quiet", "--no-backup-if-mismatch"],
-                cwd=work, input=diff, text=True, capture_output=True, check=False,
-            )
+            for attempt in (diff, _indented(diff)):  # mutmut shows a method dedented to column 0
+                patched = subprocess.run(
+                    ["patch", "-p0", "--quiet", "--no-backup-if-mismatch"],
+                    cwd=work, input=attempt, text=True, capture_output=True, check=False,
+                )
+                if patched.returncode == 0:
+                    break
             if patched.returncode != 0:  # the code changed there since the run: measure it again
                 print(f"stale    {name} (its diff no longer applies)", flush=True)
                 continue

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -823,3 +825,62 @@ def test_forecast_beyond_the_horizon_and_zones_that_never_share_the_window() -> 
     assert timing.forecast(window("09:00-12:00"), {never: 5, LDN: 5}, 1.0, at) == [
         Forecast(LDN, 5, utc(2026, 12, 2, 9), utc(2026, 12, 2, 9, 0, 5), True)
     ]
+
+
+# --- what mutation testing found unpinned ----------------------------------------------------
+
+
+@pytest.fixture
+def far_local_zone(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """This process's local time zone set to Asia/Kolkata (UTC+05:30), so that a time that is
+    meant to be UTC but is only "local" shows (the suite's machines run in UTC)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_utc_labels_and_send_at_instants_are_utc_whatever_the_local_zone(far_local_zone: None, tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite", CHANNEL, daily_limit=1, pair_gap=None)
+    start = utc(2026, 12, 2, 15)
+    try:
+        with timing.use_clock(ManualClock(start)) as clock:
+            gate = timing.Gate(Schedule(), ledger)
+            assert gate.hold((), NEW_YORK, reserve=True) is None
+            clock.advance(timedelta(hours=1))
+            held = gate.hold((), CHICAGO)
+            assert held is not None and held.label == "15:00 UTC (daily limit)"  # 20:30 in Kolkata
+    finally:
+        ledger.close()
+    at = timing.send_at(local_send_at("2026-12-01 09:00"), (*CHI, *NY), utc(2026, 12, 1, 12)).instant
+    assert at == utc(2026, 12, 1, 15) and at is not None and at.utcoffset() == timedelta(0)
+
+
+def test_forecast_orders_groups_by_when_their_window_opens_not_closes() -> None:
+    """In December New York's 08:00-21:00 is 13:00-02:00 UTC; shared with Chicago it is
+    14:00-02:00: the same close, so only the opening puts New York first."""
+    both = ("America/Chicago", "America/New_York")
+    at = utc(2026, 12, 2, 12)
+    assert timing.forecast(window("08:00-21:00"), {both: 3600, NY: 3600}, 1.0, at) == [
+        Forecast(NY, 3600, utc(2026, 12, 2, 13), utc(2026, 12, 2, 14), True),
+        Forecast(both, 3600, utc(2026, 12, 2, 14), utc(2026, 12, 2, 15), True),
+    ]
+
+
+def test_forecast_without_a_window_half_a_second_past_the_horizon_does_not_fit() -> None:
+    """No window: one span of eight days (691,200 s); 1,382,401 rows at 2 a second need half a
+    second more."""
+    at = utc(2026, 12, 2)
+    assert timing.forecast(Schedule(), {CHI: 1_382_401}, 2.0, at) == [
+        Forecast(CHI, 1_382_401, at, at + timedelta(days=8), False)
+    ]
+    assert timing.forecast(Schedule(), {CHI: 1_382_400}, 2.0, at) == [
+        Forecast(CHI, 1_382_400, at, at + timedelta(days=8), True)
+    ]
+
+
+def test_row_zones_falls_back_to_the_campaigns_timezone() -> None:
+    """+882 (international networks) has no zone of its own: [message] timezone gives it one."""
+    assert timing.row_zones(window("08:00-21:00"), None, "+88213100000", "Europe/Paris") == ("Europe/Paris",)
+    assert timing.row_zones(window("08:00-21:00"), "", "+88213100000", "Asia/Calcutta") == ("Asia/Kolkata",)
