@@ -1,0 +1,664 @@
+"""campaign.prepare pinned exactly, in this process (issue #11: mutation testing).
+
+Every test builds a real campaign over a real CSV in ``tmp_path`` and asserts whole values:
+each field of :class:`Prepared` (the exact request body bytes, the payload hash, the exact
+error sentence), the batch sizes, the row crossing the fork's pipe, and a forked
+:class:`ChildPreparer` giving exactly what the inline pipeline gives. The clock is a
+``ManualClock`` wherever a schedule is involved, so the values do not depend on today.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import pickle
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from campaign import prepare, timing
+from campaign.config import Campaign, load_campaign
+from campaign.errors import CampaignError, ConfigError, InputFileError
+from campaign.prepare import Pipeline, Prepared, cells_json
+from campaign.runner import preview, skip_duplicate
+from campaign.sender import Job
+from campaign.spreadsheet import SourceRow
+from campaign.state import Status
+from tests.conftest import contacts, write_csv
+
+ANN, BO, CY, DEE = "+16175550101", "+16175550102", "+16175550103", "+16175550104"
+LONDON = "+442079460018"  # a fixed line: landline=True, and refused on WhatsApp
+TEMPLATE = "HX0123456789abcdef0123456789abcdef"
+COLUMNS = 'phone_column = "phone"\nname_column = "name"\n'
+TOO_SHORT = (
+    "phone: '12345' is too short for US; if it is another country's number, write it with + and the "
+    "country code (for example +44 7911 123456)"
+)
+
+
+def _campaign(
+    folder: Path, csv_text: str, message: str, *, provider: str = "twlo", recipients: str = "", extra: str = ""
+) -> Campaign:
+    """A campaign over ``contacts.csv`` holding exactly ``csv_text``."""
+    (folder / "contacts.csv").write_bytes(csv_text.encode("utf-8"))
+    path = folder / "c.toml"
+    path.write_text(
+        f'provider = "{provider}"\nchannel_key = "{provider}_16175550000"\n'
+        f'[recipients]\nfile = "contacts.csv"\ndefault_country = "US"\n{COLUMNS}{recipients}\n'
+        f"[message]\n{message}\n{extra}",
+        encoding="utf-8",
+    )
+    return load_campaign(path, environ={})
+
+
+def _all(pipeline: Pipeline) -> list[Prepared]:
+    return [p for batch in pipeline.batches() for p in batch]
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=12).hexdigest()
+
+
+def _sendable(
+    row: int, cells: str, phone: str, body: bytes, digest: str, message: str, content: str, **more: object
+) -> Prepared:
+    """The Prepared of a sendable row (key = phone) whose job goes at once, unless ``more`` says."""
+    job_more = {k: more.pop(k) for k in ("scheduled", "zones", "note", "schedule_at") if k in more}
+    job = Job(phone, row, body, digest, message, bool(job_more.pop("scheduled", False)), content, **job_more)  # type: ignore[arg-type]
+    return Prepared(row, cells, phone, phone, None, job=job, **more)  # type: ignore[arg-type]
+
+
+def _invalid(row: int, cells: str, error: str, phone: str = "") -> Prepared:
+    return Prepared(row, cells, phone, None, Status.INVALID, error)
+
+
+@pytest.fixture
+def at_nov_25() -> Iterator[timing.Clock]:
+    """2026-11-25 00:00 UTC: a send_at of 2026-12-01 is six days ahead."""
+    with timing.use_clock(timing.ManualClock(datetime(2026, 11, 25, tzinfo=UTC))) as clock:
+        yield clock
+
+
+# --- one row of each kind --------------------------------------------------------------------
+
+
+def test_an_sms_row_is_prepared_exactly(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path, f"phone,name,order_id\n{ANN},Ann,A-1\n", 'text = "Hi {{ name }}, order {{ order_id }}"'
+    )
+    body = (
+        b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Ann",'
+        b'"text":"Hi Ann, order A-1"}'
+    )
+    assert _all(Pipeline(campaign)) == [
+        Prepared(
+            2,
+            '["+16175550101", "Ann", "A-1"]',
+            ANN,
+            ANN,
+            None,
+            "",
+            Job(ANN, 2, body, "a653dadc5d232d88783fadfc", "Hi Ann, order A-1", False, '{"text":"Hi Ann, order A-1"}'),
+            "Hi Ann, order A-1",
+            (),
+            "US",
+            False,
+        )
+    ]
+    assert _digest(body) == "a653dadc5d232d88783fadfc"  # blake2b, 12 bytes, of the exact body
+
+
+def test_a_national_number_in_another_country_column_is_a_landline_with_its_region(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,Country\n020 7946 0018,Fay,GB\n{ANN},Ann, \n",
+        'text = "Hi {{ name }}"',
+        recipients='country_column = "Country"',
+    )
+    fay = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+442079460018","name":"Fay","text":"Hi Fay"}'
+    ann = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Ann","text":"Hi Ann"}'
+    assert _all(Pipeline(campaign)) == [
+        _sendable(
+            2, '["020 7946 0018", "Fay", "GB"]', LONDON, fay, _digest(fay), "Hi Fay", '{"text":"Hi Fay"}',
+            text="Hi Fay", region="GB", landline=True,
+        ),
+        # a blank country cell falls back to default_country
+        _sendable(
+            3, '["+16175550101", "Ann", " "]', ANN, ann, _digest(ann), "Hi Ann", '{"text":"Hi Ann"}',
+            text="Hi Ann", region="US",
+        ),
+    ]
+
+
+def test_a_bad_country_cell_is_invalid_naming_the_column(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,Country\n{ANN},Gil,Narnia\n",
+        'text = "Hi {{ name }}"',
+        recipients='country_column = "Country"',
+    )
+    assert _all(Pipeline(campaign)) == [
+        _invalid(
+            2,
+            '["+16175550101", "Gil", "Narnia"]',
+            "country: 'Narnia' is not an ISO 3166 alpha-2 country code (for example US, GB, IN); "
+            "write one in column 'Country'",
+        )
+    ]
+
+
+def test_a_twlowa_template_row_sends_its_id_and_variables(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,order_id\n{ANN},Ann,A-1\n{BO},,A-2\n{LONDON},Fay,A-3\n",
+        f'template_id = "{TEMPLATE}"\n[message.variables]\n"1" = "{{{{ name }}}}"\n"2" = "{{{{ order_id }}}}"',
+        provider="twlowa",
+    )
+    template = '{"id":"HX0123456789abcdef0123456789abcdef","variables":{"1":"Ann","2":"A-1"}}'
+    body = (
+        '{"provider":"twlowa","channel_key":"twlowa_16175550000","to":"+16175550101","name":"Ann",'
+        f'"template":{template}}}'
+    ).encode()
+    assert _all(Pipeline(campaign)) == [
+        Prepared(
+            2,
+            '["+16175550101", "Ann", "A-1"]',
+            ANN,
+            ANN,
+            None,
+            "",
+            Job(ANN, 2, body, "25edc6e044ee458005181e93", '{"1":"Ann","2":"A-1"}', False, f'{{"template":{template}}}'),
+            None,  # text only for SMS (twlo)
+            (),
+            "US",
+            False,
+        ),
+        _invalid(3, '["+16175550102", "", "A-2"]', "template variable 1 is empty after rendering", BO),
+        _invalid(
+            4,
+            '["+442079460018", "Fay", "A-3"]',
+            "phone: '+442079460018' is a landline (GB), which WhatsApp cannot reach",
+        ),
+    ]
+
+
+def test_a_gswa_template_row_sends_media_url_and_body_variables(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,order_id\n{ANN},Ann,A-1\n{BO},Bo,\n",
+        'template_id = "order_ready"\n[message.variables]\nMEDIA_URL = "https://cdn.example.com/{{ order_id }}.jpg"\n'
+        '[message.variables.Body]\n"1" = "{{ name }}"\n"2" = "{{ order_id }}"',
+        provider="gswa",
+    )
+    variables = '{"MEDIA_URL":"https://cdn.example.com/A-1.jpg","Body":{"1":"Ann","2":"A-1"}}'
+    template = f'{{"id":"order_ready","variables":{variables}}}'
+    body = (
+        f'{{"provider":"gswa","channel_key":"gswa_16175550000","to":"+16175550101","name":"Ann","template":{template}}}'
+    ).encode()
+    assert _all(Pipeline(campaign)) == [
+        Prepared(
+            2,
+            '["+16175550101", "Ann", "A-1"]',
+            ANN,
+            ANN,
+            None,
+            "",
+            Job(ANN, 2, body, "cec240e621e6e61b381f94b2", variables, False, f'{{"template":{template}}}'),
+            None,
+            (),
+            "US",
+            False,
+        ),
+        _invalid(3, '["+16175550102", "Bo", ""]', "template variable Body 2 is empty after rendering", BO),
+    ]
+
+
+def test_bad_and_missing_phones_are_invalid_with_their_sentence(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, "phone,name\n12345,Bo\n,Eve\n", 'text = "Hi {{ name }}"')
+    assert _all(Pipeline(campaign)) == [
+        _invalid(2, '["12345", "Bo"]', TOO_SHORT),
+        _invalid(3, '["", "Eve"]', "phone: no phone number"),
+    ]
+
+
+def test_an_opted_out_number_is_skipped_naming_its_file_and_bad_entries_warn(tmp_path: Path) -> None:
+    (tmp_path / "optouts.csv").write_bytes(b"phone\n+16175550103\nnot a number\n")
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name\n(617) 555-0103,Cy\n{DEE},Dee\n",
+        'text = "Hi {{ name }}"',
+        recipients='suppress = ["optouts.csv"]',
+    )
+    pipeline = Pipeline(campaign)
+    dee = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550104","name":"Dee","text":"Hi Dee"}'
+    assert _all(pipeline) == [
+        Prepared(2, '["(617) 555-0103", "Cy"]', CY, CY, Status.SKIPPED, "suppressed (optouts.csv)"),
+        _sendable(3, '["+16175550104", "Dee"]', DEE, dee, _digest(dee), "Hi Dee", '{"text":"Hi Dee"}', text="Hi Dee",
+                  region="US"),
+    ]
+    warning = (
+        "suppression file optouts.csv, row 3 (column \"phone\"): 'not a number' is not a phone number; "
+        "it suppresses nobody: fix or remove it"
+    )
+    assert pipeline.warnings == [warning]
+    found: list[str] = ["before"]
+    assert prepare.load_suppressions(campaign, found).source(CY) == "optouts.csv"
+    assert found == ["before", warning]  # appended, not replaced
+    assert prepare.load_suppressions(campaign).source(DEE) is None  # no list: nothing to append to
+
+
+def test_empty_cells_render_blank_and_are_named(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name,order_id\n{DEE},,\n", 'text = "Hi {{ name }}, order {{ order_id }}"')
+    body = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550104","text":"Hi , order "}'
+    assert _all(Pipeline(campaign)) == [
+        _sendable(
+            2, '["+16175550104", "", ""]', DEE, body, "728b4d82e931880ec691d5ea", "Hi , order ",
+            '{"text":"Hi , order "}', text="Hi , order ", blanks=("name", "order_id"), region="US",
+        )
+    ]
+
+
+def test_a_template_error_and_an_empty_text_are_invalid_rows(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name.foo.bar }}"')
+    assert _all(Pipeline(campaign)) == [
+        _invalid(2, '["+16175550101", "Ann"]', "template error: 'str object' has no attribute 'foo'", ANN)
+    ]
+    campaign = _campaign(tmp_path, f"phone,name,order_id\n{BO},Bo,\n", 'text = "{{ order_id }}"')
+    assert _all(Pipeline(campaign)) == [
+        _invalid(2, '["+16175550102", "Bo", ""]', "the message text is empty after rendering", BO)
+    ]
+
+
+# --- duplicates (decided after prepare, by the one rule of runner.skip_duplicate) -------------
+
+
+def test_a_duplicate_is_prepared_as_sendable_then_skipped_as_duplicate_of_its_first_row(tmp_path: Path) -> None:
+    csv_text = f"phone,name\n{ANN},Ann\n{BO},Bo\n(617) 555-0101,Ann again\n"
+    campaign = _campaign(tmp_path, csv_text, 'text = "Hi {{ name }}"')
+    rows = _all(Pipeline(campaign))
+    assert [(p.row, p.key, p.status) for p in rows] == [(2, ANN, None), (3, BO, None), (4, ANN, None)]
+    first: dict[str, int] = {}
+    decided = [skip_duplicate(p, first) for p in rows]
+    assert decided[:2] == rows[:2]
+    assert decided[2] == Prepared(4, '["(617) 555-0101", "Ann again"]', ANN, ANN, Status.SKIPPED, "duplicate of row 2")
+    assert first == {ANN: 2, BO: 3}
+    shown = preview(campaign, 10)
+    assert [(r["row"], r.get("status"), r.get("error")) for r in shown] == [
+        (2, None, None),
+        (3, None, None),
+        (4, "skipped", "duplicate of row 2"),
+    ]
+
+
+def test_with_allow_duplicates_both_rows_of_a_number_are_sent(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name\n{ANN},Ann\n(617) 555-0101,Ann again\n",
+        'text = "Hi {{ name }}"',
+        recipients="allow_duplicates = true",
+    )
+    assert [(p.row, p.key, p.status) for p in _all(Pipeline(campaign))] == [(2, ANN, None), (3, ANN, None)]
+    assert [(r["row"], r["request"]["text"]) for r in preview(campaign, 10)] == [(2, "Hi Ann"), (3, "Hi Ann again")]
+
+
+# --- schedules -------------------------------------------------------------------------------
+
+
+def test_a_local_send_at_is_each_rows_own_zone_and_a_bad_zone_names_its_column(
+    tmp_path: Path, at_nov_25: timing.Clock
+) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,tz\n{ANN},Ann,\n{BO},Bo,Asia/Kolkata\n{CY},Cy,Mars/Base\n{DEE},Dee,Asia/Tokyo\n",
+        'text = "Hi {{ name }}"',
+        extra='[schedule]\nsend_at = "2026-12-01 09:00"\nwindow = "08:00-21:00"\ntimezone_column = "tz"\n',
+    )
+
+    def body(phone: str, name: str, at: str) -> bytes:
+        return (
+            f'{{"provider":"twlo","channel_key":"twlo_16175550000","to":"{phone}","name":"{name}",'
+            f'"text":"Hi {name}","schedule":"{at}"}}'
+        ).encode()
+
+    ann, bo = body(ANN, "Ann", "2026-12-01T09:00:00-05:00"), body(BO, "Bo", "2026-12-01T09:00:00+05:30")
+    assert _all(Pipeline(campaign)) == [
+        _sendable(
+            2, '["+16175550101", "Ann", ""]', ANN, ann, "593132cd4a1c61a5288df02d", "Hi Ann", '{"text":"Hi Ann"}',
+            scheduled=True, zones=("America/New_York",), schedule_at="2026-12-01T09:00:00-05:00", text="Hi Ann",
+            region="US",
+        ),
+        _sendable(
+            3, '["+16175550102", "Bo", "Asia/Kolkata"]', BO, bo, _digest(bo), "Hi Bo", '{"text":"Hi Bo"}',
+            scheduled=True, zones=("Asia/Kolkata",), schedule_at="2026-12-01T09:00:00+05:30", text="Hi Bo",
+            region="US",
+        ),
+        _invalid(
+            4,
+            '["+16175550103", "Cy", "Mars/Base"]',
+            "schedule: 'Mars/Base' is not a known time zone (an IANA name such as America/Chicago); "
+            "fix it in column 'tz'",
+            CY,
+        ),
+        _sendable(
+            5, '["+16175550104", "Dee", "Asia/Tokyo"]', DEE, body(DEE, "Dee", "2026-12-01T09:00:00+09:00"),
+            _digest(body(DEE, "Dee", "2026-12-01T09:00:00+09:00")), "Hi Dee", '{"text":"Hi Dee"}',
+            scheduled=True, zones=("Asia/Tokyo",), schedule_at="2026-12-01T09:00:00+09:00", text="Hi Dee",
+            region="US",
+        ),
+    ]
+
+
+def test_a_send_at_outside_the_window_is_invalid_and_names_the_column_only_when_the_row_filled_it(
+    tmp_path: Path, at_nov_25: timing.Clock
+) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,tz\n{ANN},Ann,\n{BO},Bo,  \n{CY},Cy,Asia/Kolkata\n",
+        'text = "Hi {{ name }}"',
+        extra='[schedule]\nsend_at = "2026-12-01 07:00"\nwindow = "08:00-21:00"\ntimezone_column = "tz"\n',
+    )
+    got = [(p.row, p.status, p.error) for p in _all(Pipeline(campaign))]
+    assert [g[:2] for g in got] == [(2, Status.INVALID), (3, Status.INVALID), (4, Status.INVALID)]
+    assert got[0][2] == got[1][2]  # an empty or blank column: no "fix it in column"
+    assert got[0][2].startswith("schedule: ") and "fix it in column" not in got[0][2]
+    assert got[2][2].startswith("schedule: ") and got[2][2].endswith("; fix it in column 'tz'")
+
+
+def test_a_local_send_at_already_past_in_a_zone_goes_now_with_a_note(tmp_path: Path) -> None:
+    campaign_path = tmp_path
+    with timing.use_clock(timing.ManualClock(datetime(2026, 12, 1, 12, tzinfo=UTC))):  # 07:00 Boston, 17:30 Kolkata
+        campaign = _campaign(
+            campaign_path,
+            f"phone,name,tz\n{ANN},Ann,\n{BO},Bo,Asia/Kolkata\n",
+            'text = "Hi {{ name }}"',
+            extra='[schedule]\nsend_at = "2026-12-01 09:00"\ntimezone_column = "tz"\n',
+        )
+        ann, bo = _all(Pipeline(campaign))
+    assert ann.job is not None and bo.job is not None
+    assert (ann.job.scheduled, ann.job.schedule_at, ann.job.note) == (True, "2026-12-01T09:00:00-05:00", "")
+    assert (bo.job.scheduled, bo.job.schedule_at, bo.job.zones) == (False, "", ("Asia/Kolkata",))
+    assert bo.job.note != "" and b"schedule" not in bo.job.body
+
+
+def test_a_send_at_more_than_30_days_ahead_refuses_the_pipeline(tmp_path: Path, at_nov_25: timing.Clock) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name\n{ANN},Ann\n",
+        'text = "Hi {{ name }}"',
+        extra='[schedule]\nsend_at = "2026-12-30T09:00:00+00:00"\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(campaign)
+    assert str(caught.value) == (
+        f"{tmp_path / 'c.toml'}: [schedule] send_at 2026-12-30T09:00:00+00:00 is more than 30 days ahead, and "
+        "Sociocs holds scheduled messages for at most 30 days; run the campaign within 30 days of that date."
+    )
+
+
+# --- columns ---------------------------------------------------------------------------------
+
+
+def test_without_phone_column_the_column_headed_phone_is_used_else_one_sentence(tmp_path: Path) -> None:
+    csv_text = f"Name,PHONE\nAnn,{ANN}\n"
+    (tmp_path / "contacts.csv").write_bytes(csv_text.encode())
+    path = tmp_path / "d.toml"
+    path.write_text(
+        'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
+        'default_country = "US"\n[message]\ntext = "Hi {{ name }}"\n',
+        encoding="utf-8",
+    )
+    pipeline = Pipeline(load_campaign(path, environ={}))
+    indexes = (pipeline.phone_index, pipeline.name_index, pipeline.country_index, pipeline.zone_index)
+    assert indexes == (1, 0, None, None)
+    assert pipeline.whatsapp is False
+    (tmp_path / "contacts.csv").write_bytes(f"Name,mobile\nAnn,{ANN}\n".encode())
+    with pytest.raises(InputFileError) as caught:
+        Pipeline(load_campaign(path, environ={}))
+    assert str(caught.value) == (
+        f'{tmp_path / "contacts.csv"}: has no column "phone" and the campaign file sets no phone_column; set '
+        '[recipients] phone_column to the header of the column holding the phone numbers (its columns are '
+        '"Name", "mobile")'
+    )
+
+
+def test_without_a_name_column_the_body_has_no_name(tmp_path: Path) -> None:
+    (tmp_path / "contacts.csv").write_bytes(f"phone,city\n{ANN},Boston\n".encode())
+    path = tmp_path / "d.toml"
+    path.write_text(
+        'provider = "gswa"\nchannel_key = "gswa_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
+        'default_country = "US"\n[message]\ntemplate_id = "order_ready"\n'
+        '[message.variables.Body]\n"1" = "{{ city }}"\n',
+        encoding="utf-8",
+    )
+    pipeline = Pipeline(load_campaign(path, environ={}))
+    assert (pipeline.phone_index, pipeline.name_index, pipeline.whatsapp) == (0, None, True)
+    (p,) = _all(pipeline)
+    assert p.job is not None and p.job.body == (
+        b'{"provider":"gswa","channel_key":"gswa_16175550000","to":"+16175550101",'
+        b'"template":{"id":"order_ready","variables":{"Body":{"1":"Boston"}}}}'
+    )
+
+
+# --- cells_json, batches, the pipe -----------------------------------------------------------
+
+
+def test_cells_json_is_a_json_array_with_unicode_kept() -> None:
+    assert cells_json(("a", "é 😀", '"q"', "", "x\ny")) == '["a", "é 😀", "\\"q\\"", "", "x\\ny"]'
+    assert cells_json(()) == "[]"
+
+
+def test_batches_grow_from_batch_to_batch_max_within_each_chunk_in_row_order(tmp_path: Path) -> None:
+    write_csv(tmp_path / "contacts.csv", contacts(5000))
+    (tmp_path / "c.toml").write_text(
+        'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
+        'phone_column = "Phone"\ndefault_country = "US"\n[message]\ntext = "Hi {{ first_name }}"\n',
+        encoding="utf-8",
+    )
+    batches = list(Pipeline(load_campaign(tmp_path / "c.toml", environ={})).batches())
+    # the file is read 2,048 records at a time (the header is the first chunk's first record, so
+    # that chunk holds 2,047 rows); a batch never crosses a chunk, and sizes keep growing across
+    assert [len(b) for b in batches] == [256, 512, 1024, 255, 2048, 905]
+    assert [p.row for b in batches for p in b] == list(range(2, 5002))
+    assert (prepare.BATCH, prepare.BATCH_MAX) == (256, 2048)
+
+
+def test_a_short_file_is_one_batch_and_a_headers_only_file_none(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n{BO},Bo\n", 'text = "Hi {{ name }}"')
+    assert [[p.row for p in b] for b in Pipeline(campaign).batches()] == [[2, 3]]
+
+
+def _kinds(folder: Path) -> list[Prepared]:
+    """One Prepared of every kind: SMS, scheduled, landline, template, invalid, skipped."""
+    (folder / "optouts.csv").write_bytes(b"phone\n+16175550103\n")
+    with timing.use_clock(timing.ManualClock(datetime(2026, 11, 25, tzinfo=UTC))):
+        sms = _all(
+            Pipeline(
+                _campaign(
+                    folder,
+                    f"phone,name,Country,tz\n{ANN},Ann,,\n020 7946 0018,Fay,GB,\n{DEE},,,\n12345,Bo,,\n{CY},Cy,,\n"
+                    f"{BO},Bo,,Asia/Kolkata\n",
+                    'text = "Hi {{ name }}"',
+                    recipients='country_column = "Country"\nsuppress = ["optouts.csv"]',
+                    extra='[schedule]\nsend_at = "2026-12-01 09:00"\ntimezone_column = "tz"\n',
+                )
+            )
+        )
+    whatsapp = _all(
+        Pipeline(
+            _campaign(
+                folder,
+                f"phone,name\n{ANN},Ann\n",
+                f'template_id = "{TEMPLATE}"\n[message.variables]\n"1" = "{{{{ name }}}}"',
+                provider="twlowa",
+            )
+        )
+    )
+    return sms + whatsapp
+
+
+def test_every_kind_of_prepared_row_crosses_the_pipe_unchanged(tmp_path: Path) -> None:
+    rows = _kinds(tmp_path)
+    assert [(p.status, p.landline, p.blanks, p.job is not None and p.job.scheduled) for p in rows] == [
+        (None, False, (), True),
+        (None, True, (), True),
+        (None, False, ("name",), True),
+        (Status.INVALID, False, (), False),
+        (Status.SKIPPED, False, (), False),
+        (None, False, (), True),
+        (None, False, (), False),
+    ]
+    for p in rows:
+        flat = prepare._flat(p)
+        assert prepare._unflat(flat) == p
+        assert prepare._unflat(pickle.loads(pickle.dumps(flat))) == p
+        assert len(flat) == (6 if p.job is None else 18)
+
+
+def test_the_flat_row_is_exactly_its_fields_in_order(tmp_path: Path) -> None:
+    fay = _kinds(tmp_path)[1]
+    assert fay.job is not None
+    j = fay.job
+    assert prepare._flat(fay) == (
+        3, fay.cells, LONDON, LONDON, None, "", j.body, j.payload_hash, "Hi Fay", True, '{"text":"Hi Fay"}',
+        ("Europe/London",), "", "2026-12-01T09:00:00+00:00", "Hi Fay", (), "GB", True,
+    )
+    skipped = Prepared(6, '["+16175550103"]', CY, CY, Status.SKIPPED, "suppressed (optouts.csv)")
+    assert prepare._flat(skipped) == (6, '["+16175550103"]', CY, CY, Status.SKIPPED, "suppressed (optouts.csv)")
+
+
+# --- the forked child ------------------------------------------------------------------------
+
+
+def _mixed_csv(n: int = 50) -> str:
+    """``n`` rows cycling through every kind of outcome, with duplicates and blanks."""
+    lines = ["phone,name,order_id,Country"]
+    for i in range(n):
+        kind = i % 7
+        if kind == 0:
+            lines.append(f"+1617555{i:04d},Person {i},A-{i},")
+        elif kind == 1:
+            lines.append(f"12{i},Bad {i},A-{i},")  # too short
+        elif kind == 2:
+            lines.append("+16175550103,Opted out,A-x,")  # suppressed
+        elif kind == 3:
+            lines.append(f"+16175550000,Same {i},A-{i},")  # a duplicate number
+        elif kind == 4:
+            lines.append(f"+1617555{i:04d},,,")  # blanks
+        elif kind == 5:
+            lines.append(f"020 7946 {i:04d},Uk {i},A-{i},GB")  # landline
+        else:
+            lines.append(f"+1617555{i:04d},Nowhere,A-{i},Narnia")  # bad country
+    return "\n".join(lines) + "\n"
+
+
+async def _from_child(pipeline: Pipeline) -> tuple[list[Prepared], prepare.ChildPreparer]:
+    preparer = prepare.ChildPreparer(pipeline)
+    rows: list[Prepared] = []
+    try:
+        async for batch in preparer.batches():
+            rows.extend(batch)
+    finally:
+        preparer.close()
+    return rows, preparer
+
+
+def test_the_child_prepares_exactly_what_the_inline_pipeline_prepares(tmp_path: Path) -> None:
+    (tmp_path / "optouts.csv").write_bytes(b"phone\n+16175550103\n")
+    campaign = _campaign(
+        tmp_path,
+        _mixed_csv(),
+        'text = "Hi {{ name }}, order {{ order_id }}"',
+        recipients='country_column = "Country"\nsuppress = ["optouts.csv"]',
+    )
+    pipeline = Pipeline(campaign)
+    inline = _all(pipeline)
+    assert len(inline) == 50
+    assert sorted({(p.status, p.landline, bool(p.blanks)) for p in inline}, key=repr) == sorted(
+        {(None, False, False), (Status.INVALID, False, False), (Status.SKIPPED, False, False),
+         (None, False, True), (None, True, False)},
+        key=repr,
+    )
+    rows, preparer = asyncio.run(_from_child(pipeline))
+    assert rows == inline
+    assert (preparer.finished, preparer.pid, preparer.ended) == (True, 0, "exit status 0")
+    preparer.close()  # twice is safe
+    assert preparer.pid == 0
+
+
+@pytest.mark.parametrize("child", [True, False], ids=["child", "inline"])
+def test_prepared_batches_gives_the_same_batches_either_way(tmp_path: Path, child: bool) -> None:
+    campaign = _campaign(tmp_path, _mixed_csv(), 'text = "Hi {{ name }}"', recipients='country_column = "Country"')
+    pipeline = Pipeline(campaign)
+    expected = list(pipeline.batches())
+
+    async def collect() -> list[list[Prepared]]:
+        async with prepare.prepared_batches(pipeline, child=child) as batches:
+            return [batch async for batch in batches]
+
+    assert asyncio.run(collect()) == expected
+
+
+def test_a_file_that_breaks_part_way_raises_its_exact_error_in_the_parent(tmp_path: Path) -> None:
+    write_csv(tmp_path / "contacts.csv", contacts(3000))
+    (tmp_path / "c.toml").write_text(
+        'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
+        'phone_column = "Phone"\ndefault_country = "US"\n[message]\ntext = "Hi {{ first_name }}"\n',
+        encoding="utf-8",
+    )
+    pipeline = Pipeline(load_campaign(tmp_path / "c.toml", environ={}))
+    rows = contacts(3000)
+    rows[2500] = (*rows[2500], "one cell too many")
+    write_csv(tmp_path / "contacts.csv", rows)  # changed after the checks at open
+    seen: list[int] = []
+
+    async def main() -> None:
+        preparer = prepare.ChildPreparer(pipeline)
+        try:
+            async for batch in preparer.batches():
+                seen.extend(p.row for p in batch)
+        finally:
+            preparer.close()
+            assert (preparer.finished, preparer.pid) == (False, 0)  # reaped (it may have exited first)
+
+    with pytest.raises(InputFileError) as caught:
+        asyncio.run(main())
+    assert type(caught.value) is InputFileError
+    assert str(caught.value) == (
+        f"{tmp_path / 'contacts.csv'}: row 2502 has 7 cells but the header has 6 columns "
+        '(a "," inside a cell that is not in quotes?)'
+    )
+    assert seen == list(range(2, 2049))  # the first chunk's batches arrived, in order; nothing after
+
+
+def test_a_crash_in_the_child_comes_back_as_its_traceback(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
+    pipeline = Pipeline(campaign)
+    pipeline.phone_index = 5  # a bug: no such column
+    with pytest.raises(RuntimeError) as caught:
+        asyncio.run(_from_child(pipeline))
+    text = str(caught.value)
+    assert text.startswith("preparing rows failed in the child process:\nTraceback (most recent call last):\n")
+    assert text.endswith("\nIndexError: tuple index out of range\n")
+
+
+class _Local(CampaignError):
+    pass
+
+
+class _Unpicklable(Pipeline):
+    """A pipeline whose error holds something pickle refuses (a lambda)."""
+
+    def prepare(self, row: SourceRow) -> Prepared:
+        err = _Local(f"row {row.number}: cannot be prepared")
+        err.hook = lambda: None  # type: ignore[attr-defined]
+        raise err
+
+
+def test_an_error_that_cannot_cross_the_pipe_keeps_its_sentence(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
+    with pytest.raises(CampaignError) as caught:
+        asyncio.run(_from_child(_Unpicklable(campaign)))
+    assert type(caught.value) is CampaignError
+    assert str(caught.value) == "row 2: cannot be prepared"
