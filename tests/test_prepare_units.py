@@ -110,6 +110,18 @@ def test_an_sms_row_is_prepared_exactly(tmp_path: Path) -> None:
     assert _digest(body) == "a653dadc5d232d88783fadfc"  # blake2b, 12 bytes, of the exact body
 
 
+def test_text_outside_ascii_is_kept_as_is_in_cells_body_and_content(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Zoë\n", 'text = "Hi {{ name }} ✓"')
+    (p,) = _all(Pipeline(campaign))
+    assert p.cells == '["+16175550101", "Zoë"]'
+    assert p.job is not None
+    assert p.job.body == (
+        '{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Zoë","text":"Hi Zoë ✓"}'
+    ).encode()
+    assert (p.job.content, p.job.message, p.text) == ('{"text":"Hi Zoë ✓"}', "Hi Zoë ✓", "Hi Zoë ✓")
+    assert p.job.payload_hash == _digest(p.job.body)
+
+
 def test_a_national_number_in_another_country_column_is_a_landline_with_its_region(tmp_path: Path) -> None:
     campaign = _campaign(
         tmp_path,
@@ -129,6 +141,20 @@ def test_a_national_number_in_another_country_column_is_a_landline_with_its_regi
             3, '["+16175550101", "Ann", " "]', ANN, ann, _digest(ann), "Hi Ann", '{"text":"Hi Ann"}',
             text="Hi Ann", region="US",
         ),
+    ]
+
+
+def test_a_national_opt_out_suppresses_the_number_it_is_in_the_rows_own_country(tmp_path: Path) -> None:
+    # no +, no country column: read in default_country (+1 207-946-0018) and in the row's country
+    (tmp_path / "optouts.csv").write_bytes(b"phone\n2079460018\n")
+    campaign = _campaign(
+        tmp_path,
+        "phone,name,Country\n020 7946 0018,Fay,GB\n",
+        'text = "Hi {{ name }}"',
+        recipients='country_column = "Country"\nsuppress = ["optouts.csv"]',
+    )
+    assert _all(Pipeline(campaign)) == [
+        Prepared(2, '["020 7946 0018", "Fay", "GB"]', LONDON, LONDON, Status.SKIPPED, "suppressed (optouts.csv)")
     ]
 
 
@@ -366,6 +392,23 @@ def test_a_send_at_outside_the_window_is_invalid_and_names_the_column_only_when_
     assert got[2][2].startswith("schedule: ") and got[2][2].endswith("; fix it in column 'tz'")
 
 
+def test_quiet_hours_alone_give_every_row_its_zones_and_no_schedule(tmp_path: Path, at_nov_25: timing.Clock) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,tz\n{ANN},Ann,\n{BO},Bo,Asia/Kolkata\n",
+        'text = "Hi {{ name }}"',
+        extra='[schedule]\nwindow = "08:00-21:00"\ntimezone_column = "tz"\n',
+    )
+    ann = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Ann","text":"Hi Ann"}'
+    bo = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550102","name":"Bo","text":"Hi Bo"}'
+    assert _all(Pipeline(campaign)) == [
+        _sendable(2, '["+16175550101", "Ann", ""]', ANN, ann, _digest(ann), "Hi Ann", '{"text":"Hi Ann"}',
+                  zones=("America/New_York",), text="Hi Ann", region="US"),
+        _sendable(3, '["+16175550102", "Bo", "Asia/Kolkata"]', BO, bo, _digest(bo), "Hi Bo", '{"text":"Hi Bo"}',
+                  zones=("Asia/Kolkata",), text="Hi Bo", region="US"),
+    ]
+
+
 def test_a_local_send_at_already_past_in_a_zone_goes_now_with_a_note(tmp_path: Path) -> None:
     campaign_path = tmp_path
     with timing.use_clock(timing.ManualClock(datetime(2026, 12, 1, 12, tzinfo=UTC))):  # 07:00 Boston, 17:30 Kolkata
@@ -441,7 +484,26 @@ def test_without_a_name_column_the_body_has_no_name(tmp_path: Path) -> None:
     )
 
 
+def test_contact_saving_extra_fields_send_the_named_columns_as_they_are(tmp_path: Path) -> None:
+    campaign = _campaign(
+        tmp_path,
+        f"phone,name,Email,City\n{ANN},Ann,ann@example.com, Boston \n",
+        'text = "Hi {{ name }}"',
+        extra='[contact_saving]\nsave = true\nlist_id = 7\nextra_fields = ["Email", "City"]\n',
+    )
+    (p,) = _all(Pipeline(campaign))
+    assert p.job is not None and p.job.body == (
+        b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Ann","text":"Hi Ann",'
+        b'"contact_saving":{"save":true,"list_id":7,"extra_fields":{"Email":"ann@example.com","City":" Boston "}}}'
+    )
+    assert p.job.content == '{"text":"Hi Ann"}'  # contact_saving is not content (reconcile compares content)
+
+
 # --- cells_json, batches, the pipe -----------------------------------------------------------
+
+
+def test_this_test_process_can_fork() -> None:
+    assert prepare.can_fork() is True  # otherwise prepared_batches(child=None) runs inline here
 
 
 def test_cells_json_is_a_json_array_with_unicode_kept() -> None:
@@ -662,3 +724,28 @@ def test_an_error_that_cannot_cross_the_pipe_keeps_its_sentence(tmp_path: Path) 
         asyncio.run(_from_child(_Unpicklable(campaign)))
     assert type(caught.value) is CampaignError
     assert str(caught.value) == "row 2: cannot be prepared"
+
+
+@pytest.mark.timeout(30)  # close() that forgot to kill would wait for the blocked child forever
+def test_stopping_early_kills_the_child_blocked_on_the_full_pipe(tmp_path: Path) -> None:
+    filler = "la" * 700  # ~6 kB a row: 2,000 rows are far more than the pipe and the reader hold
+    write_csv(tmp_path / "contacts.csv", contacts(2000))
+    (tmp_path / "c.toml").write_text(
+        'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
+        f'phone_column = "Phone"\ndefault_country = "US"\n[message]\ntext = "Hi {{{{ first_name }}}} {filler}"\n',
+        encoding="utf-8",
+    )
+    pipeline = Pipeline(load_campaign(tmp_path / "c.toml", environ={}))
+
+    async def main() -> tuple[list[int], prepare.ChildPreparer]:
+        preparer = prepare.ChildPreparer(pipeline)
+        rows: list[int] = []
+        async for batch in preparer.batches():
+            rows.extend(p.row for p in batch)
+            break  # the sender stopped after the first batch
+        preparer.close()
+        return rows, preparer
+
+    rows, preparer = asyncio.run(main())
+    assert rows == list(range(2, 258))
+    assert (preparer.finished, preparer.pid, preparer.ended) == (False, 0, "killed by SIGKILL")
