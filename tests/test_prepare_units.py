@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import pickle
+import signal
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import pytest
 
 from campaign import prepare, timing
 from campaign.config import Campaign, load_campaign
-from campaign.errors import CampaignError, ConfigError, InputFileError
+from campaign.errors import CampaignError, ConfigError, InputFileError, RunStopped
 from campaign.prepare import Pipeline, Prepared, cells_json
 from campaign.runner import preview, skip_duplicate
 from campaign.sender import Job
@@ -726,26 +729,85 @@ def test_an_error_that_cannot_cross_the_pipe_keeps_its_sentence(tmp_path: Path) 
     assert str(caught.value) == "row 2: cannot be prepared"
 
 
-@pytest.mark.timeout(30)  # close() that forgot to kill would wait for the blocked child forever
-def test_stopping_early_kills_the_child_blocked_on_the_full_pipe(tmp_path: Path) -> None:
-    filler = "la" * 700  # ~6 kB a row: 2,000 rows are far more than the pipe and the reader hold
-    write_csv(tmp_path / "contacts.csv", contacts(2000))
-    (tmp_path / "c.toml").write_text(
+def _big_pipeline(folder: Path) -> Pipeline:
+    """2,000 rows of ~6 kB each: far more than the pipe and the reader hold, so a child whose
+    rows are not read blocks in write."""
+    filler = "la" * 700
+    write_csv(folder / "contacts.csv", contacts(2000))
+    (folder / "c.toml").write_text(
         'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n'
         f'phone_column = "Phone"\ndefault_country = "US"\n[message]\ntext = "Hi {{{{ first_name }}}} {filler}"\n',
         encoding="utf-8",
     )
-    pipeline = Pipeline(load_campaign(tmp_path / "c.toml", environ={}))
+    return Pipeline(load_campaign(folder / "c.toml", environ={}))
 
-    async def main() -> tuple[list[int], prepare.ChildPreparer]:
+
+def _signal_masks(pid: int) -> dict[str, int]:
+    """The SigBlk and SigIgn masks of process ``pid`` (Linux /proc), bit n-1 for signal n."""
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: int(v, 16) for k, v in (line.split(":\t") for line in lines) if k in ("SigBlk", "SigIgn")}
+
+
+@pytest.mark.timeout(30)  # close() that forgot to kill would wait for the blocked child forever
+def test_stopping_early_kills_the_child_blocked_on_the_full_pipe(tmp_path: Path) -> None:
+    pipeline = _big_pipeline(tmp_path)
+
+    async def main() -> tuple[list[int], dict[str, int], prepare.ChildPreparer]:
         preparer = prepare.ChildPreparer(pipeline)
         rows: list[int] = []
         async for batch in preparer.batches():
             rows.extend(p.row for p in batch)
             break  # the sender stopped after the first batch
+        masks = _signal_masks(preparer.pid)  # the child is set up: it has written a batch
         preparer.close()
-        return rows, preparer
+        return rows, masks, preparer
 
-    rows, preparer = asyncio.run(main())
+    rows, masks, preparer = asyncio.run(main())
     assert rows == list(range(2, 258))
     assert (preparer.finished, preparer.pid, preparer.ended) == (False, 0, "killed by SIGKILL")
+    # Ctrl-C is the parent's: the child ignores SIGINT, dies of SIGTERM, and blocks neither
+    sigint, sigterm = 1 << (signal.SIGINT - 1), 1 << (signal.SIGTERM - 1)
+    assert (masks["SigIgn"] & (sigint | sigterm), masks["SigBlk"] & (sigint | sigterm)) == (sigint, 0)
+
+
+def test_a_child_killed_from_outside_stops_the_run_with_one_sentence(tmp_path: Path) -> None:
+    pipeline = _big_pipeline(tmp_path)
+    seen: list[int] = []
+
+    async def main() -> None:
+        preparer = prepare.ChildPreparer(pipeline)
+        try:
+            async for batch in preparer.batches():
+                if not seen:
+                    os.kill(preparer.pid, signal.SIGKILL)
+                seen.extend(p.row for p in batch)
+        finally:
+            preparer.close()
+
+    with pytest.raises(RunStopped) as caught:
+        asyncio.run(main())
+    assert str(caught.value) == (
+        "the process preparing rows ended without finishing (killed by SIGKILL); "
+        "run the same command again to send the rest"
+    )
+    assert 256 <= len(seen) < 2000 and seen == list(range(2, 2 + len(seen)))
+
+
+def test_prepared_batches_runs_in_a_child_by_default_here(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
+    pipeline = Pipeline(campaign)
+
+    async def main() -> tuple[str, list[Prepared]]:
+        async with prepare.prepared_batches(pipeline) as batches:
+            return batches.__qualname__, [p async for batch in batches for p in batch]  # type: ignore[attr-defined]
+
+    assert asyncio.run(main()) == ("ChildPreparer.batches", _all(pipeline))
+
+
+def test_a_prepared_row_whose_job_has_another_key_never_crosses_the_pipe(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
+    (p,) = _all(Pipeline(campaign))
+    with pytest.raises(AssertionError):
+        prepare._flat(replace(p, key=f"{ANN}#2"))  # _unflat would rebuild the job with the wrong key
+    with pytest.raises(AssertionError):
+        prepare._flat(replace(p, row=3))
