@@ -388,11 +388,20 @@ def test_a_send_at_outside_the_window_is_invalid_and_names_the_column_only_when_
         'text = "Hi {{ name }}"',
         extra='[schedule]\nsend_at = "2026-12-01 07:00"\nwindow = "08:00-21:00"\ntimezone_column = "tz"\n',
     )
-    got = [(p.row, p.status, p.error) for p in _all(Pipeline(campaign))]
-    assert [g[:2] for g in got] == [(2, Status.INVALID), (3, Status.INVALID), (4, Status.INVALID)]
-    assert got[0][2] == got[1][2]  # an empty or blank column: no "fix it in column"
-    assert got[0][2].startswith("schedule: ") and "fix it in column" not in got[0][2]
-    assert got[2][2].startswith("schedule: ") and got[2][2].endswith("; fix it in column 'tz'")
+    outside = (
+        "schedule: its schedule, Tue 01 Dec 07:00 in {zone}, is outside the sending window 08:00-21:00 there; "
+        "move send_at or schedule inside it"
+    )
+    assert _all(Pipeline(campaign)) == [  # an empty or blank zone cell: no "fix it in column"
+        _invalid(2, '["+16175550101", "Ann", ""]', outside.format(zone="America/New_York"), ANN),
+        _invalid(3, '["+16175550102", "Bo", "  "]', outside.format(zone="America/New_York"), BO),
+        _invalid(
+            4,
+            '["+16175550103", "Cy", "Asia/Kolkata"]',
+            outside.format(zone="Asia/Kolkata") + "; fix it in column 'tz'",
+            CY,
+        ),
+    ]
 
 
 def test_quiet_hours_alone_give_every_row_its_zones_and_no_schedule(tmp_path: Path, at_nov_25: timing.Clock) -> None:
@@ -413,19 +422,32 @@ def test_quiet_hours_alone_give_every_row_its_zones_and_no_schedule(tmp_path: Pa
 
 
 def test_a_local_send_at_already_past_in_a_zone_goes_now_with_a_note(tmp_path: Path) -> None:
-    campaign_path = tmp_path
     with timing.use_clock(timing.ManualClock(datetime(2026, 12, 1, 12, tzinfo=UTC))):  # 07:00 Boston, 17:30 Kolkata
         campaign = _campaign(
-            campaign_path,
+            tmp_path,
             f"phone,name,tz\n{ANN},Ann,\n{BO},Bo,Asia/Kolkata\n",
             'text = "Hi {{ name }}"',
             extra='[schedule]\nsend_at = "2026-12-01 09:00"\ntimezone_column = "tz"\n',
         )
-        ann, bo = _all(Pipeline(campaign))
-    assert ann.job is not None and bo.job is not None
-    assert (ann.job.scheduled, ann.job.schedule_at, ann.job.note) == (True, "2026-12-01T09:00:00-05:00", "")
-    assert (bo.job.scheduled, bo.job.schedule_at, bo.job.zones) == (False, "", ("Asia/Kolkata",))
-    assert bo.job.note != "" and b"schedule" not in bo.job.body
+        rows = _all(Pipeline(campaign))
+    ann = (
+        b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550101","name":"Ann","text":"Hi Ann",'
+        b'"schedule":"2026-12-01T09:00:00-05:00"}'
+    )
+    bo = b'{"provider":"twlo","channel_key":"twlo_16175550000","to":"+16175550102","name":"Bo","text":"Hi Bo"}'
+    assert rows == [
+        _sendable(
+            2, '["+16175550101", "Ann", ""]', ANN, ann, "593132cd4a1c61a5288df02d", "Hi Ann", '{"text":"Hi Ann"}',
+            scheduled=True, zones=("America/New_York",), schedule_at="2026-12-01T09:00:00-05:00", text="Hi Ann",
+            region="US",
+        ),
+        _sendable(
+            3, '["+16175550102", "Bo", "Asia/Kolkata"]', BO, bo, "c7216aa7cc498225751557a4", "Hi Bo",
+            '{"text":"Hi Bo"}', zones=("Asia/Kolkata",),
+            note="send_at 2026-12-01 09:00 had passed in Asia/Kolkata; sent at once ([schedule] if_past)",
+            text="Hi Bo", region="US",
+        ),
+    ]
 
 
 def test_a_send_at_more_than_30_days_ahead_refuses_the_pipeline(tmp_path: Path, at_nov_25: timing.Clock) -> None:
@@ -811,3 +833,26 @@ def test_a_prepared_row_whose_job_has_another_key_never_crosses_the_pipe(tmp_pat
         prepare._flat(replace(p, key=f"{ANN}#2"))  # _unflat would rebuild the job with the wrong key
     with pytest.raises(AssertionError):
         prepare._flat(replace(p, row=3))
+
+
+class _TwoPart(CampaignError):
+    """An error that pickles but cannot be rebuilt from its args (no __reduce__, unlike _FileError)."""
+
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(f"{where}: {what}")
+
+
+class _TwoPartPipeline(Pipeline):
+    def prepare(self, row: SourceRow) -> Prepared:
+        raise _TwoPart(f"row {row.number}", "cannot be prepared")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="_child checks only pickle.dumps(err); an error whose loads fails reaches the parent as a TypeError",
+)
+def test_an_error_that_pickles_but_cannot_be_rebuilt_keeps_its_sentence(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
+    with pytest.raises(CampaignError) as caught:
+        asyncio.run(_from_child(_TwoPartPipeline(campaign)))
+    assert str(caught.value) == "row 2: cannot be prepared"
