@@ -551,7 +551,7 @@ def test_batches_grow_from_batch_to_batch_max_within_each_chunk_in_row_order(tmp
     assert (prepare.BATCH, prepare.BATCH_MAX) == (256, 2048)
 
 
-def test_a_short_file_is_one_batch_and_a_headers_only_file_none(tmp_path: Path) -> None:
+def test_a_short_file_is_one_batch(tmp_path: Path) -> None:
     campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n{BO},Bo\n", 'text = "Hi {{ name }}"')
     assert [[p.row for p in b] for b in Pipeline(campaign).batches()] == [[2, 3]]
 
