@@ -298,7 +298,7 @@ def _child(pipeline: Pipeline, fd: int) -> None:
         pass  # the parent stopped reading (it stopped early, or died): nothing left to do
     except CampaignError as err:
         try:
-            pickle.dumps(err)
+            pickle.loads(pickle.dumps(err))  # both ways: a class whose __init__ differs dumps but fails to load
         except Exception:  # an error class that cannot cross: keep its sentence, lose its class
             err = CampaignError(str(err))
         with contextlib.suppress(BrokenPipeError):

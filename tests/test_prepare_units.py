@@ -847,10 +847,6 @@ class _TwoPartPipeline(Pipeline):
         raise _TwoPart(f"row {row.number}", "cannot be prepared")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_child checks only pickle.dumps(err); an error whose loads fails reaches the parent as a TypeError",
-)
 def test_an_error_that_pickles_but_cannot_be_rebuilt_keeps_its_sentence(tmp_path: Path) -> None:
     campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ name }}"')
     with pytest.raises(CampaignError) as caught:
