@@ -4,6 +4,7 @@ for a state that cannot be used. A real SQLite file in tmp_path (PostgreSQL wher
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import tempfile
@@ -13,9 +14,13 @@ from typing import Any
 
 import pytest
 
+from campaign.config import load_campaign
 from campaign.database import redact
 from campaign.errors import StateError
+from campaign.sandbox import Sandbox, SandboxConfig
 from campaign.state import _TABLES, SCHEMA_VERSION, Identity, Known, Outcome, RowRecord, State, Status, now_iso
+from tests.conftest import KEY, CampaignFactory, write_csv
+from tests.test_record import options, run_on
 
 T0 = "2026-01-01T00:00:00+00:00"  # created
 T1 = "2026-01-01T00:05:00+00:00"  # first attempt
@@ -695,3 +700,25 @@ def test_attribute_leaves_an_occurrence_whose_message_no_sent_line_has(state: St
     state.attribute()
     assert snapshot(state) == [(2, a1, None, ""), (3, a2, None, "")]
     assert lines(state, "row") == {a1: (2,), a2: (3,)}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: with allow_duplicates a rerun numbers occurrences by position before attribute(), so a re-sorted "
+    "sheet sends the sent row's message again to the same number and never sends the other row's",
+)
+def test_a_resorted_sheet_with_allow_duplicates_never_sends_one_rows_message_twice(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([ann, bob], recipients="allow_duplicates = true")
+
+    async def main() -> list[str]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=1))  # Ann's row only
+            write_csv(tmp_path / "contacts.csv", [bob, ann])  # re-sorted: Bob first
+            await run_on(box, load_campaign(path), options())
+            return [str(m.body["text"]) for m in box.accepted]
+
+    assert asyncio.run(main()) == ["Hi Ann, order A-1 is ready.", "Hi Bob, order B-2 is ready."]
