@@ -722,3 +722,177 @@ def test_a_resorted_sheet_with_allow_duplicates_never_sends_one_rows_message_twi
             return [str(m.body["text"]) for m in box.accepted]
 
     assert asyncio.run(main()) == ["Hi Ann, order A-1 is ready.", "Hi Bob, order B-2 is ready."]
+
+
+# --- more re-sorted sheets: each swap is made, whatever comes before it ----------------------------
+
+
+@pytest.fixture
+def engine_state(state_backend: str, tmp_path: Path) -> Iterator[State]:
+    """A state on this test's engine: a SQLite file, or a schema in the test's PostgreSQL database."""
+    if state_backend == "postgresql":
+        opened = State.postgres(os.environ["CAMPAIGN_STATE_URL"], "camp")
+    else:
+        opened = State(tmp_path / "c.state.sqlite")
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.mark.backend("sqlite", "postgresql")
+def test_attribute_goes_on_after_a_changed_message_to_the_next_duplicate(engine_state: State) -> None:
+    state = engine_state
+    read(state, [RowRecord(2, '["Ann"]', A, A, payload_hash="hAnn"), RowRecord(3, '["Bo"]', B, B, payload_hash="hBo")])
+    put(state, A, 2, Status.SENT, payload_hash="hAnn", sent_hash="hAnn", message_id="SM1")
+    put(state, B, 3, Status.SENT, payload_hash="hBo", sent_hash="hBo", message_id="SM2")
+    # A's message changed (no row has the sent one); B's rows were re-sorted (Bo's is now row 5).
+    read(
+        state,
+        [
+            RowRecord(2, '["Ann"]', A, A, payload_hash="hAnn2"),
+            RowRecord(3, '["Bea"]', B, B, payload_hash="hBea"),
+            RowRecord(4, '["Cid"]', B, B, Status.SKIPPED, "duplicate of row 3", payload_hash="hCid"),
+            RowRecord(5, '["Bo"]', B, B, Status.SKIPPED, "duplicate of row 3", payload_hash="hBo"),
+            RowRecord(6, '["Dee"]', B, B, Status.SKIPPED, "suppressed", payload_hash="hDee"),
+        ],
+    )
+    state.attribute()
+    assert snapshot(state) == [
+        (2, A, None, ""),
+        (3, B, "skipped", "duplicate of row 5"),
+        (4, B, "skipped", "duplicate of row 5"),
+        (5, B, None, ""),
+        (6, B, "skipped", "suppressed"),  # suppressed stays what it is
+    ]
+    assert lines(state, "row") == {A: (2,), B: (5,)}
+
+
+@pytest.mark.backend("sqlite", "postgresql")
+def test_attribute_swaps_the_occurrences_of_every_number(engine_state: State) -> None:
+    state = engine_state
+    a1, a2, b1, b2 = f"{A}#1", f"{A}#2", f"{B}#1", f"{B}#2"
+    read(
+        state,
+        [
+            RowRecord(2, '["Ann"]', a1, A, payload_hash="hAnn"),
+            RowRecord(3, '["Al"]', a2, A, payload_hash="hAl"),
+            RowRecord(4, '["Bo"]', b1, B, payload_hash="hBo"),
+            RowRecord(5, '["Bea"]', b2, B, payload_hash="hBea"),
+        ],
+    )
+    for key, row, own in ((a1, 2, "hAnn"), (a2, 3, "hAl"), (b1, 4, "hBo"), (b2, 5, "hBea")):
+        put(state, key, row, Status.SENT, phone=key[:-2], payload_hash=own, sent_hash=own, message_id=f"SM{row}")
+    read(
+        state,
+        [
+            RowRecord(2, '["Al"]', a1, A, payload_hash="hAl"),
+            RowRecord(3, '["Ann"]', a2, A, payload_hash="hAnn"),
+            RowRecord(4, '["Bea"]', b1, B, payload_hash="hBea"),
+            RowRecord(5, '["Bo"]', b2, B, payload_hash="hBo"),
+        ],
+    )
+    state.attribute()
+    assert snapshot(state) == [(2, a2, None, ""), (3, a1, None, ""), (4, b2, None, ""), (5, b1, None, "")]
+    assert lines(state, "row, message_id") == {a1: (3, "SM2"), a2: (2, "SM3"), b1: (5, "SM4"), b2: (4, "SM5")}
+    assert state.changed_since_sent() == 0
+
+
+# --- the snapshot: counts, results, columns ---------------------------------------------------------
+
+
+def test_counts_and_results_join_the_snapshot_to_the_journal_and_delivery(state: State) -> None:
+    state.begin_run("send", ["Phone", "Name"])
+    assert state.columns() == ["Phone", "Name"]  # before any complete read: the one being read
+    rows = [
+        RowRecord(2, '["a", "Ann"]', A, A, message="Hi Ann (row)"),
+        RowRecord(3, '["b", "Bo"]', B, B),
+        RowRecord(4, '["x", "Bad"]', None, "", Status.INVALID, "not a phone number", "Hi Bad"),
+        RowRecord(5, '["c", "Cy"]', C, C),
+        RowRecord(6, '["d", "Dee"]', "+16175550004", "+16175550004", message="Hi Dee"),
+        RowRecord(7, '["a", "Al"]', A, A, Status.SKIPPED, "duplicate of row 2", "Hi Al"),
+        RowRecord(8, '["e", "Eve"]', "+16175550005", "+16175550005"),
+    ]
+    with state.transaction():
+        state.add_rows(rows)
+    put(state, A, 2, Status.SENT, message="Hi Ann", message_id="SM1", http_status=200, attempts=1, updated_at=T2)
+    put(state, B, 3, Status.SENDING, message="Hi Bo", error="", attempts=0, updated_at=T1)
+    put(state, C, 5, Status.CANCELLING, message="Hi Cy", message_id="SM3", error="", http_status=200, attempts=1)
+    put(state, "+16175550005", 8, Status.SENT, message="Hi Eve", message_id="SM5", http_status=201, attempts=2)
+    with state.transaction():
+        state.db.execute(
+            "INSERT INTO delivery (message_id, status, error_code, error_message, at_ms)"
+            " VALUES ('SM1', 'delivered', '', '', 1767225600000), ('SM5', 'undelivered', '30003', 'Unreachable', NULL)"
+        )
+    assert state.counts() == {"sent": 2, "unknown": 1, "invalid": 1, "scheduled": 1, "pending": 1, "skipped": 1}
+    assert list(state.results()) == [
+        (("a", "Ann"), 2, A, "sent", "SM1", "", 200, 1, "Hi Ann", T2, "delivered", "", "2026-01-01T00:00:00+00:00"),
+        (("b", "Bo"), 3, B, "unknown", "", "", None, 0, "Hi Bo", T1, "", "", ""),
+        (("x", "Bad"), 4, "", "invalid", "", "not a phone number", None, 0, "Hi Bad", "", "", "", ""),
+        (("c", "Cy"), 5, C, "scheduled", "SM3", "", 200, 1, "Hi Cy", T0, "", "", ""),
+        (("d", "Dee"), 6, "+16175550004", "pending", "", "", None, 0, "Hi Dee", "", "", "", ""),
+        (("a", "Al"), 7, A, "skipped", "", "duplicate of row 2", None, 0, "Hi Al", "", "", "", ""),
+        (
+            ("e", "Eve"), 8, "+16175550005", "sent", "SM5", "", 201, 2, "Hi Eve", T0,
+            "undelivered", "30003: Unreachable", "",
+        ),
+    ]  # fmt: skip
+    first = state.run
+    state.finish_read()
+    # A second read, killed after one row: counts, results and columns stay the first read's.
+    state.begin_run("send", ["Phone", "Name", "City"])
+    with state.transaction():
+        state.add_rows([RowRecord(2, '["a", "Ann", "X"]', A, A)])
+    assert state.meta("snapshot_run") == str(first)
+    assert state.columns() == ["Phone", "Name"]
+    assert state.counts() == {"sent": 2, "unknown": 1, "invalid": 1, "scheduled": 1, "pending": 1, "skipped": 1}
+    assert [r[1] for r in state.results()] == [2, 3, 4, 5, 6, 7, 8]
+    state.finish_read()
+    assert state.columns() == ["Phone", "Name", "City"]
+    assert state.counts() == {"sent": 1}
+    assert state.db.execute("SELECT DISTINCT run FROM rows").fetchall() == [(state.run,)]
+
+
+def test_a_first_read_killed_halfway_shows_what_it_read(state: State) -> None:
+    assert (state.counts(), list(state.results()), state.columns()) == ({}, [], [])
+    state.begin_run("send", ["Phone"])
+    with state.transaction():
+        state.add_rows([RowRecord(2, '["a"]', A, A), RowRecord(3, '["b"]', B, B)])
+    state.begin_run("worker", None)  # a run that reads no file keeps the columns
+    assert (state.counts(), state.columns(), state.meta("snapshot_run")) == ({"pending": 2}, ["Phone"], None)
+
+
+def test_a_state_file_is_wal_and_synchronous_normal_unless_full_is_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def pragmas(opened: State) -> tuple[Any, ...]:
+        try:
+            return tuple(
+                opened.db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("journal_mode", "synchronous", "busy_timeout")
+            )
+        finally:
+            opened.close()
+
+    monkeypatch.delenv("CAMPAIGN_STATE_SYNC", raising=False)
+    assert pragmas(State(tmp_path / "a.sqlite")) == ("wal", 1, 5000)
+    assert pragmas(State(":memory:")) == ("memory", 1, 5000)
+    monkeypatch.setenv("CAMPAIGN_STATE_SYNC", "full")
+    assert pragmas(State(tmp_path / "a.sqlite")) == ("wal", 2, 5000)
+    monkeypatch.setenv("CAMPAIGN_STATE_SYNC", "OFF")  # anything else: NORMAL
+    assert pragmas(State(tmp_path / "a.sqlite")) == ("wal", 1, 5000)
+
+
+def test_a_schema_1_file_is_migrated_to_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    path.write_bytes((Path(__file__).parent / "data" / "state-v1.sqlite").read_bytes())
+    opened = State(path)
+    try:
+        assert opened.db.user_version() == SCHEMA_VERSION
+        assert opened.db.tables() == sorted((*_TABLES, "workers"))
+        assert [r[1] for r in opened.db.execute("PRAGMA table_info(recipients)")] == [
+            *("key", "phone", "row", "status", "message_id", "error", "http_status", "attempts", "payload_hash"),
+            *("message", "sent_hash", "created_at", "updated_at", "content", "first_attempt_at", "reconciled"),
+            *("schedule_at", "job", "lease_owner", "not_before"),
+        ]
+    finally:
+        opened.close()
