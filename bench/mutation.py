@@ -157,20 +157,55 @@ def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[
     }
 
 
-def _indented(diff: str) -> str:
-    """A method's diff as ``mutmut show`` prints it (the body at column 0) indented by one level,
-    as the method is in its class."""
-    out = []
-    for line in diff.splitlines(keepends=True):
-        if line[:1] in (" ", "-", "+") and not line.startswith(("---", "+++")) and line[1:].strip():
-            line = line[0] + "    " + line[1:]
-        out.append(line)
-    return "".join(out)
+def apply_diff(diff: str, root: Path) -> bool:
+    """Apply one mutant's diff (``mutmut show``) to the files under ``root``; False when it no
+    longer applies (the code there changed since the run).
+
+    mutmut 3 numbers a hunk from the start of the mutated *function* and writes its code
+    dedented (a method as if at column 0, its docstring's lines as they were), so ``patch``
+    cannot place a method's hunk: each hunk is looked up line by line instead, every line at
+    the function's own indentation or as written, and must occur exactly once.
+    """
+    target: Path | None = None
+    hunks: list[list[str]] = []
+    for line in diff.splitlines():
+        if line.startswith("+++ "):
+            target = root / line[4:].strip()
+        elif line.startswith("@@"):
+            hunks.append([])
+        elif hunks and line[:1] in (" ", "-", "+", ""):
+            hunks[-1].append(line if line else " ")
+    if target is None or not target.is_file() or not hunks:
+        return False
+    lines = target.read_text(encoding="utf-8").split("\n")
+    for hunk in hunks:
+        old = [line[1:] for line in hunk if line[0] in " -"]
+        for indent in ("", "    ", "        "):
+
+            def fits(have: str, want: str, indent: str = indent) -> bool:
+                return have in (indent + want, want) if want else not have.strip()
+
+            starts = [i for i in range(len(lines) - len(old) + 1) if all(map(fits, lines[i : i + len(old)], old))]
+            if len(starts) == 1:
+                at, out = starts[0], []
+                for line in hunk:
+                    if line[0] == " ":
+                        out.append(lines[at])
+                    if line[0] in " -":
+                        at += 1
+                    if line[0] == "+":
+                        out.append(indent + line[1:] if line[1:] else "")
+                lines[starts[0] : at] = out
+                break
+        else:
+            return False
+    target.write_text("\n".join(lines), encoding="utf-8")
+    return True
 
 
 def recheck(module: str, tests: list[str]) -> dict[str, bool]:
     """Each survivor saved by the last ``--show`` run of ``module``, applied by hand (its diff,
-    ``patch``) to a scratch copy of the working tree, against ``tests``: whether they fail.
+    :func:`apply_diff`) to a scratch copy of the working tree, against ``tests``: whether they fail.
 
     For the tests written after a run: a new run takes as long as the first, this a second
     or two per survivor. Returns ``{mutant: killed}``.
@@ -181,14 +216,7 @@ def recheck(module: str, tests: list[str]) -> dict[str, bool]:
         with tempfile.TemporaryDirectory(prefix=f"recheck-{module}-") as scratch:
             work = Path(scratch)
             _copy_tree(work)
-            for attempt in (diff, _indented(diff)):  # mutmut shows a method dedented to column 0
-                patched = subprocess.run(
-                    ["patch", "-p0", "--quiet", "--no-backup-if-mismatch"],
-                    cwd=work, input=attempt, text=True, capture_output=True, check=False,
-                )
-                if patched.returncode == 0:
-                    break
-            if patched.returncode != 0:  # the code changed there since the run: measure it again
+            if not apply_diff(diff, work):  # the code changed there since the run: measure it again
                 print(f"stale    {name} (its diff no longer applies)", flush=True)
                 continue
             env = {**os.environ, "PYTHONPATH": str(work), "CAMPAIGN_TEST_BACKENDS": _backends(module)}
