@@ -896,3 +896,39 @@ def test_a_schema_1_file_is_migrated_to_the_current_schema(tmp_path: Path) -> No
         ]
     finally:
         opened.close()
+
+
+def test_add_recipients_writes_pending_lines_and_touch_rows_moves_them(state: State) -> None:
+    before = now_iso()
+    with state.transaction():
+        state.add_recipients([(A, A, 2, "hA", "Hi A"), (f"{B}#1", B, 3, "hB", "Hi B")])
+    cols = "phone, row, status, payload_hash, message, message_id, error, attempts, sent_hash, created_at, updated_at"
+    got = lines(state, cols, before)
+    assert got == {
+        A: (A, 2, "pending", "hA", "Hi A", "", "", 0, "", got[A][9], NOW),
+        f"{B}#1": (B, 3, "pending", "hB", "Hi B", "", "", 0, "", got[A][9], NOW),
+    }
+    assert before <= got[A][9] <= now_iso()
+    state.touch_rows([(7, A)])
+    assert lines(state, "row") == {A: (7,), f"{B}#1": (3,)}
+
+
+def test_a_state_that_cannot_be_used_is_closed(tmp_path: Path) -> None:
+    path = tmp_path / "c.state.sqlite"
+    path.write_bytes(b"this is not a SQLite database, " * 100)
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        pytest.skip("needs /proc to list open files")
+    with pytest.raises(StateError):
+        State(path)
+    open_files = {os.path.realpath(fds / fd) for fd in os.listdir(fds)}
+    assert str(path.resolve()) not in open_files
+
+
+def test_an_unreachable_postgresql_server_is_one_sentence_without_the_password() -> None:
+    with pytest.raises(StateError) as err:
+        State.postgres("postgresql://ann:s3cret@127.0.0.1:1/campaigns?connect_timeout=2", "camp")
+    text = str(err.value)
+    assert text.startswith("cannot reach the campaign's state in PostgreSQL at postgresql://ann:***@127.0.0.1:1/")
+    assert text.endswith("; check state / CAMPAIGN_STATE_URL and that the server is running.")
+    assert "s3cret" not in text
