@@ -932,3 +932,40 @@ def test_an_unreachable_postgresql_server_is_one_sentence_without_the_password()
     assert text.startswith("cannot reach the campaign's state in PostgreSQL at postgresql://ann:***@127.0.0.1:1/")
     assert text.endswith("; check state / CAMPAIGN_STATE_URL and that the server is running.")
     assert "s3cret" not in text
+
+
+def test_a_read_that_named_no_columns_leaves_none(state: State) -> None:
+    state.begin_run("worker", None)
+    state.finish_read()
+    assert (state.columns(), state.meta("columns"), state.meta("snapshot_run")) == ([], "[]", "1")
+
+
+def test_a_state_in_memory_claims_nothing(tmp_path: Path) -> None:
+    memory = State(":memory:")
+    try:
+        put(memory, A, 2, Status.SENT)
+        memory.set_meta("api_url", "https://api.example.com")
+        memory.set_meta("provider", "twlo")
+        memory.set_meta("channel_key", "twlo_1")
+        memory.set_meta("campaign_file", "gone/elsewhere.toml")
+        (tmp_path / "c.toml").write_text("", encoding="utf-8")
+        memory.claim(tmp_path / "c.toml", Identity("sandbox", "gswa", "gswa_2"), record=True)  # not refused
+        assert (memory.identity(), memory.meta("campaign_file")) == (
+            Identity("https://api.example.com", "twlo", "twlo_1"),
+            "gone/elsewhere.toml",
+        )
+    finally:
+        memory.close()
+
+
+@pytest.mark.backend("postgresql")
+def test_a_postgresql_campaign_is_its_name_not_its_file(state_backend: str, tmp_path: Path) -> None:
+    shared = State.postgres(os.environ["CAMPAIGN_STATE_URL"], "camp")
+    try:
+        for folder in ("here", "there"):  # every host's copy of the campaign file shares the journal
+            (tmp_path / folder).mkdir()
+            (tmp_path / folder / "c.toml").write_text("", encoding="utf-8")
+            shared.claim(tmp_path / folder / "c.toml", Identity("sandbox", "twlo", "twlo_1"), record=True)
+        assert (shared.meta("campaign_file"), shared.identity()) == (None, Identity("sandbox", "twlo", "twlo_1"))
+    finally:
+        shared.close()
