@@ -556,6 +556,13 @@ def test_an_unusable_postgresql_state_names_the_schema_and_the_servers_reason(st
     assert str(err.value) == (
         f'{redact(url)} (schema taken): the campaign\'s state cannot be used (relation "meta" already exists).'
     )
+    State.postgres(url, "current").close()
+    again = State.postgres(url, "current")  # a current schema opens again as it is
+    assert (again.db.user_version(), again.db.tables()) == (
+        SCHEMA_VERSION,
+        sorted((*_TABLES, "schema_version", "workers")),
+    )
+    again.close()
     newer = State.postgres(url, "newer")
     with newer.transaction():
         newer.db.set_user_version(SCHEMA_VERSION + 1)
@@ -969,3 +976,54 @@ def test_a_postgresql_campaign_is_its_name_not_its_file(state_backend: str, tmp_
         assert (shared.meta("campaign_file"), shared.identity()) == (None, Identity("sandbox", "twlo", "twlo_1"))
     finally:
         shared.close()
+
+
+def test_a_workers_write_touches_only_the_rows_it_holds(state: State) -> None:
+    d, e = "+16175550004", "+16175550005"
+    put(state, A, 2, Status.SENDING, payload_hash="hA", lease_owner="w1")
+    put(state, B, 3, Status.SENDING, payload_hash="hB", lease_owner="w2")
+    put(state, C, 4, Status.SENDING, payload_hash="hC", lease_owner="w1")
+    put(state, d, 5, Status.PENDING, lease_owner="w2")
+    put(state, e, 6, Status.PENDING, lease_owner="w1")
+    before = now_iso()
+    refused = state.write(
+        [
+            Outcome(A, Status.SCHEDULED, "SM1", "", 200, 1),
+            Outcome(B, Status.SENT, "SM2", "", 200, 1),  # reaped from w1 and leased by w2: not w1's
+            Outcome(C, Status.PENDING, "", "waiting for the window", None, 0, "2090-01-01T09:00:00+00:00"),
+        ],
+        [(d, "hD", "Hi D", "{}", ""), (e, "hE", "Hi E", "{}", "")],
+        owner="w1",
+    )
+    assert refused == {d}
+    cols = (
+        "status, message_id, error, http_status, attempts, sent_hash, not_before, lease_owner, payload_hash, updated_at"
+    )
+    assert lines(state, cols, before) == {
+        A: ("scheduled", "SM1", "", 200, 1, "hA", "", "w1", "hA", NOW),
+        B: ("sending", "", "", None, 0, "", "", "w2", "hB", T0),
+        C: ("pending", "", "waiting for the window", None, 0, "", "2090-01-01T09:00:00+00:00", "", "hC", NOW),
+        d: ("pending", "", "", None, 0, "", "", "w2", "h", T0),
+        e: ("sending", "", "", None, 0, "", "", "w1", "hE", NOW),
+    }
+
+
+def test_a_second_mark_keeps_the_first_attempts_time(state: State) -> None:
+    put(state, A, 2)
+    state.write([], [(A, "h1", "Hi", "{}", "")])
+    state.db.execute("UPDATE recipients SET first_attempt_at = ? WHERE key = ?", (T1, A))
+    state.write([Outcome(A, Status.FAILED, "", "HTTP 503", 503, 1)], [])
+    state.write([], [(A, "h2", "Hi again", "{}", "")])
+    assert lines(state, "status, payload_hash, message, first_attempt_at, attempts, error") == {
+        A: ("sending", "h2", "Hi again", T1, 1, "HTTP 503")
+    }
+
+
+def test_now_iso_is_utc_to_the_second() -> None:
+    import re
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", now_iso())
+
+
+def test_a_new_state_has_run_zero_and_is_no_scratch(state: State) -> None:
+    assert (state.run, state.scratch_path, state.shared) == (0, None, False)
