@@ -979,18 +979,21 @@ def test_a_postgresql_campaign_is_its_name_not_its_file(state_backend: str, tmp_
 
 
 def test_a_workers_write_touches_only_the_rows_it_holds(state: State) -> None:
-    d, e = "+16175550004", "+16175550005"
+    d, e, f = "+16175550004", "+16175550005", "+16175550006"
     put(state, A, 2, Status.SENDING, payload_hash="hA", lease_owner="w1")
     put(state, B, 3, Status.SENDING, payload_hash="hB", lease_owner="w2")
     put(state, C, 4, Status.SENDING, payload_hash="hC", lease_owner="w1")
     put(state, d, 5, Status.PENDING, lease_owner="w2")
     put(state, e, 6, Status.PENDING, lease_owner="w1")
+    put(state, f, 7, Status.SENDING, lease_owner="w1", reconciled="ambiguous")
+    state.db.execute("UPDATE recipients SET reconciled = 'uncovered' WHERE key = ?", (A,))
     before = now_iso()
     refused = state.write(
         [
             Outcome(A, Status.SCHEDULED, "SM1", "", 200, 1),
             Outcome(B, Status.SENT, "SM2", "", 200, 1),  # reaped from w1 and leased by w2: not w1's
             Outcome(C, Status.PENDING, "", "waiting for the window", None, 0, "2090-01-01T09:00:00+00:00"),
+            Outcome(f, Status.UNKNOWN, "", "lost", None, 1),  # a new unknown: the old verdict is void
         ],
         [(d, "hD", "Hi D", "{}", ""), (e, "hE", "Hi E", "{}", "")],
         owner="w1",
@@ -1005,7 +1008,9 @@ def test_a_workers_write_touches_only_the_rows_it_holds(state: State) -> None:
         C: ("pending", "", "waiting for the window", None, 0, "", "2090-01-01T09:00:00+00:00", "", "hC", NOW),
         d: ("pending", "", "", None, 0, "", "", "w2", "h", T0),
         e: ("sending", "", "", None, 0, "", "", "w1", "hE", NOW),
+        f: ("unknown", "", "lost", None, 1, "", "", "w1", "h", NOW),
     }
+    assert lines(state, "reconciled") == {A: ("uncovered",), B: ("",), C: ("",), d: ("",), e: ("",), f: ("",)}
 
 
 def test_a_second_mark_keeps_the_first_attempts_time(state: State) -> None:
