@@ -939,6 +939,7 @@ def test_an_unreachable_postgresql_server_is_one_sentence_without_the_password()
     assert text.startswith("cannot reach the campaign's state in PostgreSQL at postgresql://ann:***@127.0.0.1:1/")
     assert text.endswith("; check state / CAMPAIGN_STATE_URL and that the server is running.")
     assert "s3cret" not in text
+    assert 'connection to server at "127.0.0.1", port 1 failed: Connection refused' in text  # libpq's reason
 
 
 def test_a_read_that_named_no_columns_leaves_none(state: State) -> None:
