@@ -156,6 +156,8 @@ def test_signature_ok_accepts_the_hmac_in_either_case_and_around_whitespace(give
         GOOD[:32] + " " + GOOD[32:],
         "\u00e9" * 64,  # not ASCII: replaced, so simply wrong (no exception)
         GOOD[:-1] + "\u00e9",
+        GOOD + "\u00e9",  # a non-ASCII character is replaced, not dropped: still wrong
+        "\u00e9" + GOOD,
         _hmac_hex(SECRET, BODY + b" "),
         _hmac_hex("my shared secret", BODY),
         hmac.new(SECRET.encode(), BODY, hashlib.sha1).hexdigest(),
