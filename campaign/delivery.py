@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -137,11 +136,19 @@ class Report:
     at_ms: int | None = None  # the provider's time (epoch ms) when the report carries one
 
 
+#: The last millisecond of year 9999 (UTC): the latest instant a datetime (and the results
+#: file's ``delivery_updated_at``) can show, and far inside a 64-bit database integer.
+_LAST_MS = 253_402_300_799_999
+
+
 def _timestamp(*candidates: Any) -> int | None:
+    """The first usable epoch-milliseconds value: a positive number no later than year 9999.
+    A larger one (a 400-digit integer that no float can hold, 10**20 that no SQLite integer can)
+    is no timestamp: the report counts from its arrival instead of failing its whole batch."""
     for value in candidates:
-        if isinstance(value, bool):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             continue
-        if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        if 0 < value <= _LAST_MS:  # False for NaN; compared before float() could overflow
             return int(value)
     return None
 
@@ -151,7 +158,7 @@ def parse_report(body: bytes) -> Report | None:
     (an incoming message: nothing to record). Raises :class:`ReportError` when malformed."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         raise ReportError("The body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ReportError("The body must be a JSON object.")
