@@ -40,7 +40,7 @@ from campaign.reconcile import reconcile_state
 from campaign.results import DELIVERY_COLUMNS, write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
-from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status
+from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status, occurrence_number
 
 T = TypeVar("T")
 
@@ -393,19 +393,31 @@ class Planner:
         return True
 
     def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
-        """With allow_duplicates a recipient is (phone, n-th occurrence in the file)."""
-        counts = self.state.phone_counts([p.phone for p in batch if p.key is not None and p.status is None])
+        """With allow_duplicates a recipient is its row (PRODUCT.md, "Rerunning"), known by what
+        it sends: a row takes the recipient (``+16175550100#n``) whose request was its own (the
+        same payload hash) wherever the row now is in the sheet; a row without one takes a
+        recipient still pending (never tried), else a new one. Never another content's recipient
+        that was, or may have been, sent (nor a failed one, whose status it would inherit):
+        numbered by position, a sheet re-sorted after a partial run sent one row's message
+        twice and the other row's never."""
+        phones = [p.phone for p in batch if p.key is not None and p.status is None]
+        known = self.state.occurrences(phones)
+        used = self.state.keys_read(phones)
         out = []
         for p in batch:
             if p.key is None or p.status is not None:
                 out.append(p)
                 continue
-            n = counts.get(p.phone, 0) + 1
-            counts[p.phone] = n
-            key = f"{p.phone}#{n}"
             assert p.job is not None
-            job = replace(p.job, key=key)
-            out.append(replace(p, key=key, job=job))
+            free = [o for o in known.get(p.phone, ()) if o[0] not in used]
+            key = next((k for k, _, content in free if content == p.job.payload_hash), None)
+            key = key or next((k for k, status, _ in free if status == Status.PENDING), None)
+            if key is None:
+                numbers = [occurrence_number(k) for k, _, _ in known.get(p.phone, ())]
+                numbers += [occurrence_number(k) for k in used if k.rpartition("#")[0] == p.phone]
+                key = f"{p.phone}#{max(numbers, default=0) + 1}"
+            used.add(key)
+            out.append(replace(p, key=key, job=replace(p.job, key=key)))
         return out
 
 
@@ -436,8 +448,8 @@ async def run(
     """
     if options.worker and not campaign.state_url:
         raise UsageError(
-            "--worker shares a campaign between runs through PostgreSQL: set state = \"postgresql://...\" in "
-            "the campaign file or CAMPAIGN_STATE_URL (README, \"Several workers\")."
+            '--worker shares a campaign between runs through PostgreSQL: set state = "postgresql://..." in '
+            'the campaign file or CAMPAIGN_STATE_URL (README, "Several workers").'
         )
     if campaign.state_url and not options.dry_run:
         # Every send of a PostgreSQL campaign works the shared queue, so that a plain rerun and
@@ -746,9 +758,7 @@ def export(state: State, path: Path, *, with_segments: bool = False) -> int:
     return write_results(path, state.columns(), rows, extra)
 
 
-async def check(
-    campaign: Campaign, *, report: Path | None = None, prepare_in_child: bool | None = None
-) -> Summary:
+async def check(campaign: Campaign, *, report: Path | None = None, prepare_in_child: bool | None = None) -> Summary:
     """``campaign check``: everything but the sending, on a copy of the state.
     ``prepare_in_child=False`` prepares rows in this process (the web server does not fork)."""
     options = Options(dry_run=True, command="check", prepare_in_child=prepare_in_child)

@@ -193,6 +193,12 @@ _ROW_STATUS = (
 )
 
 
+def occurrence_number(key: str) -> int:
+    """``n`` of an allow_duplicates recipient ``+16175550100#n`` (0 for a plain number)."""
+    _, mark, n = key.rpartition("#")
+    return int(n) if mark and n.isdigit() else 0
+
+
 def now_iso() -> str:
     """The current time as ISO 8601 UTC, second precision (what the results file shows)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -621,13 +627,25 @@ class State:
         sql = "SELECT key, min(row) FROM rows WHERE run = ? AND key IN ({marks}) AND status IS NULL GROUP BY key"
         return dict(self._where_in(sql, keys, self.run))
 
-    def phone_counts(self, phones: Sequence[str]) -> dict[str, int]:
-        """How many sendable rows of this run already had each number (allow_duplicates)."""
+    def occurrences(self, phones: Sequence[str]) -> dict[str, list[tuple[str, str, str]]]:
+        """With allow_duplicates, each number's recipients (``+1617…#n``) in order of ``n``:
+        (key, status, the hash of what it sent: ``sent_hash`` once sent or scheduled, else the
+        ``payload_hash`` planned or tried)."""
         sql = (
-            "SELECT phone, count(*) FROM rows WHERE run = ? AND phone IN ({marks}) AND status IS NULL"
-            " AND key IS NOT NULL GROUP BY phone"
+            "SELECT phone, key, status, CASE WHEN status IN ('sent', 'scheduled') THEN sent_hash"
+            " ELSE payload_hash END FROM recipients WHERE phone IN ({marks})"
         )
-        return dict(self._where_in(sql, sorted(set(phones)), self.run))
+        out: dict[str, list[tuple[str, str, str]]] = {}
+        for phone, key, status, content in self._where_in(sql, sorted(set(phones))):
+            out.setdefault(phone, []).append((key, status, content))
+        for found in out.values():
+            found.sort(key=lambda o: occurrence_number(o[0]))
+        return out
+
+    def keys_read(self, phones: Sequence[str]) -> set[str]:
+        """The recipients this run's rows so far went to, for these numbers (allow_duplicates)."""
+        sql = "SELECT DISTINCT key FROM rows WHERE run = ? AND phone IN ({marks}) AND key IS NOT NULL"
+        return {key for (key,) in self._where_in(sql, sorted(set(phones)), self.run)}
 
     def add_rows(self, rows: Iterable[RowRecord]) -> None:
         self.db.executemany(

@@ -64,7 +64,12 @@ def test_sandbox_trial_keeps_its_own_files_and_a_real_send_sends_everything(tmp_
     def send(*args: str, **more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "campaign", "send", "samples/sms.toml", "--yes", *args],
-            cwd=tmp_path, env={**env, **more}, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+            cwd=tmp_path,
+            env={**env, **more},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
         )
 
     trial = send("--sandbox")
@@ -376,7 +381,12 @@ def test_refused_connection_is_one_sentence_exit_3(make_campaign: CampaignFactor
     env.pop("SOCIOCS_API_URL", None)
     proc = subprocess.run(
         [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
     )
     assert proc.returncode == 3, proc.stderr
     assert "cannot reach the API at http://127.0.0.1:9 (connection refused); nothing was sent" in proc.stderr
@@ -505,6 +515,46 @@ def test_resorted_sheet_with_allow_duplicates_keeps_each_send_on_its_row(
     asyncio.run(main())
 
 
+def test_allow_duplicates_across_runs_sends_each_rows_message_once(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """With allow_duplicates a recipient is its row, known by its message: a sheet stopped after
+    its first row, then re-sorted, with a row added above the sent one and one identical pair,
+    ends with every row's message sent exactly once (each in its own row of the results)."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    cy = ("+16175550001", "Cy", "Cy", "C-3", "c@example.com", "Boston")
+    path = make_campaign([ann, bob, bob], recipients="allow_duplicates = true")
+
+    async def main() -> list[str]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=1))  # Ann's row only
+            write_csv(tmp_path / "contacts.csv", [bob, cy, ann, bob])  # re-sorted, Cy added above Ann
+            await run_on(box, load_campaign(path), options(limit=2))  # a Bob and Cy
+            write_csv(tmp_path / "contacts.csv", [ann, bob, bob, cy])
+            last = await run_on(box, load_campaign(path), options())  # the other Bob
+            assert last.sent_now == 1 and last.changed_since_sent == 0
+            again = await run_on(box, load_campaign(path), options())
+            assert again.sent_now == 0
+            return sorted(str(m.body["text"]) for m in box.accepted)
+
+    assert asyncio.run(main()) == [
+        "Hi Ann, order A-1 is ready.",
+        "Hi Bob, order B-2 is ready.",
+        "Hi Bob, order B-2 is ready.",
+        "Hi Cy, order C-3 is ready.",
+    ]
+    rows = results(tmp_path / "test.results.csv")
+    assert [(r["row"], r["Name"], r["status"]) for r in rows] == [
+        ("2", "Ann", "sent"),
+        ("3", "Bob", "sent"),
+        ("4", "Bob", "sent"),
+        ("5", "Cy", "sent"),
+    ]
+    assert len({r["message_id"] for r in rows}) == 4
+    assert all(r["message"].startswith(f"Hi {r['Name']},") for r in rows)
+
+
 def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     import signal
     import time
@@ -513,7 +563,10 @@ def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFact
         path = make_campaign(contacts(50), api_url=url, sending="rate = 0\nconcurrency = 2\ntimeout = 10")
         proc = subprocess.Popen(
             [sys.executable, "-m", "campaign", "send", str(path), "--yes"],
-            env={**os.environ, "SOCIOCS_API_KEY": KEY}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "SOCIOCS_API_KEY": KEY},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # wait until requests are in flight (marked sending)
@@ -533,7 +586,9 @@ def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFact
     assert f"campaign status {path} --results {tmp_path / 'test.results.csv'}" in stderr
     run = subprocess.run(
         [sys.executable, "-m", "campaign", "status", str(path), "--results", str(tmp_path / "out.csv")],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert run.returncode == 1, run.stderr  # like send: unknown and pending rows remain
     assert "may have been" in run.stdout  # the in-flight rows, with their reason
@@ -560,7 +615,10 @@ def test_status_says_when_the_last_send_did_not_read_the_whole_file(
     cut = runner.status(load_campaign(path))
     assert cut.unread and cut.exit_code() is ExitCode.ROWS_NOT_SENT
     proc = subprocess.run(
-        [sys.executable, "-m", "campaign", "status", str(path)], capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "campaign", "status", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**os.environ, "COLUMNS": "500"},
     )
     assert proc.returncode == 1, proc.stderr
