@@ -852,3 +852,29 @@ def test_an_error_that_pickles_but_cannot_be_rebuilt_keeps_its_sentence(tmp_path
     with pytest.raises(CampaignError) as caught:
         asyncio.run(_from_child(_TwoPartPipeline(campaign)))
     assert str(caught.value) == "row 2: cannot be prepared"
+
+
+# --- what mutation testing found unpinned ----------------------------------------------------
+
+
+def test_a_process_with_another_thread_never_forks() -> None:
+    """Forking a process that runs other threads copies their locks held: the child may hang."""
+    import threading
+
+    assert prepare.can_fork() is True  # this test process: one thread, on Linux
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert prepare.can_fork() is False
+    finally:
+        release.set()
+        other.join()
+    assert prepare.can_fork() is True
+
+
+def test_a_number_outside_the_allowed_countries_is_invalid(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{LONDON},Ann\n", 'text = "Hi"', recipients='countries = ["US"]')
+    [row] = _all(Pipeline(campaign))
+    assert (row.status, row.key) == (Status.INVALID, None)
+    assert row.error == f"phone: '{LONDON}' is a number in GB, and [recipients] countries allows only US"
