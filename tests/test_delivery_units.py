@@ -433,6 +433,13 @@ def test_a_timestamp_past_year_9999_is_no_timestamp(huge: int) -> None:
     assert parse_report(body) == Report("SM1", "sent", "", "", None)
 
 
+def test_the_last_millisecond_of_year_9999_is_a_timestamp() -> None:
+    last = 253402300799999  # 9999-12-31T23:59:59.999Z
+    body = _body(message_id="SM1", event_data={"status": "sent"}, timestamp=last)
+    assert parse_report(body) == Report("SM1", "sent", "", "", last)
+    assert delivery.iso_ms(last) == "9999-12-31T23:59:59+00:00"
+
+
 def test_a_deeply_nested_body_is_refused_as_not_json() -> None:
     with pytest.raises(ReportError, match=r"^The body is not valid JSON\.$"):
         parse_report(b"[" * 100_000)
