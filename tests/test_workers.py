@@ -271,6 +271,48 @@ def test_the_shared_pacer_never_hands_two_workers_the_same_second() -> None:
     assert max(bisect.bisect_right(starts, t + 1.0) - i for i, t in enumerate(starts)) <= 10
 
 
+def test_a_429_pauses_and_halves_the_channel_for_every_worker_once_a_second() -> None:
+    """rate_limited writes the pause and the halved rate in the channel's row (what every
+    worker's next fetch reads), halves at most once a second, caps the pause at backoff_cap;
+    an answer resets the count of 429s in a row."""
+    import asyncio
+
+    one, two = _ledger(), _ledger()
+
+    def row() -> tuple[float, float]:
+        """(rate, ms of pause left by the database's clock) of the channel's row, as another
+        worker reads it."""
+        rate, left = two.execute(
+            "SELECT rate, pause_ms - extract(epoch FROM clock_timestamp()) * 1000 FROM pacer WHERE channel = ?",
+            ("429 ch",),
+        ).fetchone()
+        return float(rate), float(left)
+
+    try:
+
+        async def main() -> None:
+            p1 = SharedPacer(one, "429 ch", 10.0, user="a")
+            loop = asyncio.get_running_loop()
+            await p1.acquire()
+            assert row()[0] == 10.0
+            p1.rate_limited(2.0)
+            rate, left = row()
+            assert rate == 5.0 and 0 < left <= 2000
+            assert p1.limited_in_a_row == 1 and not p1.slots
+            assert 0 < p1.pause_until - loop.time() <= 2.0
+            p1.rate_limited(3600.0)  # within the same second: not halved again; capped at 60 s
+            rate, left = row()
+            assert rate == 5.0 and 2000 < left <= 60_000
+            assert p1.limited_in_a_row == 2 and 2.0 < p1.pause_until - loop.time() <= 60.0
+            p1.succeeded()
+            assert p1.limited_in_a_row == 0
+
+        asyncio.run(main())
+    finally:
+        one.close()
+        two.close()
+
+
 def test_two_campaigns_on_one_channel_share_its_rate_at_the_lowest_asked() -> None:
     """The pacer is the channel's, not a campaign's: a campaign asking 50/s beside one asking
     5/s on the same channel goes at 5/s while the slower is about."""
