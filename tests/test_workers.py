@@ -304,6 +304,8 @@ def test_a_429_pauses_and_halves_the_channel_for_every_worker_once_a_second() ->
             rate, left = row()
             assert rate == 5.0 and 2000 < left <= 60_000
             assert p1.limited_in_a_row == 2 and 2.0 < p1.pause_until - loop.time() <= 60.0
+            p1.rate_limited(None)  # no Retry-After: the third backoff draw (up to 4 s), inside the 60 s pause
+            assert p1.limited_in_a_row == 3 and row()[0] == 5.0
             p1.succeeded()
             assert p1.limited_in_a_row == 0
 
