@@ -403,6 +403,10 @@ class Planner:
         phones = [p.phone for p in batch if p.key is not None and p.status is None]
         known = self.state.occurrences(phones)
         used = self.state.keys_read(phones)
+        last: dict[str, int] = {}  # each number's highest n, known or read: a new one is n + 1
+        for taken in [k for found in known.values() for k, _, _ in found] + list(used):
+            phone = taken.rpartition("#")[0]
+            last[phone] = max(last.get(phone, 0), occurrence_number(taken))
         out = []
         for p in batch:
             if p.key is None or p.status is not None:
@@ -413,9 +417,8 @@ class Planner:
             key = next((k for k, _, content in free if content == p.job.payload_hash), None)
             key = key or next((k for k, status, _ in free if status == Status.PENDING), None)
             if key is None:
-                numbers = [occurrence_number(k) for k, _, _ in known.get(p.phone, ())]
-                numbers += [occurrence_number(k) for k in used if k.rpartition("#")[0] == p.phone]
-                key = f"{p.phone}#{max(numbers, default=0) + 1}"
+                last[p.phone] = last.get(p.phone, 0) + 1
+                key = f"{p.phone}#{last[p.phone]}"
             used.add(key)
             out.append(replace(p, key=key, job=replace(p.job, key=key)))
         return out
