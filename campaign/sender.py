@@ -51,6 +51,13 @@ class Job:
     schedule_at: str = ""  # the request's ``schedule`` (ISO 8601), '' when it goes at once
 
 
+async def nap(seconds: float, stopped: asyncio.Event) -> None:
+    """Sleep ``seconds`` (a 429's pause, a retry's backoff), or until ``stopped`` is set: a stop
+    must not wait out a pause of up to a minute."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopped.wait(), seconds)
+
+
 class Pacer:
     """At most ``rate`` request starts in any one-second window; slows down after a 429.
 
@@ -102,8 +109,7 @@ class Pacer:
         ``backoff_cap`` seconds: a stop must not wait it out); True when it slept (look again)."""
         wait = self.pause_until - loop.time()
         if wait > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), wait)
+            await nap(wait, self.stopped)
             return True
         return False
 
@@ -257,7 +263,6 @@ class Sender:
         self.last_progress = 0.0
         self.gate = gate
         self.held: dict[str, tuple[timing.Hold, Job]] = {}  # rows waiting for their window or the daily limit
-        self._stopped = asyncio.Event()
 
     async def start(self) -> None:
         self.last_progress = asyncio.get_running_loop().time()
@@ -273,8 +278,7 @@ class Sender:
     def stop(self, reason: str | None = None) -> None:
         """Stop handing out rows; requests in flight finish. ``reason`` marks an API stop."""
         self.stopping = True
-        self._stopped.set()
-        self.pacer.stopped.set()
+        self.pacer.stopped.set()  # the run's one stop event: the pacer's waits and the sender's
         if reason and self.stop_reason is None:
             self.stop_reason = reason
 
@@ -338,7 +342,7 @@ class Sender:
         """Sleep on the one clock until ``until``, or until the run stops."""
         delay = (until - timing.now()).total_seconds()
         sleeper = asyncio.ensure_future(timing.clock().sleep(delay))
-        stopper = asyncio.ensure_future(self._stopped.wait())
+        stopper = asyncio.ensure_future(self.pacer.stopped.wait())
         try:
             await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -456,8 +460,7 @@ class Sender:
             self.journal.record(self._outcome(job, Status.PENDING, reply, new, prefix="waiting to retry: "))
             recorded = attempts
             if wait:
-                with contextlib.suppress(TimeoutError):  # a backoff, unless the run stops first
-                    await asyncio.wait_for(self._stopped.wait(), wait)
+                await nap(wait, self.pacer.stopped)
             await self.pacer.acquire()
             if self.stopping:
                 return Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
