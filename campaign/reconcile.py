@@ -156,26 +156,22 @@ def _digits(number: Any) -> str:
     return "".join(c for c in str(number or "") if c.isdigit())
 
 
-def _when(value: Any) -> datetime | None:
-    """An aware datetime from ISO 8601 / RFC 3339 text (``Z``, and the lowercase ``t`` and ``z``
-    RFC 3339 section 5.6 allows); None when absent or unreadable."""
+def _parsed(value: Any) -> datetime | None:
+    """A datetime from ISO 8601 / RFC 3339 text (``Z``, and the lowercase ``t`` and ``z`` RFC
+    3339 section 5.6 allows), naive when the text gives no offset; None when absent or
+    unreadable."""
     if not value:
         return None
     try:
-        when = datetime.fromisoformat(str(value).upper().replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(value).upper().replace("Z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def _has_offset(value: Any) -> bool:
-    """Whether ISO 8601 text (or a datetime) says its UTC offset (``Z``, ``+02:00``)."""
-    if isinstance(value, datetime):
-        return value.tzinfo is not None
-    try:
-        return datetime.fromisoformat(str(value).upper().replace("Z", "+00:00")).tzinfo is not None
-    except ValueError:
-        return False
+def _when(value: Any) -> datetime | None:
+    """:func:`_parsed`, aware: a time without an offset is taken as UTC (our own times)."""
+    when = _parsed(value)
+    return when if when is None or when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _our_content(campaign: Campaign, unknown: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +229,10 @@ def _candidates(
             continue
         if not _same_content(message, ours):
             continue
-        created = _when(message.get("created_at"))
-        zoned = created is not None and _has_offset(message.get("created_at"))
+        created = _parsed(message.get("created_at"))
+        zoned = created is not None and created.tzinfo is not None
+        if created is not None and not zoned:
+            created = created.replace(tzinfo=UTC)  # its zone is unknown: UNKNOWN_ZONE either side
         slack = timedelta(0) if zoned else UNKNOWN_ZONE
         if created is not None and not span[0] - slack <= created <= span[1] + slack:
             continue
