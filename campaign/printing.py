@@ -265,9 +265,11 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     if s.shared and not s.database_lost:
         out.print(f"This worker sent {s.sent_now:,} of them; the table counts the whole campaign, every worker's rows.")
     if s.recovered_unknown:
-        out.print(f"{s.recovered_unknown:,} rows were in flight when an earlier run died; they are now unknown.")
+        rows = "1 row was" if s.recovered_unknown == 1 else f"{s.recovered_unknown:,} rows were"
+        out.print(f"{rows} in flight when an earlier run died; now unknown.")
     if s.already_done:
-        out.print(f"{s.already_done:,} rows were already sent by an earlier run and were not sent again.")
+        rows = "1 row was" if s.already_done == 1 else f"{s.already_done:,} rows were"
+        out.print(f"{rows} already sent by an earlier run and not sent again.")
     if s.changed_since_sent:
         say(
             out,

@@ -30,7 +30,7 @@ from campaign.prepare import Pipeline
 from campaign.printing import sentence
 from campaign.runner import Summary
 from campaign.sandbox import spawn
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
 from tests.test_cli import free_port, read_results, run
 
 # "Authentication failed.. Check", "failed. . Check": two full stops, not an ellipsis.
@@ -377,3 +377,12 @@ def test_answering_no_is_not_an_error(make_campaign: CampaignFactory, tmp_path: 
     assert "Send 2 messages via twlo channel twlo_16175550000 now? [y/N]: Nothing was sent.\n" in proc.stdout
     assert proc.stderr == ""
     assert not (tmp_path / "test.results.csv").exists()
+
+
+def test_one_row_already_sent_is_said_in_the_singular(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    path = make_campaign(contacts(2))
+    first = run_campaign("send", str(path), "--sandbox", "--yes", "--limit", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stdout + first.stderr  # --limit: one row left for the next run
+    again = run_campaign("send", str(path), "--sandbox", "--yes", cwd=tmp_path, columns=200)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "1 row was already sent by an earlier run and not sent again." in again.stdout
