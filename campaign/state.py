@@ -432,10 +432,12 @@ class State:
         another row with the same number than the one that was sent (issue 10, item 5). When a
         duplicate row's own request is the one that was sent, it becomes the recipient's row
         and the others are its duplicates, so the results say what happened to each row.
+        With allow_duplicates no row is another's duplicate: each row already took the
+        recipient whose request was its own (``Planner._number_occurrences`` in campaign.runner).
         """
         snapshot = self.run
         swaps = self.db.execute(
-            "SELECT r.row, r.key, r.phone, r.payload_hash, p.sent_hash FROM rows r JOIN recipients p ON p.key = r.key"
+            "SELECT r.key, p.sent_hash FROM rows r JOIN recipients p ON p.key = r.key"
             " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
             " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash ORDER BY r.row",
             (snapshot,),
@@ -443,10 +445,7 @@ class State:
         if not swaps:
             return
         with self.transaction():
-            for row, key, phone, own_hash, sent_hash in swaps:
-                if "#" in key:  # allow_duplicates: the n-th occurrence of a number is its own recipient
-                    self._swap_occurrence(row, key, phone, own_hash)
-                    continue
+            for key, sent_hash in swaps:
                 owner = self.db.execute(
                     "SELECT min(row) FROM rows WHERE run = ? AND key = ? AND status = 'skipped'"
                     " AND payload_hash = ? AND error LIKE 'duplicate of row %'",
@@ -463,29 +462,6 @@ class State:
                     "UPDATE rows SET status = NULL, error = '' WHERE run = ? AND row = ?", (snapshot, owner)
                 )
                 self.db.execute("UPDATE recipients SET row = ? WHERE key = ?", (owner, key))
-
-    def _swap_occurrence(self, row: int, key: str, phone: str, own_hash: str) -> None:
-        """With allow_duplicates, re-sorting two rows of one number swaps which is the n-th:
-        give this row the occurrence whose sent request is this row's own (and the row that
-        held that occurrence this row's), so each row shows its own send."""
-        key = self.db.execute("SELECT key FROM rows WHERE run = ? AND row = ?", (self.run, row)).fetchone()[0]
-        if self.db.execute("SELECT sent_hash FROM recipients WHERE key = ?", (key,)).fetchone()[0] == own_hash:
-            return  # an earlier swap already gave this row its own occurrence
-        found = self.db.execute(
-            "SELECT key FROM recipients WHERE phone = ? AND key != ? AND sent_hash = ?"
-            " AND status IN ('sent', 'scheduled') ORDER BY key LIMIT 1",
-            (phone, key, own_hash),
-        ).fetchone()
-        if found is None:
-            return
-        other = found[0]
-        self.db.execute("UPDATE rows SET key = ? WHERE run = ? AND key = ? AND status IS NULL", (key, self.run, other))
-        self.db.execute("UPDATE rows SET key = ? WHERE run = ? AND row = ?", (other, self.run, row))
-        self.db.execute(
-            "UPDATE recipients SET row = coalesce((SELECT min(r.row) FROM rows r WHERE r.run = ? AND r.key ="
-            " recipients.key AND r.status IS NULL), row) WHERE key IN (?, ?)",
-            (self.run, key, other),
-        )
 
     def changed_since_sent(self) -> int:
         """Rows of this read whose recipient was sent a message other than the row's own now."""
