@@ -724,8 +724,9 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
         summary.forecast.append(line.describe())
         if not line.fits:
             summary.warnings.append(
-                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their window "
-                f"{sched.window_text or 'days'} at {campaign.sending.rate:g} per second; the last go out "
+                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their "
+                f"{f'window {sched.window_text}' if sched.window_text else 'sending days'} at "
+                f"{campaign.sending.rate:g} per second; the last go out "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
             )

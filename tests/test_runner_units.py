@@ -6,10 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from datetime import UTC, datetime
+from pathlib import Path
 
+from campaign import timing
 from campaign.config import load_campaign
-from campaign.runner import Reasons, Summary, check
-from tests.conftest import CampaignFactory, contacts
+from campaign.runner import Reasons, Summary, check, preview
+from campaign.sandbox import Faults, Sandbox, SandboxConfig
+from tests.conftest import KEY, CampaignFactory, contacts
+from tests.test_record import options, run_on
+from tests.test_timing import campaign_file
+
+AT = datetime(2026, 12, 2, 3, tzinfo=UTC)  # a Wednesday, 21:00 on Tuesday in Chicago
 
 
 def test_reasons_group_rows_by_the_shape_of_their_error() -> None:
@@ -71,3 +78,75 @@ def test_check_without_a_schedule_reports_none(make_campaign: CampaignFactory) -
     summary = asyncio.run(check(load_campaign(make_campaign(contacts(2))), prepare_in_child=False))
     assert summary.counts == Counter({"dry-run": 2})
     assert (summary.scheduled_rows, summary.schedule_range) == (0, None)
+
+
+def test_preview_says_why_an_earlier_run_holds_each_row(make_campaign: CampaignFactory) -> None:
+    """Sent, failed and unknown rows, each with its own sentence; an untried row shows its
+    request; a second row of a sent number is that row's duplicate; ``n`` rows at most."""
+    rows = contacts(4)
+    rows.append(rows[0])  # row 6: the number of row 2 again
+    path = make_campaign(rows)
+    sent, blocked, dropped, untried = (r[0] for r in rows[:4])
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(blocked=frozenset({blocked})))) as box:
+            await run_on(box, load_campaign(path), options(limit=2))  # rows 2 and 3: sent, failed
+            box.config.faults = Faults(drop_after_accept=1.0)
+            await run_on(box, load_campaign(path), options(limit=1))  # row 4: unknown
+
+    asyncio.run(main())
+    shown = preview(load_campaign(path), 10)
+    held = [(r["row"], r["phone"], r.get("status"), r.get("error")) for r in shown]
+    assert held == [
+        (2, sent, "sent", "already sent by an earlier run; send does not send it again"),
+        (3, blocked, "failed", "failed in an earlier run; send sends it again only with --retry-failed"),
+        (4, dropped, "unknown", "its outcome is unknown; send sends it again only with --resend-unknown"),
+        (5, untried, None, None),
+        (6, sent, "skipped", "duplicate of row 2"),
+    ]
+    assert shown[3]["request"]["to"] == untried
+    assert shown[3]["request"]["text"] == "Hi P3, order A-3 is ready."
+    assert shown[3]["segments"] == "1 (GSM-7, 26 characters)"
+    assert "request" not in shown[0] and "segments" not in shown[0]
+    assert [r["row"] for r in preview(load_campaign(path), 2)] == [2, 3]
+
+
+def test_preview_before_any_run_holds_nothing(make_campaign: CampaignFactory) -> None:
+    shown = preview(load_campaign(make_campaign(contacts(2))), 5)
+    assert [(r["row"], r.get("status"), r["request"]["to"]) for r in shown] == [
+        (2, None, "+16175550000"),
+        (3, None, "+16175550001"),
+    ]
+
+
+def _check_at(path: Path, at: datetime) -> Summary:
+    with timing.use_clock(timing.ManualClock(at)):
+        return asyncio.run(check(load_campaign(path), prepare_in_child=False))
+
+
+def test_check_warns_of_a_daily_limit_only_when_there_are_more_recipients(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(11)]
+    over = _check_at(campaign_file(make_campaign, tmp_path, rows, "daily_limit = 10"), AT)
+    assert over.counts == Counter({"dry-run": 11})
+    assert over.warnings == [
+        "11 recipients but [schedule] daily_limit is 10 per 24 hours (with every other campaign on this channel): "
+        "they go out over at least 2 days; rows over the limit wait."
+    ]
+    assert over.forecast == []  # no window: nothing to forecast per zone
+    exact = _check_at(campaign_file(make_campaign, tmp_path, rows, "daily_limit = 11"), AT)
+    assert (exact.warnings, exact.forecast) == ([], [])
+
+
+def test_check_warns_of_days_too_few_for_the_rows(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """A schedule of days without hours: the warning says so (it said 'window days'). 3 rows at one
+    per 50,000 s need 150,000 s; Wednesday (local) has 86,400: the rest go out next Wednesday."""
+    rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(3)]
+    path = campaign_file(make_campaign, tmp_path, rows, 'days = ["wed"]', sending="rate = 0.00002\nconcurrency = 1")
+    summary = _check_at(path, AT)
+    assert summary.forecast == ["America/Chicago: 3 rows, Wed 00:00–Wed 17:40 local (06:00–23:40 UTC)"]
+    assert summary.warnings == [
+        "3 rows for America/Chicago cannot all go out inside their sending days at 2e-05 per second; the last go "
+        "out Wed 09 Dec 17:40 local. Raise [sending] rate or split the campaign."
+    ]

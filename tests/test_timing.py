@@ -300,10 +300,16 @@ def test_check_counts_zones_and_warns_when_the_window_is_too_short(
     with timing.use_clock(timing.ManualClock(utc(2026, 12, 2, 3))):
         summary = asyncio.run(main())
     assert dict(summary.zones) == {("America/Chicago",): 30, ("Europe/London",): 1}
-    assert any(line.startswith("America/Chicago: 30 rows") for line in summary.forecast)
-    assert "31 recipients but [schedule] daily_limit is 10 per 24 hours" in " ".join(summary.warnings)
-    late = [w for w in summary.warnings if "cannot all go out inside their window" in w]
-    assert len(late) == 1 and late[0].startswith("30 rows for America/Chicago")
+    assert summary.forecast == [
+        "Europe/London: 1 rows, Wed 08:00–Wed 08:00 local (08:00–08:00 UTC)",
+        "America/Chicago: 30 rows, Wed 08:00–Thu 08:05 local (14:00–14:05 UTC)",
+    ]
+    assert summary.warnings[-2:] == [
+        "31 recipients but [schedule] daily_limit is 10 per 24 hours (with every other campaign on this channel): "
+        "they go out over at least 4 days; rows over the limit wait.",
+        "30 rows for America/Chicago cannot all go out inside their window 08:00-08:05 at 0.05 per second; the last "
+        "go out Thu 03 Dec 08:05 local. Raise [sending] rate or split the campaign.",
+    ]
 
 
 def test_forecast_with_send_at_is_when_the_requests_go_not_the_window() -> None:
