@@ -702,8 +702,12 @@ def test_resend_unknown_refuses_when_it_cannot_reconcile(make_campaign: Campaign
             campaign = dataclasses.replace(load_campaign(path), api_url=api.url)
             assert (await runner.run(campaign, options())).counts == Counter({"unknown": 3})
             posts = api.posts
-            with pytest.raises(RunStopped, match="reconciles the unknown rows first"):
+            with pytest.raises(RunStopped) as stopped:
                 await runner.run(campaign, options(resend_unknown=True))
+            assert str(stopped.value) == (
+                "--resend-unknown reconciles the unknown rows first, and that failed: GET /messages failed: Not "
+                "available; the unknown rows stay unknown. Nothing was sent; rerun when the API answers."
+            )
             assert api.posts == posts  # nothing resent blindly
 
     asyncio.run(main())

@@ -12,7 +12,7 @@ from campaign import timing
 from campaign.config import load_campaign
 from campaign.runner import Reasons, Summary, check, preview
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
-from tests.conftest import KEY, CampaignFactory, contacts
+from tests.conftest import KEY, CampaignFactory, contacts, state_of, write_csv
 from tests.test_record import options, run_on
 from tests.test_timing import campaign_file
 
@@ -150,3 +150,48 @@ def test_check_warns_of_days_too_few_for_the_rows(make_campaign: CampaignFactory
         "3 rows for America/Chicago cannot all go out inside their sending days at 2e-05 per second; the last go "
         "out Wed 09 Dec 17:40 local. Raise [sending] rate or split the campaign."
     ]
+
+
+def test_resend_unknown_never_takes_another_campaigns_message_on_the_channel(make_campaign: CampaignFactory) -> None:
+    """Two campaigns send the same text to one number on one channel; the second's answer is
+    lost. ``--resend-unknown`` reconciles first, leaving out the message id the first campaign
+    holds (the ledger's registry of the channel's states): the one left is the row's own, found,
+    and nothing is sent a third time."""
+    first = make_campaign(contacts(1), message='text = "Hi"', name="first")
+    second = make_campaign(contacts(1), message='text = "Hi"', name="second")
+
+    async def main() -> tuple[Summary, Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            assert (await run_on(box, load_campaign(first), options())).counts == Counter({"sent": 1})
+            box.config.faults = Faults(drop_after_accept=1.0)
+            assert (await run_on(box, load_campaign(second), options())).counts == Counter({"unknown": 1})
+            box.config.faults = Faults()
+            return await run_on(box, load_campaign(second), options(resend_unknown=True)), box
+
+    summary, box = asyncio.run(main())
+    assert [m.to for m in box.accepted] == ["+16175550000"] * 2
+    assert summary.reconciled is not None and (summary.reconciled.found, summary.held_ambiguous) == (1, 0)
+    assert summary.counts == Counter({"sent": 1}) and summary.sent_now == 0
+
+
+def test_allow_duplicates_numbers_each_numbers_recipients_from_one(make_campaign: CampaignFactory) -> None:
+    """A recipient is (number, n-th occurrence): ``+1…#1``, ``#2``, one number's count apart
+    from another's, and a rerun with one more row of a number adds the next n."""
+    ann, bob = contacts(2)
+    path = make_campaign([ann, bob, ann], recipients="allow_duplicates = true")
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(path.parent / "contacts.csv", [ann, bob, ann, bob, ann])
+            await run_on(box, load_campaign(path), options())
+            assert len(box.accepted) == 5
+
+    asyncio.run(main())
+    state = state_of(path)
+    try:
+        keys = dict(state.db.execute("SELECT key, row FROM recipients ORDER BY row").fetchall())
+    finally:
+        state.close()
+    a, b = ann[0], bob[0]
+    assert keys == {f"{a}#1": 2, f"{b}#1": 3, f"{a}#2": 4, f"{b}#2": 5, f"{a}#3": 6}
