@@ -19,7 +19,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -252,6 +252,41 @@ def explain_reasons(state: State, counts: Mapping[str, int]) -> dict[str, Reason
     return reasons
 
 
+def number_occurrences(
+    batch: list[Prepared], known: Mapping[str, Sequence[tuple[str, str, str]]], used: set[str]
+) -> list[Prepared]:
+    """With allow_duplicates a recipient is its row (PRODUCT.md, "Rerunning"), known by what
+    it sends: a row takes the recipient (``+16175550100#n``) whose request was its own (the
+    same payload hash) wherever the row now is in the sheet; a row without one takes a
+    recipient still pending (never tried), else a new one. Never another content's recipient
+    that was, or may have been, sent (nor a failed one, whose status it would inherit):
+    numbered by position, a sheet re-sorted after a partial run sent one row's message
+    twice and the other row's never.
+
+    ``known``: each number's recipients in the state (:meth:`State.occurrences`); ``used``: the
+    recipients rows read so far took (added to here). ``send`` and ``preview`` both decide so.
+    """
+    last: dict[str, int] = {}  # each number's highest n, known or read: a new one is n + 1
+    for taken in [k for found in known.values() for k, _, _ in found] + list(used):
+        phone = taken.rpartition("#")[0]
+        last[phone] = max(last.get(phone, 0), occurrence_number(taken))
+    out = []
+    for p in batch:
+        if p.key is None or p.status is not None:
+            out.append(p)
+            continue
+        assert p.job is not None
+        free = [o for o in known.get(p.phone, ()) if o[0] not in used]
+        key = next((k for k, _, content in free if content == p.job.payload_hash), None)
+        key = key or next((k for k, status, _ in free if status == Status.PENDING), None)
+        if key is None:
+            last[p.phone] = last.get(p.phone, 0) + 1
+            key = f"{p.phone}#{last[p.phone]}"
+        used.add(key)
+        out.append(replace(p, key=key, job=replace(p.job, key=key)))
+    return out
+
+
 class Planner:
     """Decides, batch by batch and in one transaction each, what happens to every row."""
 
@@ -393,35 +428,8 @@ class Planner:
         return True
 
     def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
-        """With allow_duplicates a recipient is its row (PRODUCT.md, "Rerunning"), known by what
-        it sends: a row takes the recipient (``+16175550100#n``) whose request was its own (the
-        same payload hash) wherever the row now is in the sheet; a row without one takes a
-        recipient still pending (never tried), else a new one. Never another content's recipient
-        that was, or may have been, sent (nor a failed one, whose status it would inherit):
-        numbered by position, a sheet re-sorted after a partial run sent one row's message
-        twice and the other row's never."""
         phones = [p.phone for p in batch if p.key is not None and p.status is None]
-        known = self.state.occurrences(phones)
-        used = self.state.keys_read(phones)
-        last: dict[str, int] = {}  # each number's highest n, known or read: a new one is n + 1
-        for taken in [k for found in known.values() for k, _, _ in found] + list(used):
-            phone = taken.rpartition("#")[0]
-            last[phone] = max(last.get(phone, 0), occurrence_number(taken))
-        out = []
-        for p in batch:
-            if p.key is None or p.status is not None:
-                out.append(p)
-                continue
-            assert p.job is not None
-            free = [o for o in known.get(p.phone, ()) if o[0] not in used]
-            key = next((k for k, _, content in free if content == p.job.payload_hash), None)
-            key = key or next((k for k, status, _ in free if status == Status.PENDING), None)
-            if key is None:
-                last[p.phone] = last.get(p.phone, 0) + 1
-                key = f"{p.phone}#{last[p.phone]}"
-            used.add(key)
-            out.append(replace(p, key=key, job=replace(p.job, key=key)))
-        return out
+        return number_occurrences(batch, self.state.occurrences(phones), self.state.keys_read(phones))
 
 
 def skip_duplicate(p: Prepared, first: dict[str, int]) -> Prepared:
@@ -778,14 +786,17 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
     allow_dup = campaign.recipients.allow_duplicates
     out: list[dict[str, Any]] = []
     first: dict[str, int] = {}  # recipient → its first row, as send decides duplicates
-    seen: Counter[str] = Counter()  # allow_duplicates: a recipient is (phone, n-th occurrence)
+    used: set[str] = set()  # allow_duplicates: the recipients rows so far took (number_occurrences)
     with contextlib.ExitStack() as stack:
         state = None
         if store.state_exists(campaign):
             state = stack.enter_context(contextlib.closing(store.open_state(campaign)))
         for batch in pipeline.batches():
+            if allow_dup:
+                phones = [p.phone for p in batch if p.key is not None and p.status is None]
+                batch = number_occurrences(batch, state.occurrences(phones) if state else {}, used)
             for p in batch:
-                p = _preview_row(p, first, seen, allow_dup)
+                p = p if allow_dup else skip_duplicate(p, first)
                 item: dict[str, Any] = {"row": p.row, "phone": p.phone}
                 held = _held_by_state(state, p.key) if p.status is None else None
                 if p.status is None and held is None and p.job is not None:
@@ -802,16 +813,6 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
                 if len(out) >= n:
                     return out
     return out
-
-
-def _preview_row(p: Prepared, first: dict[str, int], seen: Counter[str], allow_dup: bool) -> Prepared:
-    """The row with the recipient key and duplicate decision ``Planner.plan`` would give it."""
-    if not allow_dup:
-        return skip_duplicate(p, first)
-    if p.status is not None or p.key is None:
-        return p
-    seen[p.phone] += 1
-    return Prepared(p.row, p.cells, p.phone, f"{p.phone}#{seen[p.phone]}", None, job=p.job, text=p.text)
 
 
 def _held_by_state(state: State | None, key: str | None) -> tuple[str, str] | None:

@@ -7,6 +7,7 @@ import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from campaign import timing
 from campaign.config import load_campaign
@@ -195,3 +196,36 @@ def test_allow_duplicates_numbers_each_numbers_recipients_from_one(make_campaign
         state.close()
     a, b = ann[0], bob[0]
     assert keys == {f"{a}#1": 2, f"{b}#1": 3, f"{a}#2": 4, f"{b}#2": 5, f"{a}#3": 6}
+
+
+def test_preview_of_a_resorted_sheet_with_allow_duplicates_shows_what_send_does(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Two rows to one number, the first sent; the sheet re-sorted. ``send`` gives each row the
+    recipient whose request was its own (its message), so it sends Bob's row and holds Ann's:
+    the preview must say the same, not number the rows by position (it showed Bob's row as
+    already sent and Ann's as about to go)."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    cy = ("+16175550001", "Cy", "Cy", "C-3", "c@example.com", "Boston")
+    path = make_campaign([ann, bob], recipients="allow_duplicates = true")
+
+    async def main() -> tuple[list[dict[str, Any]], list[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=1))  # Ann's row only
+            write_csv(tmp_path / "contacts.csv", [bob, cy, ann, bob])  # re-sorted, one row more, Bob twice
+            shown = preview(load_campaign(path), 10)
+            await run_on(box, load_campaign(path), options())
+            return shown, [str(m.body["text"]) for m in box.accepted[1:]]
+
+    shown, sent = asyncio.run(main())
+    assert [(r["row"], r.get("status"), r.get("request", {}).get("text")) for r in shown] == [
+        (2, None, "Hi Bob, order B-2 is ready."),
+        (3, None, "Hi Cy, order C-3 is ready."),
+        (4, "sent", None),
+        (5, None, "Hi Bob, order B-2 is ready."),
+    ]
+    assert shown[2]["error"] == "already sent by an earlier run; send does not send it again"
+    assert [s["segments"] for s in shown if "request" in s] == [f"1 (GSM-7, {n} characters)" for n in (27, 26, 27)]
+    # What the preview said would go is what goes.
+    assert sent == [r["request"]["text"] for r in shown if "request" in r]
