@@ -11,7 +11,8 @@ from typing import Any
 
 from campaign import timing
 from campaign.config import load_campaign
-from campaign.runner import Reasons, Summary, check, preview
+from campaign.errors import ExitCode
+from campaign.runner import Reasons, Summary, check, preview, status
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import KEY, CampaignFactory, contacts, state_of, write_csv
 from tests.test_record import options, run_on
@@ -229,3 +230,26 @@ def test_preview_of_a_resorted_sheet_with_allow_duplicates_shows_what_send_does(
     assert [s["segments"] for s in shown if "request" in s] == [f"1 (GSM-7, {n} characters)" for n in (27, 26, 27)]
     # What the preview said would go is what goes.
     assert sent == [r["request"]["text"] for r in shown if "request" in r]
+
+
+def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(make_campaign: CampaignFactory) -> None:
+    rows = contacts(4)
+    blocked = rows[1][0]
+    path = make_campaign(rows, message='text = "Hi"\nschedule = "2099-01-02 09:00"\ntimezone = "UTC"')
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(blocked=frozenset({blocked})))) as box:
+            await run_on(box, load_campaign(path), options(limit=3))
+
+    asyncio.run(main())
+    report = status(load_campaign(path))
+    assert report.counts == {"scheduled": 2, "failed": 1, "pending": 1}
+    assert report.limit_pending == 1
+    assert [(f["row"], f["phone"]) for f in report.failed] == [(3, blocked)]
+    assert report.reasons["failed"].top() == [("Contact is blocked.", 1, [3])]
+    assert set(report.reasons) == {"failed"}
+    assert [r["row"] for r in report.scheduled] == [2, 4]
+    assert (report.unknown, report.unread, report.workers) == ([], False, [])
+    with timing.use_clock(timing.ManualClock(datetime(2099, 1, 2, 9, tzinfo=UTC))):  # the moment they go
+        assert status(load_campaign(path)).scheduled == []
+    assert report.exit_code() is ExitCode.ROWS_NOT_SENT
