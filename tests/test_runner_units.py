@@ -4,12 +4,14 @@ the top reasons a summary prints, and the schedule range ``campaign check`` repo
 from __future__ import annotations
 
 import asyncio
+import csv
+import dataclasses
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from campaign import timing
+from campaign import runner, timing
 from campaign.config import load_campaign
 from campaign.errors import ExitCode
 from campaign.runner import Reasons, Summary, check, preview, status
@@ -253,3 +255,30 @@ def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(make_ca
     with timing.use_clock(timing.ManualClock(datetime(2099, 1, 2, 9, tzinfo=UTC))):  # the moment they go
         assert status(load_campaign(path)).scheduled == []
     assert report.exit_code() is ExitCode.ROWS_NOT_SENT
+
+
+def test_cancel_of_a_campaign_sent_for_real_takes_back_its_scheduled_rows(make_campaign: CampaignFactory) -> None:
+    """``cancel`` without ``sandbox``: the campaign's own state (not its sandbox trial's)."""
+    path = make_campaign(contacts(2), message='text = "Hi"\nschedule = "2099-01-02 09:00"\ntimezone = "UTC"')
+
+    async def main() -> tuple[list[int], Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = dataclasses.replace(load_campaign(path), api_url=box.url)
+            await runner.run(campaign, options())
+            report = await runner.cancel(campaign, KEY)
+            return [r["row"] for r in report.cancelled], box
+
+    cancelled, box = asyncio.run(main())
+    assert cancelled == [2, 3]
+    assert sorted(box.scheduled.deleted) == sorted(m.message_id for m in box.accepted)
+
+
+def test_check_writes_its_report_where_asked(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    report = tmp_path / "check-report.csv"
+    summary = asyncio.run(check(load_campaign(make_campaign(contacts(2))), report=report, prepare_in_child=False))
+    assert summary.counts == Counter({"dry-run": 2})
+    with report.open(encoding="utf-8-sig", newline="") as handle:
+        assert [(r["row"], r["phone"], r["status"]) for r in csv.DictReader(handle)] == [
+            ("2", "+16175550000", "dry-run"),
+            ("3", "+16175550001", "dry-run"),
+        ]
