@@ -282,3 +282,60 @@ def test_check_writes_its_report_where_asked(make_campaign: CampaignFactory, tmp
             ("2", "+16175550000", "dry-run"),
             ("3", "+16175550001", "dry-run"),
         ]
+
+
+def test_check_counts_every_kind_of_row_of_a_mixed_sheet(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """What ``check`` tells before a send, each figure exact: duplicates, suppressed, each kind
+    of invalid number with its first five rows and the first row's own sentence, blanks,
+    destinations per country, SMS to fixed lines, segments (GSM-7 and UCS-2)."""
+    rows = [
+        ("+16175550000", "Ann", "Ann", "A-1", "a@x", "Boston"),  # 2
+        ("(617) 555-0000", "Ann again", "Ann", "A-2", "a@x", "Boston"),  # 3: duplicate of row 2
+        ("+447911123456", "Uma", "", "U-1", "u@x", "London"),  # 4: a +44 mobile (Guernsey), first_name blank
+        ("+442079460000", "Lou", "Lou", "L-1", "l@x", "London"),  # 5: GB fixed line
+        ("+16175550009", "Opt", "Opt", "O-1", "o@x", "Boston"),  # 6: suppressed
+        *[(f"abc{i}", "Bad", "Bad", "B", "b@x", "X") for i in range(7)],  # 7-13: not a phone number
+        ("12", "Short", "S", "S", "s@x", "X"),  # 14: too short
+        ("+16175550002", "Zoe", "Zoë 😀", "Z-1", "z@x", "Boston"),  # 15: UCS-2
+        ("+16175550003", "Long", "L" * 200, "L-2", "z@x", "Boston"),  # 16: two segments
+    ]
+    (tmp_path / "optouts.csv").write_text("Mobile Number\n(617) 555-0009\n", encoding="utf-8")
+    path = make_campaign(rows, recipients='suppress = ["optouts.csv"]')
+    s = asyncio.run(check(load_campaign(path), prepare_in_child=False))
+    assert s.counts == Counter({"dry-run": 5, "invalid": 8, "skipped": 2})
+    assert (s.rows, s.duplicates, s.suppressed, s.to_send) == (15, 1, 1, 5)
+    fix = "if it is another country's number, write it with + and the country code (for example +44 7911 123456)"
+    not_a_number, too_short = "phone: … is not a phone number", f"phone: … is too short for US; {fix}"
+    assert s.invalid_reasons == Counter({not_a_number: 7, too_short: 1})
+    assert s.invalid_examples == {not_a_number: [7, 8, 9, 10, 11], too_short: [14]}
+    assert s.invalid_first == {
+        not_a_number: "phone: 'abc0' is not a phone number",
+        too_short: f"phone: '12' is too short for US; {fix}",
+    }
+    assert (s.blanks, s.blank_examples) == (Counter({"first_name": 1}), {"first_name": [4]})
+    assert s.countries == Counter({"US": 3, "GB": 1, "GG": 1})  # +44 7911 12… is Guernsey (phonenumbers)
+    assert (s.landlines, s.landline_examples) == (1, [5])
+    assert (s.segments, s.multi_segment, s.unicode_rows) == (6, 1, 1)
+    assert s.reasons["skipped"].top() == [("duplicate of row 2", 1, [3]), ("suppressed (optouts.csv)", 1, [6])]
+    assert (s.already_done, s.held_failed, s.held_unknown, s.limit_pending, s.not_reached) == (0, 0, 0, 0, 0)
+
+
+def test_a_rerun_counts_what_it_holds_back_and_why(make_campaign: CampaignFactory) -> None:
+    """Row 2's answer lost (unknown), row 3 refused (failed), row 4 sent; a rerun with
+    ``--limit 1`` holds each back for its own reason, sends row 5 and leaves row 6 for later."""
+    rows = contacts(5)
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(drop_after_accept=1.0))) as box:
+            await run_on(box, load_campaign(path), options(limit=1))
+            box.config.faults = Faults(blocked=frozenset({rows[1][0]}))
+            await run_on(box, load_campaign(path), options(limit=2))
+            box.config.faults = Faults()
+            return await run_on(box, load_campaign(path), options(limit=1))
+
+    path = make_campaign(rows)
+    s = asyncio.run(main())
+    assert s.counts == Counter({"unknown": 1, "failed": 1, "sent": 2, "pending": 1})
+    assert (s.held_unknown, s.held_failed, s.already_done, s.limit_pending) == (1, 1, 1, 1)
+    assert (s.sent_now, s.to_send, s.rows) == (1, 1, 5)
+    assert s.outcomes == Counter({"sent": 1})
