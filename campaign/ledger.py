@@ -72,9 +72,9 @@ def _connect(path: Path | str) -> Database:
                 f"cannot open the campaign ledger in PostgreSQL at {redact(where)} ({redact(str(err)).strip()})."
             ) from None
         return db
-    if where != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if where != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)  # under a file: OSError, said below
         db = SqliteDatabase(where, timeout=30.0)
         db.script(_SCHEMA)
     except (sqlite3.Error, OSError) as err:

@@ -177,6 +177,25 @@ def test_connect_to_a_file_that_is_not_sqlite_is_one_sentence_with_the_fix(tmp_p
     assert path.read_bytes() == b"not a ledger, just some notes\n" * 200
 
 
+def test_connect_under_a_file_is_one_sentence_with_the_fix(tmp_path: Path) -> None:
+    """CAMPAIGN_LEDGER under a path that is a file: its folder cannot be made. A StateError (one
+    sentence, exit 3), not an OSError (which the command line reports as an internal error)."""
+    blocker = tmp_path / "ledgers"
+    blocker.write_text("a file, not a folder\n")
+    with pytest.raises(StateError) as caught:
+        _connect(blocker / "ledger.sqlite")
+    assert str(caught.value) == (
+        f"{blocker / 'ledger.sqlite'}: cannot open the campaign ledger ([Errno 17] File exists: '{blocker}'); "
+        "set CAMPAIGN_LEDGER to a writable file."
+    )
+    with pytest.raises(StateError) as deeper:
+        _connect(blocker / "sub" / "ledger.sqlite")
+    assert str(deeper.value) == (
+        f"{blocker / 'sub' / 'ledger.sqlite'}: cannot open the campaign ledger "
+        f"([Errno 20] Not a directory: '{blocker / 'sub'}'); set CAMPAIGN_LEDGER to a writable file."
+    )
+
+
 # --- register_state ---------------------------------------------------------------------------
 
 
