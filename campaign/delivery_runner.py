@@ -22,7 +22,7 @@ from campaign.config import Campaign
 from campaign.database import redact
 from campaign.delivery import ErrorKind
 from campaign.delivery_store import Funnel, failed_deliveries, funnel
-from campaign.errors import UsageError
+from campaign.errors import OutputError, UsageError
 from campaign.listener import Listener, OnReport
 from campaign.results import neutralise
 from campaign.runner import export
@@ -64,7 +64,7 @@ def listener_for(
         try:
             if state.last_run() is not None:  # never sent: no results file to show reports in
                 export(state, campaign.results)
-        except OSError:
+        except OutputError:
             pass  # the results file is a view; `campaign status --results PATH` writes it elsewhere
         finally:
             state.close()
@@ -157,17 +157,24 @@ def delivery_funnel(campaign: Campaign) -> Funnel:
 UNDELIVERABLE_COLUMNS = ("phone", "row", "delivery_status", "delivery_error")
 
 
+UNDELIVERABLE_ELSEWHERE = "give --export-undeliverable another path."
+
+
 def export_undeliverable(campaign: Campaign, path: Path) -> int:
     """Write the rows whose delivery failed for good (opted out, unknown number, landline...)
     to ``path``: a CSV whose ``phone`` column makes it a ``suppress`` file for the next
-    campaign. Returns the number of numbers written."""
+    campaign. Returns the number of numbers written; raises OutputError when ``path`` cannot be
+    written."""
     state = store.open_existing(campaign)
     try:
         rows = [d for d in failed_deliveries(state) if d["kind"] is ErrorKind.PERMANENT]
     finally:
         state.close()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise OutputError.of(path, err, UNDELIVERABLE_ELSEWHERE) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)
@@ -175,6 +182,9 @@ def export_undeliverable(campaign: Campaign, path: Path) -> int:
             for d in rows:
                 writer.writerow([neutralise(d[c]) for c in UNDELIVERABLE_COLUMNS])
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError.of(path, err, UNDELIVERABLE_ELSEWHERE) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

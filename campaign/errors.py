@@ -76,6 +76,32 @@ class InputFileError(_FileError):
     """A recipients or suppression file cannot be read; nothing has been sent."""
 
 
+RESULTS_ELSEWHERE = "`campaign status CAMPAIGN_FILE --results PATH` writes them elsewhere."
+
+
+class OutputError(_FileError):
+    """A file campaign writes (a results file, a report, an export) cannot be written: a folder
+    in its path is a file, no space, no permission. The state has every row, so nothing is lost.
+    ``reason`` is the system's own words (``strerror``)."""
+
+    def __init__(self, path: Path | str, reason: str, fix: str = RESULTS_ELSEWHERE) -> None:
+        self.reason, self.fix = reason, fix
+        super().__init__(path, f"cannot be written ({reason}). Nothing is lost: the state file has every row; {fix}")
+
+    @classmethod
+    def of(cls, path: Path, err: OSError, fix: str = RESULTS_ELSEWHERE) -> OutputError:
+        """The error for ``err`` raised while writing ``path``, in the user's terms: a folder of
+        the path that is a file is named (the system says only "File exists" or "Not a directory")."""
+        reason = err.strerror or str(err)
+        existing = next((p for p in path.parents if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            reason = f"{existing} is a file, not a folder"
+        return cls(path, reason, fix)
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str, str]]:  # type: ignore[override]
+        return (type(self), (self.path, self.reason, self.fix))
+
+
 class LockedError(CampaignError):
     """Another ``campaign send`` of the same campaign is running."""
 

@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from campaign.errors import OutputError
+
 RESULT_COLUMNS = (
     "row",
     "phone",
@@ -91,8 +93,18 @@ def write_results(
 ) -> int:
     """Write rows of (cells, row, phone, status, ..., updated_at[, extra...]) atomically.
 
-    Returns the number of data rows written.
+    Returns the number of data rows written. Raises OutputError when the file cannot be
+    written (the old one, if any, is left as it was).
     """
+    try:
+        return _write_results(path, input_columns, rows, extra)
+    except OSError as err:
+        raise OutputError.of(path, err) from None
+
+
+def _write_results(
+    path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]], extra: Sequence[str]
+) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         # Left by a run killed mid-write; one being written now (another worker of the same

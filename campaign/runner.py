@@ -32,7 +32,7 @@ from campaign.cancel import CancelReport as CancelReport  # re-exported: what ca
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
-from campaign.errors import CampaignError, ExitCode, RunStopped, UsageError, full_stop
+from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, full_stop
 from campaign.ledger import PAIR_GAP, Ledger, register_state
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -548,8 +548,8 @@ def finish_summary(state: State, summary: Summary, target: Path | None, *, with_
     try:
         export(state, target, with_segments=with_segments)
         summary.results_path = target
-    except OSError as err:  # the state file has everything; say how to write it elsewhere
-        summary.results_error = f"cannot write {target} ({err.strerror or err})"
+    except OutputError as err:  # the state file has everything; say how to write it elsewhere
+        summary.results_error = f"cannot write {target} ({err.reason})"
 
 
 def require_api_key(options: Options) -> None:

@@ -386,3 +386,28 @@ def test_one_row_already_sent_is_said_in_the_singular(make_campaign: CampaignFac
     again = run_campaign("send", str(path), "--sandbox", "--yes", cwd=tmp_path, columns=200)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "1 row was already sent by an earlier run and not sent again." in again.stdout
+
+
+def test_an_output_path_under_a_file_is_one_sentence_for_every_command_that_writes(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """A folder of the path is a file: ``status --results`` and ``--export-undeliverable``
+    say which file and that nothing is lost (exit 2), like ``send`` does; never "internal error"."""
+    path = make_campaign(contacts(2))
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    sent = run_campaign("send", str(path), "--sandbox", "--yes", cwd=tmp_path)
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    results = run_campaign("status", str(path), "--sandbox", "--results", "afile/r.csv", cwd=tmp_path, columns=400)
+    assert (results.returncode, results.stdout) == (2, "")
+    assert " ".join(results.stderr.split()) == (
+        "error: afile/r.csv: cannot be written (afile is a file, not a folder). Nothing is lost: the state file "
+        "has every row; `campaign status CAMPAIGN_FILE --results PATH` writes them elsewhere."
+    )
+    export = run_campaign(
+        "status", str(path), "--sandbox", "--export-undeliverable", "afile/u.csv", cwd=tmp_path, columns=400
+    )
+    assert (export.returncode, export.stdout) == (2, "")
+    assert " ".join(export.stderr.split()) == (
+        "error: afile/u.csv: cannot be written (afile is a file, not a folder). Nothing is lost: the state file "
+        "has every row; give --export-undeliverable another path."
+    )
