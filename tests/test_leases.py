@@ -240,15 +240,23 @@ def test_the_machine_is_the_boot_id_or_else_a_hash_of_the_host_name(monkeypatch:
 
 @pytest.mark.backend("sqlite")
 def test_alive_is_true_for_a_live_process_and_another_users_and_false_for_a_dead_one() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert leases._alive(child.pid) is True
+        with pytest.raises(subprocess.TimeoutExpired):  # only asked, never signalled
+            child.wait(timeout=1)
+    finally:
+        child.kill()
+        child.wait()
     assert leases._alive(os.getpid()) is True
     assert leases._alive(_dead_pid()) is False
     assert os.stat("/proc/1").st_uid == 0  # pid 1 is root's
-    if os.geteuid() == 0:  # as another user, signalling root's process is refused (EPERM)
-        os.seteuid(65534)
+    if os.getuid() == 0:  # as another user (saved uid kept to come back), root's process refuses the signal
+        os.setresuid(65534, 65534, 0)
         try:
             alive = leases._alive(1)
         finally:
-            os.seteuid(0)
+            os.setresuid(0, 0, 0)
     else:
         alive = leases._alive(1)
     assert alive is True
@@ -499,7 +507,7 @@ def test_reap_declares_silent_and_dead_workers_lost_and_frees_their_rows(state: 
     for c in (me, silent, fresh, dead, alive):
         c.register()
     dead_pid = _dead_pid()
-    state.db.execute("UPDATE workers SET host = 'box', pid = 4242 WHERE id = ?", (silent.id,))
+    state.db.execute("UPDATE workers SET host = 'box' WHERE id = ?", (silent.id,))  # its pid: this live one
     state.db.execute("UPDATE workers SET pid = ? WHERE id = ?", (dead_pid, dead.id))
     now = _db_ms(state)
     _beat(state, me.id, 0)  # this worker's own row is never its own to reap
@@ -525,7 +533,7 @@ def test_reap_declares_silent_and_dead_workers_lost_and_frees_their_rows(state: 
 
     said = "stopped answering while this request was in flight; it may have been delivered"
     assert _recipients(state) == {
-        "s-sending": ("unknown", "j", silent.id, "", f"the worker on box (pid 4242) {said}", ""),
+        "s-sending": ("unknown", "j", silent.id, "", f"the worker on box (pid {os.getpid()}) {said}", ""),
         "s-pending": ("pending", "j", "", "", "", ""),
         "s-unknown": ("unknown", "j", silent.id, "", "e", ""),
         "s-sent": ("sent", "j", "", "", "", ""),
