@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -39,6 +40,19 @@ START = datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)  # the ManualClock's s
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_signal_sent() -> Iterator[None]:
+    """Whether a process is alive is asked with signal 0: a real signal to a worker's pid (this
+    process's, for the workers these tests register) would be a bug, here a test failure."""
+    got: list[int] = []
+    old = signal.signal(signal.SIGHUP, lambda signum, _frame: got.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, old)
+    assert got == []
 
 
 @pytest.fixture
