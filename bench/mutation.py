@@ -22,6 +22,8 @@ per module for mutmut's statistics)::
                                                    # only these tests: a lower bound, faster
     python -m bench.mutation --recheck results tests/test_results.py
                                                    # each saved survivor against these tests
+    python -m bench.mutation runner --collect /tmp/mutation-runner-XXXX
+                                                   # a run stopped (killed) before its end: what it tested
 
 Writes ``bench/out/mutation/<module>.json`` (counts and survivor names) and prints a table.
 """
@@ -122,23 +124,43 @@ def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[
         with (OUT / f"{module}.log").open("w", encoding="utf-8") as log:  # mutmut's own output
             subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
         elapsed = time.monotonic() - started
-        listing = subprocess.run(
-            ["mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=False
-        ).stdout
-        statuses: dict[str, str] = {}
-        for line in listing.splitlines():
-            match = _STATUS.match(line)
-            if match:
-                statuses[match["name"]] = match["status"].strip()
+        statuses, diffs = _collect(work, env, show=show)
         if statuses and set(statuses.values()) == {"not checked"}:  # e.g. a test failed with no mutant
             raise RuntimeError(f"mutmut tested no mutant of {module}: see {OUT / f'{module}.log'}")
-        survivors = sorted(name for name, status in statuses.items() if status not in DETECTED)
-        diffs = {}
-        if show:
-            for name in survivors:
-                diffs[name] = subprocess.run(
-                    ["mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True, check=False
-                ).stdout
+    return _report(module, statuses, diffs, elapsed, tests)
+
+
+def _collect(work: Path, env: dict[str, str], *, show: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """mutmut's status of every mutant in the scratch copy ``work``, and each survivor's diff."""
+    listing = subprocess.run(
+        ["mutmut", "results", "--all", "true"], cwd=work, env=env, capture_output=True, text=True, check=False
+    ).stdout
+    statuses: dict[str, str] = {}
+    for line in listing.splitlines():
+        match = _STATUS.match(line)
+        if match:
+            statuses[match["name"]] = match["status"].strip()
+    diffs = {}
+    if show:
+        for name in sorted(n for n, status in statuses.items() if status not in DETECTED | {"not checked"}):
+            diffs[name] = subprocess.run(
+                ["mutmut", "show", name], cwd=work, env=env, capture_output=True, text=True, check=False
+            ).stdout
+    return statuses, diffs
+
+
+def collect(module: str, work: Path, tests: list[str] | None) -> dict[str, Any]:
+    """The report of a run stopped before its end (its process killed, so its scratch copy
+    ``work`` was kept): the mutants tested so far; the rest count as "not checked"."""
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "TERM": "dumb", "CAMPAIGN_TEST_BACKENDS": _backends(module)}
+    statuses, diffs = _collect(work, env, show=True)
+    return _report(module, statuses, diffs, None, tests)
+
+
+def _report(
+    module: str, statuses: dict[str, str], diffs: dict[str, str], elapsed: float | None, tests: list[str] | None
+) -> dict[str, Any]:
+    survivors = sorted(name for name, status in statuses.items() if status not in DETECTED | {"not checked"})
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -152,7 +174,7 @@ def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[
         "counts": counts,
         "survivors": survivors,
         "diffs": diffs,
-        "seconds": round(elapsed, 1),
+        "seconds": round(elapsed, 1) if elapsed is not None else None,
         "tests": tests or "the in-process suite",
     }
 
@@ -243,7 +265,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck", metavar="MODULE", help="apply each survivor of MODULE's last --show run; run the tests given"
     )
+    parser.add_argument(
+        "--collect",
+        metavar="SCRATCH",
+        help="the report of MODULE's run stopped before its end, from its kept scratch copy (/tmp/mutation-MODULE-*)",
+    )
     args = parser.parse_args(argv)
+    if args.collect:
+        [module] = args.modules
+        OUT.mkdir(parents=True, exist_ok=True)
+        report = collect(module, Path(args.collect), args.tests)
+        (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        print(f"{module}: {report['counts']}; {len(report['survivors'])} survivors saved for --recheck")
+        return 0
     if args.recheck:
         OUT.mkdir(parents=True, exist_ok=True)
         outcome = recheck(args.recheck, args.modules)
