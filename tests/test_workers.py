@@ -78,9 +78,16 @@ def _posts(url: str) -> Counter[str]:
 
 
 def _busiest_second(url: str) -> int:
-    """The most POST /message requests the sandbox received in any one-second window."""
+    """The most POST /message requests the sandbox received in any one-second window [t, t + 1)
+    (a closed window holds 21 requests sent exactly 50 ms apart)."""
     times = sorted(r["at"] for r in _log(url)["requests"] if r["method"] == "POST")
-    return max(bisect.bisect_right(times, t + 1.0) - i for i, t in enumerate(times))
+    return max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+
+
+def _span(url: str) -> float:
+    """Seconds from the first POST /message the sandbox received to the last."""
+    times = [r["at"] for r in _log(url)["requests"] if r["method"] == "POST"]
+    return max(times) - min(times)
 
 
 def _has_flights(state: Any, pid: int) -> bool:
@@ -119,15 +126,20 @@ def test_two_workers_send_every_row_exactly_once(make_campaign: CampaignFactory)
 
 
 def test_three_workers_keep_the_channel_rate_in_every_second(make_campaign: CampaignFactory) -> None:
-    """rate is the channel's: three workers together never go over it in any one-second window."""
+    """rate is the channel's: three workers together keep to it. Measured where the requests
+    arrive, three processes away: the 90 requests take at least the 4.45 s that 20 a second
+    needs (three workers each at the full rate would take a third of it), and no one-second
+    window holds more than 20 but for two of arrival jitter on a loaded machine. The exact
+    slots (every start 1/rate apart, across workers) are pinned on a virtual clock in
+    tests/test_shared_pacer.py."""
     with spawn() as url:
         path = make_campaign(contacts(90), api_url=url, sending="rate = 20\nconcurrency = 4\ntimeout = 5")
         results = _finish([_worker(path) for _ in range(3)])
-        busiest = _busiest_second(url)
+        busiest, span = _busiest_second(url), _span(url)
         posts = _posts(url)
     assert [code for code, _, _ in results] == [0, 0, 0], results
     assert len(posts) == 90 and set(posts.values()) == {1}
-    assert busiest <= 20
+    assert span >= 4.0 and busiest <= 22, (span, busiest)
 
 
 def test_a_429_seen_by_one_worker_slows_the_channel_for_all(make_campaign: CampaignFactory) -> None:
