@@ -195,7 +195,7 @@ class Summary:
         return rows_exit_code(self.counts, self.limit_pending + self.waiting)
 
 
-def rows_exit_code(counts: Mapping[str, int], pending_for_later: int = 0) -> ExitCode:
+def rows_exit_code(counts: Mapping[str, int], pending_for_later: int) -> ExitCode:
     """PRODUCT.md "Exit codes" for a finished run (or ``status``): 0 or 1 from the rows.
 
     1 when some rows are failed, invalid, unknown or pending, except ``pending_for_later``

@@ -332,6 +332,7 @@ async def _feed(
             if on_progress:
                 on_progress(summary, None)
             await _sleep_toward(datetime.fromisoformat(later), sender, min(coordinator.lease / 5, 5.0))
+            summary.waiting_for = ""  # set again if the queue still has only rows for later
             continue
         return
 

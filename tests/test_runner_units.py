@@ -339,3 +339,15 @@ def test_a_rerun_counts_what_it_holds_back_and_why(make_campaign: CampaignFactor
     assert (s.held_unknown, s.held_failed, s.already_done, s.limit_pending) == (1, 1, 1, 1)
     assert (s.sent_now, s.to_send, s.rows) == (1, 1, 5)
     assert s.outcomes == Counter({"sent": 1})
+
+
+def test_a_send_counts_each_outcome_once_and_knows_its_total(make_campaign: CampaignFactory) -> None:
+    rows = contacts(3)
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(blocked=frozenset({rows[1][0]})))) as box:
+            return await run_on(box, load_campaign(make_campaign(rows)), options())
+
+    s = asyncio.run(main())
+    assert (s.finished_now, s.sent_now, s.outcomes) == (3, 2, Counter({"sent": 2, "failed": 1}))
+    assert (s.read_all, s.total, s.to_send) == (True, 3, 3)

@@ -268,6 +268,7 @@ def test_wait_sends_each_row_as_its_window_opens(
     waits: list[str] = []
     summary, _, sent = send(path, clock, wait=True, waits=waits)
     assert summary.waiting == 0 and summary.exit_code() is ExitCode.OK
+    assert summary.waiting_for == ""  # the wait is over: the progress line no longer shows it
     if state_backend == "sqlite":  # PostgreSQL's workers show the bare UTC instant instead (reported)
         assert waits == [  # the progress line, before each window: the earliest held row's
             "Mon 07 Dec 08:00 Asia/Kolkata (02:30 UTC)",
