@@ -351,3 +351,12 @@ def test_a_send_counts_each_outcome_once_and_knows_its_total(make_campaign: Camp
     s = asyncio.run(main())
     assert (s.finished_now, s.sent_now, s.outcomes) == (3, 2, Counter({"sent": 2, "failed": 1}))
     assert (s.read_all, s.total, s.to_send) == (True, 3, 3)
+
+
+def test_check_forecasts_nothing_for_send_at_without_a_window(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """send_at alone: each request carries its own schedule and goes now; there is no window
+    to forecast, though every row has its zone."""
+    rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(2)]
+    summary = _check_at(campaign_file(make_campaign, tmp_path, rows, 'send_at = "2026-12-03 09:00"'), AT)
+    assert summary.zones == Counter({("America/Chicago",): 2})
+    assert (summary.forecast, summary.warnings) == ([], [])
