@@ -360,3 +360,30 @@ def test_check_forecasts_nothing_for_send_at_without_a_window(make_campaign: Cam
     summary = _check_at(campaign_file(make_campaign, tmp_path, rows, 'send_at = "2026-12-03 09:00"'), AT)
     assert summary.zones == Counter({("America/Chicago",): 2})
     assert (summary.forecast, summary.warnings) == ([], [])
+
+
+def test_each_run_records_how_it_ended(make_campaign: CampaignFactory) -> None:
+    """The runs table (``status``'s last run): a refused key stops the run, a Ctrl-C (the stop
+    event) interrupts it, and a run that sends every row finishes."""
+    path = make_campaign(contacts(2))
+
+    async def main() -> list[Any]:
+        ended: list[Any] = []
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = dataclasses.replace(load_campaign(path), api_url=box.url)
+            refused = await runner.run(campaign, options(api_key="someone:else12345"))
+            ended.append((status(campaign).last_run or {}).get("outcome"))
+            stop = asyncio.Event()
+            stop.set()
+            interrupted = await runner.run(campaign, options(), stop_event=stop)
+            ended.append((status(campaign).last_run or {}).get("outcome"))
+            finished = await runner.run(campaign, options())
+            ended.append((status(campaign).last_run or {}).get("outcome"))
+            assert (refused.exit_code(), interrupted.interrupted, finished.counts) == (
+                ExitCode.STOPPED,
+                True,
+                Counter({"sent": 2}),
+            )
+        return ended
+
+    assert asyncio.run(main()) == ["stopped", "interrupted", "finished"]
