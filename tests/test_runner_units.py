@@ -11,9 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from campaign import runner, timing
 from campaign.config import load_campaign
 from campaign.errors import ExitCode
+from campaign.leases import Coordinator
 from campaign.runner import Reasons, Summary, check, preview, status
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import KEY, CampaignFactory, contacts, state_of, write_csv
@@ -384,6 +387,39 @@ def test_each_run_records_how_it_ended(make_campaign: CampaignFactory) -> None:
                 True,
                 Counter({"sent": 2}),
             )
+            after = status(campaign)
+            assert (after.limit_pending, after.exit_code()) == (0, ExitCode.OK)  # no --limit left rows
         return ended
 
     assert asyncio.run(main()) == ["stopped", "interrupted", "finished"]
+
+
+@pytest.mark.backend("postgresql")
+def test_status_of_a_shared_campaign_leaves_a_live_workers_flights_out_of_unknown(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row ``sending`` under a running worker is that worker's (listed with it), not a dead
+    run's unknown row; once no worker runs, it is unknown, with the in-flight sentence."""
+    monkeypatch.setenv("CAMPAIGN_LEASE_SECONDS", "100000")
+    path = make_campaign(contacts(2))
+    phone = contacts(1)[0][0]
+    state = state_of(path)
+    try:
+        live = Coordinator(state, planner=False)
+        live.register()
+        with state.transaction():
+            state.add_recipients([(phone, phone, 2, "h", "Hi")])
+            state.db.execute(
+                "UPDATE recipients SET status = 'sending', lease_owner = ? WHERE key = ?", (live.id, phone)
+            )
+        report = status(load_campaign(path))
+        assert report.unknown == []
+        assert [(w["id"], w["state"], w["in_flight"]) for w in report.workers] == [(live.id, "running", 1)]
+        state.db.execute("UPDATE workers SET state = 'finished' WHERE id = ?", (live.id,))
+        report = status(load_campaign(path))
+        assert [(u["phone"], u["error"]) for u in report.unknown] == [
+            (phone, "a run was sending it when it stopped (or is sending it now); it may have been delivered")
+        ]
+        assert [w["state"] for w in report.workers] == ["finished"]
+    finally:
+        state.close()
