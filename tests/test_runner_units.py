@@ -324,23 +324,23 @@ def test_check_counts_every_kind_of_row_of_a_mixed_sheet(make_campaign: Campaign
 
 
 def test_a_rerun_counts_what_it_holds_back_and_why(make_campaign: CampaignFactory) -> None:
-    """Row 2's answer lost (unknown), row 3 refused (failed), row 4 sent; a rerun with
-    ``--limit 1`` holds each back for its own reason, sends row 5 and leaves row 6 for later."""
-    rows = contacts(5)
+    """Rows 2-3: answers lost (unknown); 4-5 refused (failed); 6-7 sent. A rerun with
+    ``--limit 1`` holds each back for its own reason, sends row 8 and leaves row 9 for later."""
+    rows = contacts(8)
 
     async def main() -> Summary:
         async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(drop_after_accept=1.0))) as box:
-            await run_on(box, load_campaign(path), options(limit=1))
-            box.config.faults = Faults(blocked=frozenset({rows[1][0]}))
             await run_on(box, load_campaign(path), options(limit=2))
+            box.config.faults = Faults(blocked=frozenset({rows[2][0], rows[3][0]}))
+            await run_on(box, load_campaign(path), options(limit=4))
             box.config.faults = Faults()
             return await run_on(box, load_campaign(path), options(limit=1))
 
     path = make_campaign(rows)
     s = asyncio.run(main())
-    assert s.counts == Counter({"unknown": 1, "failed": 1, "sent": 2, "pending": 1})
-    assert (s.held_unknown, s.held_failed, s.already_done, s.limit_pending) == (1, 1, 1, 1)
-    assert (s.sent_now, s.to_send, s.rows) == (1, 1, 5)
+    assert s.counts == Counter({"unknown": 2, "failed": 2, "sent": 3, "pending": 1})
+    assert (s.held_unknown, s.held_failed, s.already_done, s.limit_pending) == (2, 2, 2, 1)
+    assert (s.sent_now, s.to_send, s.rows) == (1, 1, 8)
     assert s.outcomes == Counter({"sent": 1})
 
 
