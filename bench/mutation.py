@@ -22,6 +22,8 @@ per module for mutmut's statistics)::
                                                    # only these tests: a lower bound, faster
     python -m bench.mutation --recheck results tests/test_results.py
                                                    # each saved survivor against these tests
+    python -m bench.mutation runner --show --only 'campaign.runner.x_preview*' --tests tests/test_runner_units.py
+                                                   # only these functions' mutants
     python -m bench.mutation runner --collect /tmp/mutation-runner-XXXX
                                                    # a run stopped (killed) before its end: what it tested
 
@@ -111,8 +113,16 @@ def _copy_tree(dest: Path) -> None:
             shutil.copy2(source, target)
 
 
-def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[str] | None = None) -> dict[str, Any]:
-    """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors."""
+def run_module(
+    module: str,
+    *,
+    show: bool,
+    type_check: bool = True,
+    tests: list[str] | None = None,
+    only: list[str] | None = None,
+) -> dict[str, Any]:
+    """Mutate ``campaign/<module>.py`` in a scratch copy; return counts and survivors. ``only``:
+    mutmut's mutant name patterns (``campaign.runner.x_preview*``): test just those."""
     with tempfile.TemporaryDirectory(prefix=f"mutation-{module}-") as scratch:
         work = Path(scratch)
         _copy_tree(work)
@@ -122,7 +132,9 @@ def run_module(module: str, *, show: bool, type_check: bool = True, tests: list[
         env["CAMPAIGN_TEST_BACKENDS"] = _backends(module)
         started = time.monotonic()
         with (OUT / f"{module}.log").open("w", encoding="utf-8") as log:  # mutmut's own output
-            subprocess.run(["mutmut", "run"], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False)
+            subprocess.run(
+                ["mutmut", "run", *(only or [])], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+            )
         elapsed = time.monotonic() - started
         statuses, diffs = _collect(work, env, show=show)
         if statuses and set(statuses.values()) == {"not checked"}:  # e.g. a test failed with no mutant
@@ -266,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         "--recheck", metavar="MODULE", help="apply each survivor of MODULE's last --show run; run the tests given"
     )
     parser.add_argument(
+        "--only", nargs="+", metavar="PATTERN", help="only the mutants whose names match (campaign.runner.x_preview*)"
+    )
+    parser.add_argument(
         "--collect",
         metavar="SCRATCH",
         help="the report of MODULE's run stopped before its end, from its kept scratch copy (/tmp/mutation-MODULE-*)",
@@ -289,7 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"{'module':<10} {'mutants':>7} {'killed':>7} {'score':>6}  other")
     for module in args.modules:
-        report = run_module(module, show=args.show, type_check=not args.no_type_check, tests=args.tests)
+        report = run_module(
+            module, show=args.show, type_check=not args.no_type_check, tests=args.tests, only=args.only
+        )
         (OUT / f"{module}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
         other = {k: v for k, v in report["counts"].items() if k != "killed"}
         print(f"{module:<10} {report['mutants']:>7} {report['killed']:>7} {report['score']!s:>6}  {other}", flush=True)
