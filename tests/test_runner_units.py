@@ -423,3 +423,30 @@ def test_status_of_a_shared_campaign_leaves_a_live_workers_flights_out_of_unknow
         assert [w["state"] for w in report.workers] == ["finished"]
     finally:
         state.close()
+
+
+def test_allow_duplicates_with_an_invalid_row_sends_every_valid_row(make_campaign: CampaignFactory) -> None:
+    """An invalid row among a number's rows is left as it is, and the rows after it are still
+    numbered, previewed and sent."""
+    ann, bob = contacts(2)
+    bad = ("not a number", *ann[1:])
+    path = make_campaign([ann, bad, ann, bob], recipients="allow_duplicates = true")
+    shown = preview(load_campaign(path), 10)
+    assert [(r["row"], r.get("status")) for r in shown] == [(2, None), (3, "invalid"), (4, None), (5, None)]
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            summary = await run_on(box, load_campaign(path), options())
+            assert [m.to for m in box.accepted] == [ann[0], ann[0], bob[0]]
+            return summary
+
+    assert asyncio.run(main()).counts == Counter({"sent": 3, "invalid": 1})
+
+
+def test_check_of_a_sheet_with_no_valid_row_warns_of_nothing_to_send_late(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    rows = [("not a number", "x", ""), ("12", "y", "")]
+    summary = _check_at(campaign_file(make_campaign, tmp_path, rows, "daily_limit = 1"), AT)
+    assert summary.counts == Counter({"invalid": 2})
+    assert (summary.forecast, summary.warnings) == ([], [])
