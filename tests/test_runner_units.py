@@ -15,7 +15,7 @@ import pytest
 
 from campaign import runner, timing
 from campaign.config import load_campaign
-from campaign.errors import ExitCode
+from campaign.errors import ExitCode, UsageError
 from campaign.leases import Coordinator
 from campaign.runner import Reasons, Summary, check, preview, status
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
@@ -237,7 +237,9 @@ def test_preview_of_a_resorted_sheet_with_allow_duplicates_shows_what_send_does(
     assert sent == [r["request"]["text"] for r in shown if "request" in r]
 
 
-def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(make_campaign: CampaignFactory) -> None:
+def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
     rows = contacts(4)
     blocked = rows[1][0]
     path = make_campaign(rows, message='text = "Hi"\nschedule = "2099-01-02 09:00"\ntimezone = "UTC"')
@@ -258,6 +260,10 @@ def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(make_ca
     with timing.use_clock(timing.ManualClock(datetime(2099, 1, 2, 9, tzinfo=UTC))):  # the moment they go
         assert status(load_campaign(path)).scheduled == []
     assert report.exit_code() is ExitCode.ROWS_NOT_SENT
+    status(load_campaign(path), results_path=tmp_path / "elsewhere.csv")  # a send's columns: no segments
+    with (tmp_path / "elsewhere.csv").open(encoding="utf-8-sig", newline="") as handle:
+        header = next(csv.reader(handle))
+    assert header[-3:] == ["attempts", "message", "updated_at"] and "segments" not in header
 
 
 def test_cancel_of_a_campaign_sent_for_real_takes_back_its_scheduled_rows(make_campaign: CampaignFactory) -> None:
@@ -281,10 +287,8 @@ def test_check_writes_its_report_where_asked(make_campaign: CampaignFactory, tmp
     summary = asyncio.run(check(load_campaign(make_campaign(contacts(2))), report=report, prepare_in_child=False))
     assert summary.counts == Counter({"dry-run": 2})
     with report.open(encoding="utf-8-sig", newline="") as handle:
-        assert [(r["row"], r["phone"], r["status"]) for r in csv.DictReader(handle)] == [
-            ("2", "+16175550000", "dry-run"),
-            ("3", "+16175550001", "dry-run"),
-        ]
+        got = [(r["row"], r["phone"], r["status"], r["segments"], r["encoding"]) for r in csv.DictReader(handle)]
+    assert got == [("2", "+16175550000", "dry-run", "1", "GSM-7"), ("3", "+16175550001", "dry-run", "1", "GSM-7")]
 
 
 def test_check_counts_every_kind_of_row_of_a_mixed_sheet(make_campaign: CampaignFactory, tmp_path: Path) -> None:
@@ -450,3 +454,21 @@ def test_check_of_a_sheet_with_no_valid_row_warns_of_nothing_to_send_late(
     summary = _check_at(campaign_file(make_campaign, tmp_path, rows, "daily_limit = 1"), AT)
     assert summary.counts == Counter({"invalid": 2})
     assert (summary.forecast, summary.warnings) == ([], [])
+
+
+def test_a_send_without_an_api_key_or_a_worker_without_postgresql_is_one_sentence(
+    make_campaign: CampaignFactory,
+) -> None:
+    campaign = load_campaign(make_campaign(contacts(1)))
+    with pytest.raises(UsageError) as no_key:
+        asyncio.run(runner.run(campaign, runner.Options()))
+    assert str(no_key.value) == (
+        "Set SOCIOCS_API_KEY to your Sociocs API key (Profile & settings → API), or add "
+        "--sandbox to try the campaign against the built-in local API."
+    )
+    with pytest.raises(UsageError) as no_database:
+        asyncio.run(runner.run(campaign, options(worker=True)))
+    assert str(no_database.value) == (
+        '--worker shares a campaign between runs through PostgreSQL: set state = "postgresql://..." in '
+        'the campaign file or CAMPAIGN_STATE_URL (README, "Several workers").'
+    )
