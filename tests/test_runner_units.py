@@ -472,3 +472,21 @@ def test_a_send_without_an_api_key_or_a_worker_without_postgresql_is_one_sentenc
         '--worker shares a campaign between runs through PostgreSQL: set state = "postgresql://..." in '
         'the campaign file or CAMPAIGN_STATE_URL (README, "Several workers").'
     )
+
+
+def test_a_duplicate_in_a_later_batch_is_skipped_as_the_first_rows(make_campaign: CampaignFactory) -> None:
+    """Rows are planned in batches (prepare.BATCH rows first): a number's second row in a later
+    batch is still a duplicate of its first row, never a second message."""
+    rows = contacts(300)
+    rows.append(rows[0])  # row 302: the number of row 2, 300 rows later
+    path = make_campaign(rows, sending="rate = 0\nconcurrency = 8\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[Summary, Counter[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            summary = await run_on(box, load_campaign(path), options())
+            return summary, Counter(m.to for m in box.accepted)
+
+    summary, sent = asyncio.run(main())
+    assert summary.counts == Counter({"sent": 300, "skipped": 1}) and summary.duplicates == 1
+    assert len(sent) == 300 and set(sent.values()) == {1}
+    assert summary.reasons["skipped"].top() == [("duplicate of row 2", 1, [302])]
