@@ -6,10 +6,7 @@ what they return.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +21,7 @@ from campaign.delivery import ErrorKind
 from campaign.delivery_store import Funnel, failed_deliveries, funnel
 from campaign.errors import OutputError, UsageError
 from campaign.listener import Listener, OnReport
-from campaign.results import neutralise
+from campaign.results import write_csv
 from campaign.runner import export
 
 
@@ -170,22 +167,6 @@ def export_undeliverable(campaign: Campaign, path: Path) -> int:
         rows = [d for d in failed_deliveries(state) if d["kind"] is ErrorKind.PERMANENT]
     finally:
         state.close()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        raise OutputError.of(path, err, UNDELIVERABLE_ELSEWHERE) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(UNDELIVERABLE_COLUMNS)
-            for d in rows:
-                writer.writerow([neutralise(d[c]) for c in UNDELIVERABLE_COLUMNS])
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError.of(path, err, UNDELIVERABLE_ELSEWHERE) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return len(rows)
+    return write_csv(
+        path, UNDELIVERABLE_COLUMNS, ([d[c] for c in UNDELIVERABLE_COLUMNS] for d in rows), UNDELIVERABLE_ELSEWHERE
+    )

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from campaign.errors import OutputError
+from campaign.errors import RESULTS_ELSEWHERE, OutputError
 
 RESULT_COLUMNS = (
     "row",
@@ -96,15 +96,24 @@ def write_results(
     Returns the number of data rows written. Raises OutputError when the file cannot be
     written (the old one, if any, is left as it was).
     """
+    return write_csv(path, output_columns(input_columns, extra), ((*cells, *ours) for cells, *ours in rows))
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], fix: str = RESULTS_ELSEWHERE) -> int:
+    """Write a CSV file campaign gives the user (a results file, an export) as this module
+    writes every one: atomically, fsynced, UTF-8 with a BOM, every cell neutralised, readable
+    by whoever may read the folder (the umask).
+
+    Returns the number of data rows written. Raises OutputError (whose sentence ends with
+    ``fix``) when the file cannot be written; the old one, if any, is left as it was.
+    """
     try:
-        return _write_results(path, input_columns, rows, extra)
+        return _write_csv(path, header, rows)
     except OSError as err:
-        raise OutputError.of(path, err) from None
+        raise OutputError.of(path, err, fix) from None
 
 
-def _write_results(
-    path: Path, input_columns: Sequence[str], rows: Iterable[Sequence[Any]], extra: Sequence[str]
-) -> int:
+def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.tmp"):
         # Left by a run killed mid-write; one being written now (another worker of the same
@@ -120,9 +129,9 @@ def _write_results(
     try:
         with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(_neutralised(output_columns(input_columns, extra)))
-            for cells, *ours in rows:
-                writer.writerow(_neutralised((*cells, *ours)))
+            writer.writerow(_neutralised(header))
+            for row in rows:
+                writer.writerow(_neutralised(row))
                 count += 1
             handle.flush()
             os.fsync(handle.fileno())
