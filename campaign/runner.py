@@ -252,6 +252,12 @@ def explain_reasons(state: State, counts: Mapping[str, int]) -> dict[str, Reason
     return reasons
 
 
+def sendable_phones(batch: Sequence[Prepared]) -> list[str]:
+    """The numbers of the rows in ``batch`` that may still be sent: those whose recipients
+    :func:`number_occurrences` looks up."""
+    return [p.phone for p in batch if p.key is not None and p.status is None]
+
+
 def number_occurrences(
     batch: list[Prepared], known: Mapping[str, Sequence[tuple[str, str, str]]], used: set[str]
 ) -> list[Prepared]:
@@ -428,7 +434,7 @@ class Planner:
         return True
 
     def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
-        phones = [p.phone for p in batch if p.key is not None and p.status is None]
+        phones = sendable_phones(batch)
         return number_occurrences(batch, self.state.occurrences(phones), self.state.keys_read(phones))
 
 
@@ -728,12 +734,12 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
     if not sched.has_window or not summary.zones:
         return
     at = timing.now()
+    inside = f"window {sched.window_text}" if sched.window_text else "sending days"
     for line in timing.forecast(sched, dict(summary.zones), campaign.sending.rate, at):
         summary.forecast.append(line.describe())
         if not line.fits:
             summary.warnings.append(
-                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their "
-                f"{f'window {sched.window_text}' if sched.window_text else 'sending days'} at "
+                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their {inside} at "
                 f"{campaign.sending.rate:g} per second; the last go out "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
@@ -793,8 +799,7 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
             state = stack.enter_context(contextlib.closing(store.open_state(campaign)))
         for batch in pipeline.batches():
             if allow_dup:
-                phones = [p.phone for p in batch if p.key is not None and p.status is None]
-                batch = number_occurrences(batch, state.occurrences(phones) if state else {}, used)
+                batch = number_occurrences(batch, state.occurrences(sendable_phones(batch)) if state else {}, used)
             for p in batch:
                 p = p if allow_dup else skip_duplicate(p, first)
                 item: dict[str, Any] = {"row": p.row, "phone": p.phone}
