@@ -266,11 +266,16 @@ def test_second_ctrl_c_exits_at_once_and_loses_nothing(make_campaign: CampaignFa
         request = urllib.request.Request(f"{url}/messages?start_date={today}&end_date={today}", headers={"apikey": KEY})
         with urllib.request.urlopen(request, timeout=10) as response:
             sent_to = [m["to"] for m in json.loads(response.read())["data"]]
-    assert len(sent_to) == len(set(sent_to)) == 12  # nothing sent twice; the rows cut off reached the API
+    assert len(sent_to) == len(set(sent_to))  # nothing sent twice
     rows = read_results(tmp_path / "test.results.csv")
     statuses = Counter(r["status"] for r in rows)
-    assert set(statuses) == {"sent", "unknown"} and statuses["sent"] + statuses["unknown"] == 12
+    assert set(statuses) == {"sent", "unknown"} and statuses["sent"] + statuses["unknown"] == 12  # none lost
     assert 1 <= statuses["unknown"] <= 4  # at most the pool's four, in flight at the second Ctrl-C
+    # Every sent row reached the API. An unknown row's request reached it or not: the second
+    # Ctrl-C may fall between its 'sending' mark and its first byte on the socket (more likely on
+    # a loaded machine); that is why it is unknown and never resent without reconcile.
+    phones = {status: {r["phone"] for r in rows if r["status"] == status} for status in statuses}
+    assert phones["sent"] <= set(sent_to) <= phones["sent"] | phones["unknown"]
 
 
 def test_sandbox_refuses_impossible_faults(tmp_path: Path) -> None:

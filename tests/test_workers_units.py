@@ -1,0 +1,165 @@
+"""campaign.workers in this process (so mutation testing sees it): the planner, a joiner, a
+worker's --limit, one the others declared lost, and the sentences each says.
+
+tests/test_workers.py runs workers as processes (the installed package), which no mutant of
+this process reaches. Here ``runner.run`` takes the PostgreSQL path (``run_shared``) against an
+in-process sandbox over real HTTP, on the test's own database of the session's cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from campaign import runner, store
+from campaign.config import Campaign, load_campaign
+from campaign.errors import UsageError
+from campaign.leases import fingerprint
+from campaign.sandbox import Faults, Sandbox, SandboxConfig
+from tests.conftest import KEY, CampaignFactory, contacts, state_of
+from tests.test_record import options
+
+pytestmark = pytest.mark.backend("postgresql")
+
+
+def _on(box: Sandbox, path: Path) -> Campaign:
+    return dataclasses.replace(load_campaign(path), api_url=box.url)
+
+
+def _meta(path: Path, *keys: str) -> list[str | None]:
+    state = state_of(path)
+    try:
+        return [state.meta(k) for k in keys]
+    finally:
+        state.close()
+
+
+def _runs(path: Path) -> list[tuple[str, str]]:
+    """(command, outcome) of every run of the campaign, oldest first."""
+    state = state_of(path)
+    try:
+        return [tuple(r) for r in state.db.execute("SELECT command, outcome FROM runs ORDER BY id").fetchall()]
+    finally:
+        state.close()
+
+
+def test_the_planner_sends_every_row_once_and_marks_its_plan_complete(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(6))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = _on(box, path)
+            summary = await runner.run(campaign, options())
+            assert summary.shared and summary.read_all and summary.stop_reason is None
+            assert summary.counts == Counter({"sent": 6}) and summary.rows == 6 and summary.sent_now == 6
+            assert Counter(m.to for m in box.accepted) == Counter({c[0]: 1 for c in contacts(6)})
+            prints = fingerprint(campaign, (False, False, False, None))
+            assert prints and _meta(path, "plan_fingerprint", "plan_inputs", runner.LIMIT_PENDING_META) == [
+                prints,
+                prints,
+                "0",
+            ]
+            # A --worker with the same files joins the finished plan: it reads nothing, sends nothing.
+            again = await runner.run(campaign, options(worker=True))
+            assert again.counts == Counter({"sent": 6}) and again.sent_now == 0 and not again.warnings
+            assert len(box.accepted) == 6
+            assert _runs(path) == [("send", "finished"), ("send --worker", "finished")]
+
+    asyncio.run(main())
+
+
+def test_a_limit_leaves_the_plan_open_and_the_next_worker_plans_again(make_campaign: CampaignFactory) -> None:
+    """--limit 4 of 10: four sent, six left to a later run, the plan not complete (so the next
+    --worker, same files or not, reads the file again and sends the next four)."""
+    path = make_campaign(contacts(10))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = _on(box, path)
+            first = await runner.run(campaign, options(limit=4, worker=True))
+            assert first.counts == Counter({"sent": 4, "pending": 6}) and first.limit_pending == 6
+            assert _meta(path, "plan_fingerprint", runner.LIMIT_PENDING_META) == ["", "6"]
+            second = await runner.run(campaign, options(limit=4, worker=True))
+            assert second.counts == Counter({"sent": 8, "pending": 2}) and second.sent_now == 4
+            assert _runs(path) == [("send", "finished"), ("send", "finished")]  # planned twice, not joined
+            third = await runner.run(campaign, options(worker=True))
+            assert third.counts == Counter({"sent": 10}) and third.limit_pending == 0
+            assert Counter(m.to for m in box.accepted) == Counter({c[0]: 1 for c in contacts(10)})
+            assert _meta(path, runner.LIMIT_PENDING_META) == ["0"]
+
+    asyncio.run(main())
+
+
+def test_a_joiner_without_the_spreadsheet_and_no_plan_is_one_sentence(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(contacts(2))
+    (path.parent / "contacts.csv").unlink()
+    with pytest.raises(UsageError) as refused:
+        asyncio.run(runner.run(load_campaign(path), options(worker=True)))
+    assert str(refused.value) == (
+        f"{path.parent / 'contacts.csv'} is not on this host and the campaign has not been planned yet: start "
+        "campaign send --worker first where the spreadsheet is; workers elsewhere then join it."
+    )
+
+
+def test_a_joiner_whose_own_file_differs_from_the_plan_warns_and_sends_the_plan(
+    make_campaign: CampaignFactory,
+) -> None:
+    """Another run holds the campaign's lock (a planner); this --worker's spreadsheet is not the
+    one that planner read: it joins, says so, and sends only what the plan queued."""
+    path = make_campaign(contacts(3))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = _on(box, path)
+            state = state_of(path)
+            try:
+                state.set_meta("plan_inputs", "another file's fingerprint")
+            finally:
+                state.close()
+            planner = store.lock(campaign)
+            planner.__enter__()
+            # The "planner" finishes (queues nothing) a moment after the joiner started.
+            asyncio.get_running_loop().call_later(0.5, planner.__exit__, None, None, None)
+            summary = await runner.run(campaign, options(worker=True))
+            assert summary.warnings == [
+                "this worker joined the plan another run made; its own contacts.csv (or campaign file) differs "
+                "from that run's and was not read. Run campaign send --worker again once that plan is done to send "
+                "what it adds."
+            ]
+            assert summary.sent_now == 0 and box.accepted == []
+            assert _runs(path) == [("send --worker", "finished")]
+
+    asyncio.run(main())
+
+
+def test_a_worker_the_others_declared_lost_stops_at_once(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its next heartbeat finds it lost (another worker reaped it while it was paused): it
+    stops with the sentence, sends nothing more, and leaves the rest to the others."""
+    monkeypatch.setenv("CAMPAIGN_LEASE_SECONDS", "1")  # a heartbeat every 0.2 s
+    path = make_campaign(contacts(40), sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(latency=0.05))) as box:
+            campaign = _on(box, path)
+            run = asyncio.create_task(runner.run(campaign, options()))
+            while len(box.accepted) < 3:
+                await asyncio.sleep(0.01)
+            state = state_of(path)
+            try:
+                state.db.execute("UPDATE workers SET state = 'lost' WHERE state = 'running'")
+            finally:
+                state.close()
+            summary = await run
+            assert summary.stop_reason == (
+                "this worker was silent for over 1 s and the others presumed it dead; its rows went back to them"
+            )
+            assert 3 <= len(box.accepted) < 40
+            assert len({m.to for m in box.accepted}) == len(box.accepted)
+
+    asyncio.run(main())
