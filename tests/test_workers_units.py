@@ -163,3 +163,43 @@ def test_a_worker_the_others_declared_lost_stops_at_once(
             assert len({m.to for m in box.accepted}) == len(box.accepted)
 
     asyncio.run(main())
+
+
+def test_a_database_that_goes_away_stops_the_worker_and_says_what_became_of_its_rows(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server stops mid-send (its own cluster, halted): the run ends with the lost-database
+    sentence, no counts and no results file, and nothing was sent twice."""
+    from bench.pgcluster import Cluster
+    from campaign.database import close_pools
+
+    monkeypatch.setenv("CAMPAIGN_LEASE_SECONDS", "2")
+    with Cluster.start() as cluster:
+        monkeypatch.setenv("CAMPAIGN_STATE_URL", cluster.create_database("gone"))
+        path = make_campaign(contacts(60), sending="rate = 0\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5")
+
+        async def main() -> runner.Summary:
+            async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(latency=0.05))) as box:
+                run = asyncio.create_task(runner.run(_on(box, path), options()))
+                while len(box.accepted) < 6:
+                    await asyncio.sleep(0.01)
+                await asyncio.to_thread(cluster.halt)
+                summary = await run
+                assert len({m.to for m in box.accepted}) == len(box.accepted) < 60
+                return summary
+
+        try:
+            summary = asyncio.run(main())
+        finally:
+            close_pools()
+    assert summary.database_lost
+    assert summary.stop_reason is not None and summary.stop_reason.startswith("lost the campaign's state database (")
+    assert summary.stop_reason.endswith(
+        "); the rows in flight stay 'sending' there and become unknown 2 s after this worker's last heartbeat; "
+        "nothing else was sent. When the database is back, campaign reconcile finds out about the unknown rows"
+    )
+    assert summary.results_error == (
+        "the results file was not written: the state database cannot be read. Once it is back, "
+        f"`campaign status {path.name} --results PATH` writes it"
+    )
+    assert not (path.parent / "test.results.csv").exists()
