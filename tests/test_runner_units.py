@@ -490,3 +490,25 @@ def test_a_duplicate_in_a_later_batch_is_skipped_as_the_first_rows(make_campaign
     assert summary.counts == Counter({"sent": 300, "skipped": 1}) and summary.duplicates == 1
     assert len(sent) == 300 and set(sent.values()) == {1}
     assert summary.reasons["skipped"].top() == [("duplicate of row 2", 1, [302])]
+
+
+@pytest.mark.parametrize("provider", ["twlowa", "gswa"])
+def test_campaign_warnings_are_whole_sentences_in_order(make_campaign: CampaignFactory, provider: str) -> None:
+    """Plain text over WhatsApp, and a default_country outside [recipients] countries: allowed,
+    each said in full; neither for SMS text, a WhatsApp template, or a country list that holds
+    the default."""
+    path = make_campaign(provider=provider, message='text = "Hi"', recipients='countries = ["CA", "MX"]')
+    assert runner.campaign_warnings(load_campaign(path)) == [
+        f"plain text over WhatsApp ({provider}) only reaches people who wrote to you in the last 24 hours; for a "
+        "campaign, use an approved template ([message] template_id).",
+        "default_country US is not in [recipients] countries (CA, MX), so every number written without + and a "
+        "country code will be invalid.",
+    ]
+    template = 'template_id = "HX0123456789abcdef0123456789abcdef"\nvariables = { "1" = "x" }'
+    if provider == "gswa":
+        template = 'template_id = "4f3a2b1c-0d9e-4f8a-b7c6-5d4e3f2a1b0c"\n[message.variables.Body]\n"1" = "x"'
+    for message, recipients in ((template, 'countries = ["US", "CA"]'), (template, "")):
+        path = make_campaign(provider=provider, message=message, recipients=recipients)
+        assert runner.campaign_warnings(load_campaign(path)) == []
+    path = make_campaign(message='text = "Hi"', recipients='countries = ["US"]')
+    assert runner.campaign_warnings(load_campaign(path)) == []
