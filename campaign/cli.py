@@ -453,8 +453,7 @@ def subscribe(campaign_file: str, url: str | None, delete: bool) -> None:
 
 @cli.command()
 @click.argument("campaign_file", type=click.Path(dir_okay=False))
-@click.option("--sandbox-url", hidden=True)
-def reconcile(campaign_file: str, sandbox_url: str | None) -> None:
+def reconcile(campaign_file: str) -> None:
     """Resolve unknown rows by asking the API what it accepted (GET /messages)."""
 
     def go() -> runner.ReconcileReport:

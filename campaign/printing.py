@@ -315,7 +315,9 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
             "(cron), or add --wait to keep running."
         )
     unknown = s.counts.get(Status.UNKNOWN, 0)
-    if unknown:
+    if unknown and sandbox:
+        line(out, (f"{unknown:,} rows are unknown", "yellow"), f" ({SANDBOX_UNKNOWN.format(command(*send_again))}).")
+    elif unknown:
         line(
             out,
             (f"{unknown:,} rows are unknown", "yellow"),
@@ -329,6 +331,14 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     if s.interrupted:
         line(err, f"Interrupted. Resume with: {command(*send_again, *(['--worker'] if s.shared else []))}")
     print_results(s, status_cmd)
+
+
+#: A --sandbox trial's unknown rows: its built-in sandbox ended with the run, so there is no API
+#: to ask (``campaign reconcile`` asks the real one, of the real state): resend them, to a sandbox.
+SANDBOX_UNKNOWN = (
+    "the trial's sandbox may have taken them, and it ended with its run, so there is nothing to ask; "
+    "`{} --resend-unknown` sends them again, to a new sandbox"
+)
 
 
 def stop_hint(reason: str) -> str:
@@ -438,7 +448,13 @@ def print_status(
     retry = command("campaign", "send", campaign_file, *(["--sandbox"] if sandbox else []), "--retry-failed")
     for label, rows, hint in (
         ("failed", report.failed, f"`{retry}` sends them again"),
-        ("unknown", report.unknown, f"run `{command('campaign', 'reconcile', campaign_file)}` to find out"),
+        (
+            "unknown",
+            report.unknown,
+            SANDBOX_UNKNOWN.format(command("campaign", "send", campaign_file, "--sandbox"))
+            if sandbox
+            else f"run `{command('campaign', 'reconcile', campaign_file)}` to find out",
+        ),
     ):
         if not rows:
             continue

@@ -668,10 +668,11 @@ async def reconcile_before_resend(
     (issue 10, item 2): RunStopped, nothing sent."""
     if not state.by_status(Status.UNKNOWN):
         return
+    # The built-in sandbox of a --sandbox run is new each run: no other campaign's message can be in
+    # its listing, so other campaigns' state files (anywhere on this machine) are not opened.
+    channel = None if options.sandbox else channel_name(identity(campaign, options))
     try:
-        summary.reconciled = await reconcile_state(
-            campaign, state, client, channel=channel_name(identity(campaign, options))
-        )
+        summary.reconciled = await reconcile_state(campaign, state, client, channel=channel)
     except CampaignError as err:
         raise RunStopped(
             f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "

@@ -30,7 +30,7 @@ from campaign.prepare import Pipeline
 from campaign.printing import sentence
 from campaign.runner import Summary
 from campaign.sandbox import spawn
-from tests.conftest import KEY, CampaignFactory, contacts, run_campaign
+from tests.conftest import KEY, CampaignFactory, contacts, run_campaign, state_of
 from tests.test_cli import free_port, read_results, run
 
 # "Authentication failed.. Check", "failed. . Check": two full stops, not an ellipsis.
@@ -288,6 +288,41 @@ def test_unknown_rows_get_the_reconcile_command(make_campaign: CampaignFactory, 
     ) in send.stdout
     status = run("status", str(path), cwd=tmp_path)
     assert status.returncode == 1 and "2 unknown rows (run `campaign reconcile" in status.stdout
+
+
+def test_a_sandbox_trials_unknown_rows_are_resent_to_a_sandbox_and_no_other_campaign_is_opened(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """A --sandbox trial's sandbox ends with its run, so `campaign reconcile` (the real API, the
+    real state) cannot help: summary and status name `send --sandbox --resend-unknown`, and that
+    run reconciles against its own new sandbox without opening other campaigns' state files."""
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "test.toml").write_text(make_campaign(contacts(1)).read_text(), encoding="utf-8")
+    (other / "contacts.csv").write_bytes((tmp_path / "contacts.csv").read_bytes())
+    assert run("send", "test.toml", "--sandbox", "--yes", cwd=other).returncode == 0
+    others = sorted(p.name for p in other.iterdir())
+    path = make_campaign(contacts(3))
+    assert run("send", str(path), "--sandbox", "--yes", cwd=tmp_path).returncode == 0
+    state = state_of(path, sandbox=True)
+    try:  # as a run killed with two requests in flight leaves them
+        state.db.execute("UPDATE recipients SET status = 'unknown', message_id = '' WHERE row IN (2, 3)")
+    finally:
+        state.close()
+    again = "campaign send " + str(path) + " --sandbox --resend-unknown"
+    hint = (
+        "the trial's sandbox may have taken them, and it ended with its run, so there is nothing to ask; "
+        f"`{again}` sends them again, to a new sandbox"
+    )
+    send = run("send", str(path), "--sandbox", "--yes", cwd=tmp_path)
+    assert send.returncode == 1 and f"2 rows are unknown ({hint}).\n" in send.stdout
+    assert "reconcile" not in send.stdout
+    status = run("status", str(path), "--sandbox", cwd=tmp_path)
+    assert status.returncode == 1 and f"2 unknown rows ({hint}):" in status.stdout
+    resend = run("send", str(path), "--sandbox", "--yes", "--resend-unknown", cwd=tmp_path)
+    assert resend.returncode == 0, resend.stdout + resend.stderr
+    assert [r["status"] for r in read_results(tmp_path / "test.sandbox.results.csv")] == ["sent"] * 3
+    assert sorted(p.name for p in other.iterdir()) == others  # its state never opened (no -wal, no -shm)
 
 
 def test_status_after_a_limit_batch_exits_0_like_send(make_campaign: CampaignFactory, tmp_path: Path) -> None:
