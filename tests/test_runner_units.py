@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from campaign import runner, timing
+from campaign import runner, store, timing
 from campaign.config import load_campaign
-from campaign.errors import ExitCode, UsageError
+from campaign.errors import ExitCode, LockedError, UsageError
 from campaign.leases import Coordinator
 from campaign.runner import Reasons, Summary, check, preview, status
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
@@ -512,3 +512,81 @@ def test_campaign_warnings_are_whole_sentences_in_order(make_campaign: CampaignF
         assert runner.campaign_warnings(load_campaign(path)) == []
     path = make_campaign(message='text = "Hi"', recipients='countries = ["US"]')
     assert runner.campaign_warnings(load_campaign(path)) == []
+
+
+def test_a_send_keeps_the_campaigns_figures_and_records_how_it_ended(make_campaign: CampaignFactory) -> None:
+    path = make_campaign(
+        contacts(3), provider="twlowa", message='text = "Hi"', sending="rate = 50\nconcurrency = 2\ntimeout = 5"
+    )
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            return await run_on(box, load_campaign(path), options(expected=3))
+
+    summary = asyncio.run(main())
+    assert summary.counts == Counter({"sent": 3}) and not summary.dry_run and summary.read_all
+    assert (summary.rate, summary.expected) == (50.0, 3)
+    assert summary.warnings == runner.campaign_warnings(load_campaign(path)) and len(summary.warnings) == 1
+    assert 0 <= summary.elapsed < 60
+    state = state_of(path)
+    try:
+        assert (state.last_run()["command"], state.last_run()["outcome"]) == ("send", "finished")
+    finally:
+        state.close()
+
+
+def test_check_reads_an_earlier_sends_state_on_any_api_and_writes_only_its_report(
+    make_campaign: CampaignFactory,
+) -> None:
+    """After a send of two rows of three (through a sandbox), ``check`` with the campaign file's
+    own api_url: the state is read (two already sent), the API is not compared (check sends
+    nothing), and its report is written, not the results file."""
+    path = make_campaign(contacts(3))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=2))
+
+    asyncio.run(main())
+    campaign = load_campaign(path)
+    results = campaign.results.read_bytes()
+    summary = asyncio.run(check(campaign, prepare_in_child=False))
+    assert summary.dry_run and summary.read_all
+    assert summary.counts == Counter({"dry-run": 1, "sent": 2}) and summary.already_done == 2
+    assert campaign.results.read_bytes() == results
+    with campaign.report.open(encoding="utf-8-sig") as report:
+        assert [r["status"] for r in csv.DictReader(report)] == ["sent", "sent", "dry-run"]
+
+
+def test_the_confirmations_count_writes_no_file_and_takes_no_lock(make_campaign: CampaignFactory) -> None:
+    """``send``'s confirmation counts the rows (a dry run, write_results False) while another
+    send holds the lock; that send itself is refused."""
+    campaign = load_campaign(make_campaign(contacts(2)))
+    with store.lock(campaign):
+        counted = asyncio.run(
+            runner.run(campaign, options(dry_run=True, command="plan", write_results=False, prepare_in_child=False))
+        )
+        with pytest.raises(LockedError):
+            asyncio.run(runner.run(campaign, options()))
+    assert counted.counts == Counter({"dry-run": 2})
+    assert not campaign.results.exists() and not campaign.report.exists()
+
+
+def test_rows_waiting_for_their_days_are_left_for_a_later_run(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """On a Wednesday, a campaign that sends on Thursdays sends nothing: its three rows wait,
+    and the state says three rows are left for later (what ``status`` counts)."""
+    rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(3)]
+    path = campaign_file(make_campaign, tmp_path, rows, 'days = ["thu"]')
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            return await run_on(box, load_campaign(path), options(limit=5))
+
+    with timing.use_clock(timing.ManualClock(AT)):
+        summary = asyncio.run(main())
+    assert (summary.waiting, summary.limit_pending, summary.sent_now) == (3, 0, 0)
+    state = state_of(path)
+    try:
+        assert state.meta(runner.LIMIT_PENDING_META) == "3"
+    finally:
+        state.close()

@@ -31,8 +31,8 @@ NEW_YORK, CHICAGO, LOS_ANGELES = "+12125550100", "+13125550100", "+12135550100"
 LONDON, KOLKATA, SYDNEY = "+442071234567", "+919876543210", "+61291234567"
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def write(path: Path, rows: Sequence[Sequence[str]], header: Sequence[str] = HEADER) -> None:
@@ -370,8 +370,8 @@ def test_two_campaigns_on_one_channel_never_exceed_the_daily_limit(
         loop.run_until_complete(box.close())
         loop.close()
     assert len(sends) == 6 == len(box.accepted)
-    for _, at in sends:  # in every rolling 24 hours ending at a send: at most 3 numbers
-        assert len({k for k, t in sends if at - timedelta(hours=24) < t <= at}) <= 3
+    for _, sent_at in sends:  # in every rolling 24 hours ending at a send: at most 3 numbers
+        assert len({k for k, t in sends if sent_at - timedelta(hours=24) < t <= sent_at}) <= 3
     # the ledger of the campaign's engine: the file, or the schema beside a PostgreSQL state
     where = store.ledger_location(load_campaign(first))
     check = Ledger(where, "sandbox twlo twlo_16175550000", daily_limit=3, pair_gap=None)
