@@ -290,6 +290,21 @@ def test_unknown_rows_get_the_reconcile_command(make_campaign: CampaignFactory, 
     assert status.returncode == 1 and "2 unknown rows (run `campaign reconcile" in status.stdout
 
 
+def test_resend_unknown_on_the_command_line_reconciles_first(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """The flag as a user types it reaches the run: the two unknown rows (accepted, answered
+    500) are found in the listing and not sent again."""
+    with spawn("--accept-then-500", "1") as url:
+        path = make_campaign(contacts(2), api_url=url, sending="rate = 0\nconcurrency = 1\ntimeout = 5")
+        assert run("send", str(path), "--yes", cwd=tmp_path, key=KEY).returncode == 1
+        again = run("send", str(path), "--yes", "--resend-unknown", cwd=tmp_path, key=KEY)
+        with urllib.request.urlopen(f"{url}/_sandbox/requests", timeout=10) as response:
+            posts = [r for r in json.loads(response.read())["requests"] if r["method"] == "POST"]
+    assert again.returncode == 0, again.stdout + again.stderr
+    said = "--resend-unknown reconciled 2 unknown rows first: 2 found sent, 0 not listed (sent now), 0 still unknown."
+    assert f"{said}\n" in again.stdout
+    assert len(posts) == 2 and [r["status"] for r in read_results(tmp_path / "test.results.csv")] == ["sent", "sent"]
+
+
 def test_a_sandbox_trials_unknown_rows_are_resent_to_a_sandbox_and_no_other_campaign_is_opened(
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:
