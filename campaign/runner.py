@@ -510,7 +510,7 @@ async def run(
         summary.recovered_unknown = state.recover()
         run_id = state.begin_run(options.command, pipeline.file.columns)
         planner = Planner(campaign, state, options, summary)
-        outcome_label = "finished"
+        outcome_label = "stopped"  # a run that raises (its file broke, a Ctrl-C at once): status says so
         try:
             if options.dry_run:
                 async for batch in batches:
@@ -523,6 +523,7 @@ async def run(
                 if options.command == "check":
                     summary.counts = Counter(state.counts())
                     _forecast(campaign, summary)
+                outcome_label = "finished"
             else:
                 outcome_label = await _send(
                     campaign, batches, planner, state, options, summary, on_progress, stop_event

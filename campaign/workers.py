@@ -138,7 +138,7 @@ async def run_shared(
         coordinator = Coordinator(state, planner=planning)
         coordinator.reap()
         coordinator.register()
-        outcome = "finished"
+        outcome = "stopped"  # unless _work returns: a run that raised is not recorded as finished
         # A joiner's run is recorded too (status shows the latest run) as "send --worker": it reads
         # no file, so status never takes it for a send that stopped before reading all of it.
         if pipeline is not None:

@@ -315,6 +315,11 @@ def test_recipients_file_breaking_before_anything_was_sent_is_an_input_error(
 
     box = asyncio.run(main())
     assert broken and box.requests == []
+    state = state_of(path)
+    try:  # what `campaign status` shows as the last run
+        assert (state.last_run()["command"], state.last_run()["outcome"]) == ("send", "stopped")
+    finally:
+        state.close()
 
 
 # SQLite only: a PostgreSQL campaign's planner reads the file into the shared queue ahead of the
