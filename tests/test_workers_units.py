@@ -203,3 +203,35 @@ def test_a_database_that_goes_away_stops_the_worker_and_says_what_became_of_its_
         f"`campaign status {path.name} --results PATH` writes it"
     )
     assert not (path.parent / "test.results.csv").exists()
+
+
+def test_a_shared_send_reports_progress_stops_on_ctrl_c_and_writes_results_where_asked(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """What the CLI hands a PostgreSQL send reaches it: each outcome is reported, the stop event
+    (Ctrl-C) ends the run as interrupted, and the results go to the path given."""
+    path = make_campaign(contacts(30), sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
+    elsewhere = tmp_path / "out" / "mine.csv"
+    seen: list[str] = []
+
+    async def main() -> runner.Summary:
+        stop = asyncio.Event()
+
+        def progress(summary: runner.Summary, outcome: object) -> None:
+            if outcome is not None:
+                seen.append(str(getattr(outcome, "status", "")))
+                if len(seen) == 3:
+                    stop.set()
+
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=Faults(latency=0.02))) as box:
+            summary = await runner.run(
+                _on(box, path), options(), results_path=elsewhere, on_progress=progress, stop_event=stop
+            )
+            assert 3 <= len(box.accepted) < 30
+            return summary
+
+    summary = asyncio.run(main())
+    assert summary.interrupted and summary.stop_reason is None and summary.shared
+    assert seen[:3] == ["sent"] * 3 and summary.sent_now == seen.count("sent")
+    assert _runs(path) == [("send", "interrupted")]
+    assert elsewhere.exists() and not (tmp_path / "test.results.csv").exists()
