@@ -260,8 +260,14 @@ class _Parser:
         for key in data:
             if key not in allowed:
                 where = f"[{table}] " if table else ""
+                home = next((t for t, keys in _KEYS.items() if t and t != table and key in keys), None)
                 close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {', '.join(allowed)}."
+                if home is not None:  # `rate` at the top: a key of another table, not a typo
+                    hint = f" It belongs in [{home}]: move it under that table's header."
+                elif close:
+                    hint = f" Did you mean {close[0]!r}?"
+                else:
+                    hint = f" Known keys: {', '.join(allowed)}."
                 raise self.fail(f"unknown key {where}{key!r}.{hint}")
 
     def table(self, raw: Mapping[str, Any], name: str, *, required: bool) -> dict[str, Any]:

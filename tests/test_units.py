@@ -61,6 +61,23 @@ def test_campaign_file_mistakes_name_the_key(
     assert str(tmp_path / "c.toml") in str(info.value)
 
 
+def test_a_key_of_another_table_says_which_table_it_belongs_in(tmp_path: Path) -> None:
+    """`rate` at the top of the file is not a typo of `state`: it belongs under [sending]."""
+    for text, said in (
+        (
+            "rate = 3\n" + BASE.format(provider="twlo", message='text = "x"'),
+            "unknown key 'rate'. It belongs in [sending]",
+        ),
+        (
+            BASE.format(provider="twlo", message='text = "x"\ndaily_limit = 5'),
+            "unknown key [message] 'daily_limit'. It belongs in [schedule]",
+        ),
+    ):
+        with pytest.raises(ConfigError) as info:
+            load_campaign(write(tmp_path, text))
+        assert f"{said}: move it under that table's header." in str(info.value)
+
+
 def test_missing_recipients_file_key(tmp_path: Path) -> None:
     text = 'provider = "twlo"\nchannel_key = "twlo_1"\n[recipients]\nphone_column = "P"\n[message]\ntext = "x"\n'
     with pytest.raises(ConfigError, match=r"missing \[recipients\] file"):
