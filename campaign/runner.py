@@ -79,12 +79,14 @@ class Reasons:
     counts: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[int]] = field(default_factory=dict)
     first: dict[str, str] = field(default_factory=dict)
+    varied: set[str] = field(default_factory=set)  # kinds whose rows' errors are not all one text
 
     def add(self, error: str, row: int) -> None:
         """Count one row with this error."""
         kind = _reason_kind(error)
         self.counts[kind] += 1
-        self.first.setdefault(kind, error)
+        if self.first.setdefault(kind, error) != error:
+            self.varied.add(kind)
         examples = self.examples.setdefault(kind, [])
         if len(examples) < 5:
             examples.append(row)
@@ -92,10 +94,11 @@ class Reasons:
     def top(self, n: int = 5) -> list[tuple[str, int, list[int]]]:
         """The ``n`` most common kinds as (text to show, rows, first row numbers).
 
-        A kind of one row shows that row's own error; a kind of several shows the shape.
+        A kind whose rows all have one error shows it ("duplicate of row 12"); a kind of
+        several errors shows their shape ("duplicate of row …").
         """
         return [
-            (self.first[kind] if count == 1 else kind, count, self.examples[kind])
+            (kind if kind in self.varied else self.first[kind], count, self.examples[kind])
             for kind, count in self.counts.most_common(n)
         ]
 

@@ -48,6 +48,16 @@ def test_reasons_group_rows_by_the_shape_of_their_error() -> None:
     assert reasons.top(1) == [("duplicate of row …", 6, [3, 5, 7, 9, 11])]
 
 
+def test_reasons_of_one_text_show_it_whole() -> None:
+    """Rows 15 and 16 both "duplicate of row 12": the summary says so, not "duplicate of row …"."""
+    reasons = Reasons()
+    reasons.add("duplicate of row 12", 15)
+    reasons.add("duplicate of row 12", 16)
+    assert reasons.top() == [("duplicate of row 12", 2, [15, 16])]
+    reasons.add("duplicate of row 3", 17)
+    assert reasons.top() == [("duplicate of row …", 3, [15, 16, 17])]
+
+
 def test_reasons_top_gives_five_kinds_unless_asked_for_more() -> None:
     reasons = Reasons()
     for n in range(1, 8):
