@@ -143,7 +143,11 @@ def preview(campaign_file: str, count: int) -> None:
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (cron, scripts).")
 @click.option("--dry-run", is_flag=True, help="Render and check every row; send nothing.")
 @click.option("--limit", type=click.IntRange(min=1), help="Send at most N messages this run (cron batches).")
-@click.option("--rate", type=click.FloatRange(min=0), help="Requests per second (overrides [sending] rate).")
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    help="Requests per second (overrides [sending] rate); 0: no pacing, for the sandbox.",
+)
 @click.option("--concurrency", type=click.IntRange(min=1), help="Requests in flight at most.")
 @click.option("--retry-failed", is_flag=True, help="Send rows that failed in an earlier run again.")
 @click.option(
