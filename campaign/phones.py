@@ -14,6 +14,10 @@ Reading rules (PRODUCT.md, "The spreadsheet as its owner sees it"):
 - A spreadsheet's damage is undone only when it is exact: ``6175550101.0`` and
   ``6.175550101E9`` are ``6175550101``; ``1.61755501E10`` lost its last digits and is refused
   (the cell's digits were replaced by zeros; no one can say which number it was).
+- A number with an extension (``617-555-0100 ext 5``, ``x5``, ``;ext=5``) is refused by
+  :func:`parse`: E.164 has no extension, so the message would go to the switchboard's line.
+  :func:`normalise` (suppression lists) keeps reading it as that line, so opting out one
+  extension holds back the line.
 - A number whose type cannot take a text (premium rate, shared cost, pager, voicemail, UAN:
   phonenumbers' ``PhoneNumberType``) is refused, naming the type; on WhatsApp a landline
   (``FIXED_LINE``) is refused too. GOV.UK Notify refuses the same UK ranges
@@ -160,6 +164,11 @@ def parse(
     """
     text = raw.strip()
     number, international = _read(text, default_country)
+    if number.extension:  # a switchboard's line: the text would reach whoever answers it, not the person
+        raise PhoneError(
+            f"{text!r} has an extension ({number.extension}), which a text message cannot reach; give the "
+            "person's own mobile number"
+        )
     region = phonenumbers.region_code_for_number(number) or "001"
     kind = phonenumbers.number_type(number)
     if kind in CANNOT_TEXT:

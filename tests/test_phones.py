@@ -442,6 +442,11 @@ ELSEWHERE_HINT = (
         ("5550101; 5550102", "US", "'5550101; 5550102' holds more than one phone number; give each number its own row"),
         ("1.61755501E10", "US", "'1.61755501E10' is a number a spreadsheet wrote in scientific notation, and its last "
          "2 digits were lost; format the phone column as Text and type the number again"),
+        # an extension: E.164 has none, so the text would reach the switchboard's line, not the person
+        ("617-555-0100 ext 5", "US", "'617-555-0100 ext 5' has an extension (5), which a text message cannot "
+         "reach; give the person's own mobile number"),
+        ("+44 20 7946 0018 x123", "GB", "'+44 20 7946 0018 x123' has an extension (123), which a text message "
+         "cannot reach; give the person's own mobile number"),
     ],
 )
 def test_each_refusal_is_its_exact_sentence(raw: str, country: str, sentence: str) -> None:
@@ -449,6 +454,12 @@ def test_each_refusal_is_its_exact_sentence(raw: str, country: str, sentence: st
     with pytest.raises(PhoneError) as caught:
         parse(raw, country)
     assert str(caught.value) == sentence
+
+
+def test_an_opted_out_extension_holds_back_its_line() -> None:
+    """A suppression list reads a number with an extension as its line (normalise), so the
+    line is held back; as a recipient (parse) it is refused."""
+    assert normalise("617-555-0100 ext 5", "US") == "+16175550100"
 
 
 def test_a_non_geographic_number_has_region_001() -> None:
