@@ -194,6 +194,8 @@ def test_a_database_that_goes_away_stops_the_worker_and_says_what_became_of_its_
             close_pools()
     assert summary.database_lost
     assert summary.stop_reason is not None and summary.stop_reason.startswith("lost the campaign's state database (")
+    why = summary.stop_reason.partition("(")[2].partition("); the rows")[0]  # the driver's own words, one line
+    assert why == " ".join(why.split()) and "XX" not in why and why != "None" and len(why) > 10
     assert summary.stop_reason.endswith(
         "); the rows in flight stay 'sending' there and become unknown 2 s after this worker's last heartbeat; "
         "nothing else was sent. When the database is back, campaign reconcile finds out about the unknown rows"
@@ -235,3 +237,62 @@ def test_a_shared_send_reports_progress_stops_on_ctrl_c_and_writes_results_where
     assert seen[:3] == ["sent"] * 3 and summary.sent_now == seen.count("sent")
     assert _runs(path) == [("send", "interrupted")]
     assert elsewhere.exists() and not (tmp_path / "test.results.csv").exists()
+
+
+def test_a_paced_shared_send_takes_its_slots_from_the_channels_pacer(make_campaign: CampaignFactory) -> None:
+    """With a rate, the send's requests are paced by the channel's one pacer in the database
+    (campaign.shared_pacer), which records the rate this worker asked for."""
+    import os
+
+    from campaign.database import PostgresDatabase
+    from campaign.ledger import SCHEMA as LEDGER_SCHEMA
+
+    path = make_campaign(contacts(6), sending="rate = 40\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> str:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            assert (await runner.run(_on(box, path), options())).counts == Counter({"sent": 6})
+            return box.url
+
+    url = asyncio.run(main())
+    db = PostgresDatabase(os.environ["CAMPAIGN_STATE_URL"], LEDGER_SCHEMA)
+    try:
+        channel = f"{url} twlo twlo_16175550000"
+        assert db.execute("SELECT channel, target FROM pacer").fetchall() == [(channel, 40.0)]
+        assert db.execute("SELECT channel, rate FROM pacer_users").fetchall() == [(channel, 40.0)]
+    finally:
+        db.close()
+
+
+class _Sender:
+    """What ``_sleep_toward`` reads of a sender: whether it is stopping."""
+
+    def __init__(self, stopping: bool) -> None:
+        self.stopping = stopping
+
+
+@pytest.mark.parametrize(
+    ("ahead", "cap", "stopping"),
+    [
+        (60.0, 0.2, False),  # the cap (real seconds) ends the sleep long before the instant
+        (60.0, 30.0, True),  # a stopping sender: no sleep at all
+        (-1.0, 30.0, False),  # an instant already past: no sleep at all
+    ],
+    ids=["capped", "stopping", "past"],
+)
+def test_sleep_toward_returns_at_the_instant_the_cap_or_a_stop(ahead: float, cap: float, stopping: bool) -> None:
+    """``--wait`` sleeps toward the next window in slices of at most ``cap`` seconds, so the
+    queue is looked at again soon; it never outlasts a stop. Each case would take 30 s or more
+    if a bound were lost; it takes under one."""
+    from datetime import timedelta
+
+    from campaign import timing
+    from campaign.workers import _sleep_toward
+
+    async def main() -> float:
+        started = asyncio.get_running_loop().time()
+        until = timing.now() + timedelta(seconds=ahead)
+        await _sleep_toward(until, _Sender(stopping), cap)  # type: ignore[arg-type]
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(main()) < 10.0
