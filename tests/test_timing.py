@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,7 +267,17 @@ def test_wait_sends_each_row_as_its_window_opens(
     path = campaign_file(make_campaign, tmp_path, rows, weekdays)
     clock = timing.ManualClock(utc(2026, 12, 5, 12))  # Saturday: no window opens before Monday
     waits: list[str] = []
-    summary, _, sent = send(path, clock, wait=True, waits=waits)
+    zone = os.environ.get("TZ")
+    os.environ["TZ"] = "America/Chicago"  # this machine's own zone must not leak into what is shown
+    time.tzset()
+    try:
+        summary, _, sent = send(path, clock, wait=True, waits=waits)
+    finally:
+        if zone is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = zone
+        time.tzset()
     assert summary.waiting == 0 and summary.exit_code() is ExitCode.OK
     assert summary.waiting_for == ""  # the wait is over: the progress line no longer shows it
     if state_backend == "sqlite":  # PostgreSQL's workers show the bare UTC instant instead (reported)
@@ -275,6 +286,8 @@ def test_wait_sends_each_row_as_its_window_opens(
             "Mon 07 Dec 08:00 Europe/London (08:00 UTC)",
             "Mon 07 Dec 08:00 America/Chicago (14:00 UTC)",
         ]
+    else:  # the earliest queued row's instant, in UTC whatever this machine's zone (Chicago here)
+        assert waits == ["Mon 07 Dec 02:30 UTC", "Mon 07 Dec 08:00 UTC", "Mon 07 Dec 14:00 UTC"]
     # Monday 7 Dec, 08:00 in each zone, in the order the windows open (the clock only jumped).
     assert sent == [
         (KOLKATA, utc(2026, 12, 7, 2, 30)),

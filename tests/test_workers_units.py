@@ -247,17 +247,24 @@ def test_a_paced_shared_send_takes_its_slots_from_the_channels_pacer(make_campai
     from campaign.database import PostgresDatabase
     from campaign.ledger import SCHEMA as LEDGER_SCHEMA
 
-    path = make_campaign(contacts(6), sending="rate = 40\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5")
+    path = make_campaign(
+        contacts(6),
+        provider="twlowa",
+        message='text = "Hi"',
+        sending="rate = 40\nconcurrency = 2\nmax_attempts = 3\ntimeout = 5",
+    )
 
     async def main() -> str:
         async with Sandbox(SandboxConfig(api_key=KEY)) as box:
-            assert (await runner.run(_on(box, path), options())).counts == Counter({"sent": 6})
+            summary = await runner.run(_on(box, path), options(expected=6))
+            assert summary.counts == Counter({"sent": 6}) and (summary.rate, summary.expected) == (40.0, 6)
+            assert summary.warnings == runner.campaign_warnings(load_campaign(path)) and len(summary.warnings) == 1
             return box.url
 
     url = asyncio.run(main())
     db = PostgresDatabase(os.environ["CAMPAIGN_STATE_URL"], LEDGER_SCHEMA)
     try:
-        channel = f"{url} twlo twlo_16175550000"
+        channel = f"{url} twlowa twlowa_16175550000"
         assert db.execute("SELECT channel, target FROM pacer").fetchall() == [(channel, 40.0)]
         assert db.execute("SELECT channel, rate FROM pacer_users").fetchall() == [(channel, 40.0)]
     finally:
@@ -299,3 +306,39 @@ def test_sleep_toward_returns_at_the_instant_the_cap_or_a_stop(
         return asyncio.get_running_loop().time() - started
 
     assert at_least <= asyncio.run(main()) < 10.0
+
+
+def test_a_joiner_with_a_limit_sends_exactly_that_many_of_a_longer_queue(make_campaign: CampaignFactory) -> None:
+    """Ten rows queued by a planner that still holds the campaign's lock; a --worker with
+    --limit 6 claims them four (its queue) and then two, sends six and leaves: it neither
+    sends a seventh nor waits for the planner (a lost bound would send all ten, or hang)."""
+    from campaign.leases import Coordinator
+    from campaign.prepare import Pipeline, prepared_batches
+
+    path = make_campaign(contacts(10), sending="rate = 0\nconcurrency = 1\nmax_attempts = 3\ntimeout = 5")
+
+    async def main() -> tuple[runner.Summary, list[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            campaign = _on(box, path)
+            jobs = []
+            async with prepared_batches(Pipeline(campaign), child=False) as batches:
+                async for batch in batches:
+                    jobs += [p.job for p in batch if p.job is not None]
+            state = state_of(path)
+            try:
+                state.add_recipients([(j.key, j.key, j.row, j.payload_hash, j.message) for j in jobs])
+                Coordinator(state, planner=True).queue(jobs)
+            finally:
+                state.close()
+            with store.lock(campaign):  # the planner, still running
+                summary = await asyncio.wait_for(runner.run(campaign, options(worker=True, limit=6)), 60)
+            return summary, [m.to for m in box.accepted]
+
+    summary, sent = asyncio.run(main())
+    assert sent == [c[0] for c in contacts(6)] and summary.sent_now == 6
+    state = state_of(path)
+    try:
+        statuses = dict(state.db.execute("SELECT status, count(*) FROM recipients GROUP BY status").fetchall())
+    finally:
+        state.close()
+    assert statuses == {"sent": 6, "pending": 4}
