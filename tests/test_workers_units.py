@@ -68,6 +68,11 @@ def test_the_planner_sends_every_row_once_and_marks_its_plan_complete(make_campa
             assert again.counts == Counter({"sent": 6}) and again.sent_now == 0 and not again.warnings
             assert len(box.accepted) == 6
             assert _runs(path) == [("send", "finished"), ("send --worker", "finished")]
+            assert 0 <= summary.elapsed < 60 and 0 <= again.elapsed < 60
+            # A host without the spreadsheet joins the finished plan too (it cannot plan one).
+            (path.parent / "contacts.csv").unlink()
+            elsewhere = await runner.run(campaign, options(worker=True))
+            assert elsewhere.sent_now == 0 and not elsewhere.warnings and len(box.accepted) == 6
 
     asyncio.run(main())
 
@@ -342,3 +347,26 @@ def test_a_joiner_with_a_limit_sends_exactly_that_many_of_a_longer_queue(make_ca
     finally:
         state.close()
     assert statuses == {"sent": 6, "pending": 4}
+
+
+def test_rows_waiting_for_their_days_are_left_for_a_later_worker(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """On a Wednesday, a campaign that sends on Thursdays: its three rows wait, and the state
+    says three rows are left for later (what ``status`` counts), on PostgreSQL as on SQLite."""
+    from datetime import UTC, datetime
+
+    from campaign import timing
+    from tests.test_timing import campaign_file
+
+    rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(3)]
+    path = campaign_file(make_campaign, tmp_path, rows, 'days = ["thu"]')
+
+    async def main() -> runner.Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            return await runner.run(_on(box, path), options(limit=5))
+
+    with timing.use_clock(timing.ManualClock(datetime(2026, 12, 2, 3, tzinfo=UTC))):
+        summary = asyncio.run(main())
+    assert (summary.waiting, summary.limit_pending, summary.sent_now) == (3, 0, 0)
+    assert _meta(path, runner.LIMIT_PENDING_META) == ["3"]
