@@ -370,3 +370,33 @@ def test_rows_waiting_for_their_days_are_left_for_a_later_worker(
         summary = asyncio.run(main())
     assert (summary.waiting, summary.limit_pending, summary.sent_now) == (3, 0, 0)
     assert _meta(path, runner.LIMIT_PENDING_META) == ["3"]
+
+
+def test_a_shared_campaign_is_refused_on_another_api_or_after_sends_from_a_state_file(
+    make_campaign: CampaignFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL send records and checks whose campaign this is: a second API is refused,
+    and so is a campaign whose sends so far are in its state file (every row would go again)."""
+    import os
+
+    from campaign.errors import StateError
+
+    shared = make_campaign(contacts(2), name="shared")
+    moved = make_campaign(contacts(2), name="moved")
+    url = os.environ["CAMPAIGN_STATE_URL"]
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as first, Sandbox(SandboxConfig(api_key=KEY)) as second:
+            assert (await runner.run(_on(first, shared), options())).counts == Counter({"sent": 2})
+            with pytest.raises(StateError) as other_api:
+                await runner.run(_on(second, shared), options())
+            assert first.url in str(other_api.value) and second.url in str(other_api.value)
+            monkeypatch.delenv("CAMPAIGN_STATE_URL")
+            assert (await runner.run(_on(first, moved), options())).counts == Counter({"sent": 2})
+            monkeypatch.setenv("CAMPAIGN_STATE_URL", url)
+            with pytest.raises(StateError) as from_file:
+                await runner.run(_on(first, moved), options())
+            assert "holds this campaign's sends so far, but its state is now PostgreSQL" in str(from_file.value)
+            assert len(first.accepted) == 4 and second.accepted == []
+
+    asyncio.run(main())
