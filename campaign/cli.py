@@ -210,7 +210,7 @@ def send(
             if target is not None:
                 campaign = for_sandbox(campaign, target[0])  # its own state and results files
                 options.api_key = target[1]
-                options.sandbox = True
+                options.sandbox = options.sandbox_per_run = True
                 out.print(f"Using the built-in sandbox API at {target[0]}: nothing leaves this machine.")
             if not dry_run and not yes:
                 count = await _confirm(campaign, options)

@@ -60,6 +60,7 @@ class Options:
     write_results: bool = True  # False for the count behind the confirmation question
     prepare_in_child: bool | None = None  # None: a child process where it can fork (campaign.prepare)
     sandbox: bool = False  # sent to the built-in sandbox (recorded as such in the state file)
+    sandbox_per_run: bool = False  # that sandbox was started for this run alone (CLI --sandbox; not the web's)
     wait: bool = False  # --wait: keep running and send each held row when its window opens
     worker: bool = False  # --worker: share a PostgreSQL campaign with other runs (campaign.workers)
     # Rows this send is expected to send, as the confirmation just counted them (a dry run of
@@ -216,6 +217,14 @@ def identity(campaign: Campaign, options: Options) -> Identity:
 def channel_name(ident: Identity) -> str:
     """The channel as the shared ledger names it: one API, provider and channel key."""
     return f"{ident.api} {ident.provider} {ident.channel_key}"
+
+
+def peers_channel(campaign: Campaign, options: Options) -> str | None:
+    """The channel whose other campaigns' message ids reconcile leaves out (campaign.ledger), or
+    None for a sandbox started for this run alone (``send --sandbox``): no other campaign's
+    message can be in its listing, so other campaigns' state files (anywhere on this machine)
+    are not opened. The web's sandbox serves every campaign of its session: its peers count."""
+    return None if options.sandbox_per_run else channel_name(identity(campaign, options))
 
 
 def campaign_warnings(campaign: Campaign) -> list[str]:
@@ -672,11 +681,10 @@ async def reconcile_before_resend(
     (issue 10, item 2): RunStopped, nothing sent."""
     if not state.by_status(Status.UNKNOWN):
         return
-    # The built-in sandbox of a --sandbox run is new each run: no other campaign's message can be in
-    # its listing, so other campaigns' state files (anywhere on this machine) are not opened.
-    channel = None if options.sandbox else channel_name(identity(campaign, options))
     try:
-        summary.reconciled = await reconcile_state(campaign, state, client, channel=channel)
+        summary.reconciled = await reconcile_state(
+            campaign, state, client, channel=peers_channel(campaign, options)
+        )
     except CampaignError as err:
         raise RunStopped(
             f"--resend-unknown reconciles the unknown rows first, and that failed: {full_stop(str(err))} "
