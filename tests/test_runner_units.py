@@ -17,6 +17,7 @@ from campaign import runner, store, timing
 from campaign.config import load_campaign
 from campaign.errors import ExitCode, LockedError, UsageError
 from campaign.leases import Coordinator
+from campaign.prepare import BATCH, Pipeline
 from campaign.runner import Reasons, Summary, check, preview, status
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
 from tests.conftest import KEY, CampaignFactory, contacts, state_of, write_csv
@@ -214,6 +215,32 @@ def test_allow_duplicates_numbers_each_numbers_recipients_from_one(make_campaign
     assert keys == {f"{a}#1": 2, f"{b}#1": 3, f"{a}#2": 4, f"{b}#2": 5, f"{a}#3": 6}
 
 
+def test_allow_duplicates_numbers_a_numbers_rows_on_across_batches(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Rows are planned in batches (prepare.BATCH rows first): a number's 31st row, in the
+    second batch, takes the next recipient (``#31``) and is sent, never taken for one of the 30
+    already planned; a suppressed row is left out with allow_duplicates too."""
+    x = "+16175559999"
+    mine = [(x, f"X {i}", "X", f"X-{i}", "x@x", "B") for i in range(31)]
+    rows = [*mine[:30], ("+16175559998", "Opt", "Opt", "O", "o@x", "B"), *contacts(BATCH - 31), mine[30]]
+    (tmp_path / "optouts.csv").write_text("Phone\n+16175559998\n", encoding="utf-8")
+    path = make_campaign(
+        rows,
+        recipients='allow_duplicates = true\nsuppress = ["optouts.csv"]',
+        sending="rate = 0\nconcurrency = 8\nmax_attempts = 3\ntimeout = 5",
+    )
+
+    async def main() -> tuple[Summary, Counter[str]]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            summary = await run_on(box, load_campaign(path), options())
+            return summary, Counter(m.body["text"] for m in box.accepted if m.to == x)
+
+    summary, texts = asyncio.run(main())
+    assert summary.counts == Counter({"sent": BATCH, "skipped": 1}) and summary.suppressed == 1
+    assert texts == Counter(f"Hi X, order X-{i} is ready." for i in range(31))
+
+
 def test_preview_of_a_resorted_sheet_with_allow_duplicates_shows_what_send_does(
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:
@@ -335,6 +362,53 @@ def test_check_counts_every_kind_of_row_of_a_mixed_sheet(make_campaign: Campaign
     assert (s.segments, s.multi_segment, s.unicode_rows) == (6, 1, 1)
     assert s.reasons["skipped"].top() == [("duplicate of row 2", 1, [3]), ("suppressed (optouts.csv)", 1, [6])]
     assert (s.already_done, s.held_failed, s.held_unknown, s.limit_pending, s.not_reached) == (0, 0, 0, 0, 0)
+
+
+def test_check_counts_each_kind_of_row_past_one_and_lists_five_examples_at_most(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Every figure of ``check`` adds each row (two or more of each kind here, so a count set
+    to 1 or taken away shows) and each list of example rows stops at five."""
+    rows = [
+        *[("+16175550000", f"Ann {i}", "Ann", "A", "a@x", "B") for i in range(3)],  # 2-4: 3, 4 duplicates of 2
+        *[(f"+1617555001{i}", "Opt", "Opt", "O", "o@x", "B") for i in range(2)],  # 5-6: suppressed
+        *[(f"+1617555002{i}", "Nil", "", "N", "n@x", "B") for i in range(6)],  # 7-12: first_name blank
+        *[(f"+44207946000{i}", "Lou", "Lou", "L", "l@x", "L") for i in range(6)],  # 13-18: GB fixed lines
+        *[(f"+1617555003{i}", "Long", "L" * 200, "L", "z@x", "B") for i in range(2)],  # 19-20: two segments
+        ("abc", "Bad", "Bad", "B", "b@x", "X"),  # 21: not a phone number
+    ]
+    (tmp_path / "optouts.csv").write_text("Phone\n+16175550010\n+16175550011\n", encoding="utf-8")
+    campaign = load_campaign(make_campaign(rows, recipients='suppress = ["optouts.csv"]'))
+    s = asyncio.run(check(campaign, prepare_in_child=False))
+    assert (s.rows, s.duplicates, s.suppressed, s.to_send) == (20, 2, 2, 15)
+    # The report shows what a duplicate would have said; a row with no message shows none.
+    with campaign.report.open(encoding="utf-8-sig", newline="") as handle:
+        messages = {int(r["row"]): r["message"] for r in csv.DictReader(handle)}
+    assert [messages[row] for row in (2, 3, 4)] == ["Hi Ann, order A is ready."] * 3
+    assert [messages[row] for row in (5, 6, 21)] == ["", "", ""]
+    assert (s.blanks, s.blank_examples) == (Counter({"first_name": 6}), {"first_name": [7, 8, 9, 10, 11]})
+    assert (s.landlines, s.landline_examples) == (6, [13, 14, 15, 16, 17])
+    assert (s.segments, s.multi_segment, s.unicode_rows) == (17, 2, 0)
+    assert s.countries == Counter({"US": 9, "GB": 6})
+
+
+def test_rows_planned_after_the_run_stopped_are_each_recorded_pending(make_campaign: CampaignFactory) -> None:
+    """Once a run stops, the rest of the file is still planned so the results file has every
+    row: each row of a batch is recorded, pending, and counted as not reached; none is sent."""
+    campaign = load_campaign(make_campaign(contacts(4)))
+    summary = Summary()
+    state = store.open_state(campaign)
+    try:
+        planner = runner.Planner(campaign, state, options(), summary)
+        planner.stopped = True
+        (batch,) = Pipeline(campaign).batches()
+        assert planner.plan(batch) == []
+        assert (summary.rows, summary.not_reached, planner.queued) == (4, 4, 0)
+        keys = [p.key for p in batch]
+        assert sorted(state.known([k for k in keys if k is not None])) == sorted(keys)
+        assert Counter(state.counts()) == Counter({"pending": 4})
+    finally:
+        state.close()
 
 
 def test_a_rerun_counts_what_it_holds_back_and_why(make_campaign: CampaignFactory) -> None:
@@ -466,6 +540,34 @@ def test_check_of_a_sheet_with_no_valid_row_warns_of_nothing_to_send_late(
     assert (summary.forecast, summary.warnings) == ([], [])
 
 
+def test_status_reconcile_and_cancel_never_record_which_campaign_file_is_the_states(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Only a send records the campaign file a state file belongs to. The file renamed, read
+    with ``status``, ``reconcile`` and ``cancel`` under its new name, then put back under its
+    old name beside the renamed one: the old name still continues its own campaign."""
+    path = make_campaign(contacts(2))
+
+    async def main() -> Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            moved = path.rename(tmp_path / "moved.toml")
+            campaign = dataclasses.replace(load_campaign(moved), api_url=box.url)
+            assert status(campaign).counts == {"sent": 2}
+            assert (await runner.reconcile(campaign, KEY)).checked == 0
+            assert (await runner.cancel(campaign, KEY)).cancelled == []
+            path.write_bytes(moved.read_bytes())
+            return await run_on(box, load_campaign(path), options())
+
+    again = asyncio.run(main())
+    assert (again.already_done, again.requests) == (2, 0)
+    state = state_of(path)
+    try:
+        assert state.meta("campaign_file") == "test.toml"
+    finally:
+        state.close()
+
+
 def test_a_send_without_an_api_key_or_a_worker_without_postgresql_is_one_sentence(
     make_campaign: CampaignFactory,
 ) -> None:
@@ -498,6 +600,7 @@ def test_a_duplicate_in_a_later_batch_is_skipped_as_the_first_rows(make_campaign
 
     summary, sent = asyncio.run(main())
     assert summary.counts == Counter({"sent": 300, "skipped": 1}) and summary.duplicates == 1
+    assert summary.rows == 301  # every batch's rows, not the last batch's
     assert len(sent) == 300 and set(sent.values()) == {1}
     assert summary.reasons["skipped"].top() == [("duplicate of row 2", 1, [302])]
 

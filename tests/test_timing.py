@@ -198,6 +198,17 @@ def test_send_at_already_past_follows_if_past(make_campaign: CampaignFactory, tm
     assert bodies == {CHICAGO: "2026-12-01T09:00:00-06:00", LONDON: "2026-12-02T09:00:00+00:00"}
 
 
+def test_a_note_many_rows_share_is_said_once_with_five_of_its_rows(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    rows = [(f"+44207123450{i}", f"ldn{i}", "") for i in range(7)]  # rows 2-8, all in London
+    path = campaign_file(make_campaign, tmp_path, rows, 'send_at = "2026-12-01 09:00"')
+    summary, box, _ = send(path, timing.ManualClock(utc(2026, 12, 1, 14)))
+    assert len(box.accepted) == 7 and all("schedule" not in m.body for m in box.accepted)
+    (note,) = summary.row_notes
+    assert "had passed" in note and summary.row_notes[note] == [2, 3, 4, 5, 6]
+
+
 def test_send_at_more_than_30_days_ahead_is_refused(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     path = campaign_file(make_campaign, tmp_path, [(CHICAGO, "chi", "")], 'send_at = "2027-01-15 09:00"')
     with pytest.raises(ConfigError, match="more than 30 days ahead"):
@@ -457,7 +468,10 @@ def test_a_rerun_after_a_schedule_has_passed_keeps_the_row_scheduled(
     """Another member of the kind "decided against a clock that has moved": a row scheduled by
     an earlier run used to turn `invalid` ("schedule ... is in the past") in the results file,
     with exit 1, once its time had passed."""
-    rows = [(CHICAGO, "chi", "2026-12-02T09:00:00-06:00")]  # each row's own time, in the third column
+    rows = [  # each row's own time, in the third column
+        (CHICAGO, "chi", "2026-12-02T09:00:00-06:00"),
+        (NEW_YORK, "nyc", "2026-12-02T09:00:00-05:00"),
+    ]
     write(tmp_path / "people.csv", rows)
     path = make_campaign(
         None, file="people.csv", message='text = "Hi"\nschedule = "{{ Zone }}"', sending="rate = 0\nconcurrency = 1"
@@ -465,15 +479,18 @@ def test_a_rerun_after_a_schedule_has_passed_keeps_the_row_scheduled(
     clock = timing.ManualClock(utc(2026, 12, 1))
     send(path, clock)
     clock.moment = utc(2026, 12, 3)
+    # A row added below them, in the same batch, is still planned and sent.
+    write(tmp_path / "people.csv", [*rows, (LOS_ANGELES, "la", "2026-12-04T09:00:00-08:00")])
     summary, box, _ = send(path, clock)
-    assert box.accepted == [] and summary.already_done == 1
+    assert [m.to for m in box.accepted] == [LOS_ANGELES] and summary.already_done == 2
     assert summary.exit_code() is ExitCode.OK
-    assert results(tmp_path / "test.results.csv")[CHICAGO]["status"] == "scheduled"
+    out = results(tmp_path / "test.results.csv")
+    assert {phone: r["status"] for phone, r in out.items()} == dict.fromkeys(
+        [CHICAGO, NEW_YORK, LOS_ANGELES], "scheduled"
+    )
 
 
-def test_cli_send_ends_with_exit_0_saying_when_the_window_opens(
-    make_campaign: CampaignFactory, tmp_path: Path
-) -> None:
+def test_cli_send_ends_with_exit_0_saying_when_the_window_opens(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     """`campaign send --sandbox` as a user runs it (a real process, the real clock): a window
     that is closed now, in UTC so the test needs no zone arithmetic of its own."""
     now = datetime.now(UTC)
