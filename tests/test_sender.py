@@ -402,6 +402,52 @@ def test_the_rate_halves_at_most_once_a_second_and_recovers_a_quarter_a_second()
     assert on_frozen_loop(main()) == [50, 50, 25, 25, *rising, 100, 100, 100, 50]
 
 
+async def _started_at(pacer: Pacer, step: float, events: dict[float, Callable[[], None]] | None = None) -> float:
+    """Run ``pacer.acquire()`` on the frozen loop, moving its clock on by ``step`` seconds at a
+    time (``events``: what happens at which offset from the start); the offset at which the
+    request may start."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, FrozenLoop)
+    start, pending = loop.now, dict(events or {})
+    task = asyncio.create_task(pacer.acquire())
+    for _ in range(2000):
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if task.done():
+            return round(loop.now - start, 6)
+        loop.now += step
+        for at in [at for at in pending if loop.now - start >= at - 1e-9]:
+            pending.pop(at)()
+    raise AssertionError("the request never started")
+
+
+def test_no_request_starts_inside_a_429_pause_however_short_or_lengthened() -> None:
+    """A pause shorter than a second is waited out too; a 429 that lengthens the pause while a
+    worker sleeps through it is waited out as well (no pacing: rate 0); and with pacing, a 429
+    that comes while a worker waits for its token (the rate just halved, so not halved again)
+    sends that worker back to the pause."""
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        short = Pacer(0)
+        short.pause_until = loop.now + 0.5
+        after_short = await _started_at(short, 0.05)
+        longer = Pacer(0)
+        longer.pause_until = loop.now + 0.5
+        after_longer = await _started_at(longer, 0.05, {0.25: lambda: longer.rate_limited(2.0)})  # to 2.25
+        paced = Pacer(1)
+        paced.rate_limited(0.0)  # the rate halves to 0.5 a second: a token every 2 s, no pause
+        await paced.acquire()  # the bucket's one token
+        after_token = await _started_at(paced, 0.05, {0.5: lambda: paced.rate_limited(3.0)})  # to 3.5
+        return after_short, after_longer, after_token
+
+    after_short, after_longer, after_token = on_frozen_loop(main())
+    assert 0.5 <= after_short <= 0.55
+    assert 2.25 <= after_longer <= 2.3
+    assert 3.5 <= after_token <= 4.2  # not inside the pause; then the next token (every 2 s, from 2.0)
+
+
 def test_a_429_pause_is_capped_and_the_rate_never_drops_below_its_floor() -> None:
     """Retry-After beyond the cap (60 s) pauses for the cap; halving stops at 0.2 a second
     (or the configured rate, when that is lower)."""
