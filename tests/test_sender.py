@@ -448,6 +448,27 @@ def test_no_request_starts_inside_a_429_pause_however_short_or_lengthened() -> N
     assert 3.5 <= after_token <= 4.2  # not inside the pause; then the next token (every 2 s, from 2.0)
 
 
+def test_the_start_log_keeps_every_one_second_window_at_the_rate() -> None:
+    """At 2 a second the bucket gives a token every 0.5 s, so a third start would come exactly
+    one second after the first; the log of the last two starts holds it until that one is
+    ``WINDOW`` (1.01 s) old, and so on: never more than 2 starts in any one-second window, and
+    no start later than the log requires."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        pacer, start, starts = Pacer(2), loop.now, []
+        for _ in range(5):
+            await _started_at(pacer, 0.001)
+            starts.append(round(loop.now - start, 6))
+        return starts
+
+    starts = on_frozen_loop(main())
+    # each as soon as both allow it (the frozen clock moves 1 ms at a time)
+    assert all(due <= got <= due + 0.003 for due, got in zip([0.0, 0.5, 1.01, 1.51, 2.02], starts, strict=True)), starts
+    assert all(later - first >= Pacer.WINDOW for first, later in zip(starts, starts[2:], strict=False))
+
+
 def test_a_429_pause_is_capped_and_the_rate_never_drops_below_its_floor() -> None:
     """Retry-After beyond the cap (60 s) pauses for the cap; halving stops at 0.2 a second
     (or the configured rate, when that is lower)."""
