@@ -71,6 +71,33 @@ async def pool(
         state.close()
 
 
+def test_a_stop_while_a_rows_mark_is_committed_sends_nothing_and_says_so() -> None:
+    """The run stops in the moment between a row's write-ahead mark (``sending``) and its
+    request: no request goes, and the row is recorded ``pending``, "not sent, the run stopped",
+    not left ``sending`` (which a later run would call unknown)."""
+
+    async def stop_once_marked(sender: Sender, state: State) -> None:
+        write = state.write
+
+        def write_then_stop(outcomes: Any, marks: Any, **kw: Any) -> set[str]:
+            refused = write(outcomes, marks, **kw)
+            if marks:
+                sender.stop()
+            return refused
+
+        state.write = write_then_stop  # type: ignore[method-assign]
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=3)
+            return (*await pool(box.url, sending, 3, watch=stop_once_marked), box)
+
+    sender, journal, rows, box = asyncio.run(main())
+    assert (box.requests, sender.requests, sender.stop_reason) == ([], 0, None)
+    assert rows[keys(1)[0]] == ("pending", "not sent, the run stopped")
+    assert journal == {"pending": 3}
+
+
 def test_errors_in_a_row_stop_at_the_limit_with_the_count_and_the_last_error() -> None:
     """A 500 may have sent the message: never retried, counted; the third in a row stops."""
 
