@@ -33,6 +33,7 @@ Writes ``bench/out/mutation/<module>.json`` (counts and survivor names) and prin
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
 import os
 import re
@@ -239,7 +240,7 @@ def apply_diff(diff: str, root: Path) -> bool:
     return True
 
 
-def recheck(module: str, tests: list[str]) -> dict[str, bool]:
+def recheck(module: str, tests: list[str], only: list[str] | None = None) -> dict[str, bool]:
     """Each survivor saved by the last ``--show`` run of ``module``, applied by hand (its diff,
     :func:`apply_diff`) to a scratch copy of the working tree, against ``tests``: whether they fail.
 
@@ -249,6 +250,8 @@ def recheck(module: str, tests: list[str]) -> dict[str, bool]:
     report = json.loads((OUT / f"{module}.json").read_text(encoding="utf-8"))
     killed: dict[str, bool] = {}
     for name, diff in sorted(report["diffs"].items()):
+        if only and not any(fnmatch.fnmatchcase(name, pattern) for pattern in only):
+            continue
         with tempfile.TemporaryDirectory(prefix=f"recheck-{module}-") as scratch:
             work = Path(scratch)
             _copy_tree(work)
@@ -283,7 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         "--recheck", metavar="MODULE", help="apply each survivor of MODULE's last --show run; run the tests given"
     )
     parser.add_argument(
-        "--only", nargs="+", metavar="PATTERN", help="only the mutants whose names match (campaign.runner.x_preview*)"
+        "--only",
+        nargs="+",
+        metavar="PATTERN",
+        help="only the mutants whose names match (campaign.runner.x_preview*); with --recheck, those survivors",
     )
     parser.add_argument(
         "--collect",
@@ -300,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.recheck:
         OUT.mkdir(parents=True, exist_ok=True)
-        outcome = recheck(args.recheck, args.modules)
+        outcome = recheck(args.recheck, args.modules, args.only)
         print(f"{sum(outcome.values())} of {len(outcome)} survivors now killed")
         return 0
     if shutil.which("mutmut") is None:
