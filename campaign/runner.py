@@ -32,7 +32,7 @@ from campaign.cancel import CancelReport as CancelReport  # re-exported: what ca
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
-from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, full_stop
+from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, count, full_stop
 from campaign.ledger import PAIR_GAP, Ledger, register_state
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -752,7 +752,8 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
         summary.forecast.append(line.describe())
         if not line.fits:
             summary.warnings.append(
-                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their {inside} at "
+                f"{count(line.rows, 'row')} for {timing.zone_label(line.zones)} cannot "
+                f"{'' if line.rows == 1 else 'all '}go out inside their {inside} at "
                 f"{campaign.sending.rate:g} per second; the last go out "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
