@@ -236,8 +236,9 @@ def _print_invalid(s: runner.Summary) -> None:
 
 
 def _print_why(reasons: dict[str, runner.Reasons]) -> None:
-    """The top reasons for failed and skipped rows, like those for invalid rows."""
-    for status in (Status.FAILED, Status.SKIPPED):
+    """The top reasons for failed and skipped rows (and invalid ones, for ``status``: a
+    summary has those from its planner), like those for invalid rows."""
+    for status in (Status.INVALID, Status.FAILED, Status.SKIPPED):
         if status in reasons:
             _print_reasons(status, reasons[status].top())
 

@@ -32,6 +32,7 @@ from aiolimiter import AsyncLimiter
 from campaign import timing
 from campaign.api import Reply, SociocsClient, Verdict
 from campaign.config import Sending
+from campaign.errors import count
 from campaign.state import Outcome, State, Status
 
 
@@ -451,7 +452,7 @@ class Sender:
                 if retries >= self.sending.max_attempts:
                     self._count_error(reply)
                     return self._outcome(
-                        job, Status.FAILED, reply, new, prefix=f"gave up after {attempts} attempts: "
+                        job, Status.FAILED, reply, new, prefix=f"gave up after {count(attempts, 'attempt')}: "
                     )
                 wait = self.pacer.backoff(retries)
             if self.stopping:

@@ -280,7 +280,7 @@ def test_summary_gives_reasons_and_next_commands_and_status_exits_like_send(
         send = run("send", str(path), "--yes", cwd=tmp_path, key=KEY)
     assert send.returncode == 1, send.stderr
     out = send.stdout
-    reason = "gave up after 1 attempts: Service unavailable. Try again later."
+    reason = "gave up after 1 attempt: Service unavailable. Try again later."
     assert f"  failed (4): {reason} — rows 2, 3, 4, 6\n" in out
     assert "  skipped (1): duplicate of row 2 — row 5\n" in out
     assert f"4 rows failed. To send them again: campaign send {path} --retry-failed\n" in out
