@@ -255,7 +255,10 @@ def recheck(module: str, tests: list[str]) -> dict[str, bool]:
             if not apply_diff(diff, work):  # the code changed there since the run: measure it again
                 print(f"stale    {name} (its diff no longer applies)", flush=True)
                 continue
-            env = {**os.environ, "PYTHONPATH": str(work), "CAMPAIGN_TEST_BACKENDS": _backends(module)}
+            # CAMPAIGN_TEST_BACKENDS set by the caller wins: a SQLite module's survivors on
+            # PostgreSQL's paths (the workers' leases), against tests/test_workers_units.py.
+            backends = os.environ.get("CAMPAIGN_TEST_BACKENDS") or _backends(module)
+            env = {**os.environ, "PYTHONPATH": str(work), "CAMPAIGN_TEST_BACKENDS": backends}
             result = subprocess.run(
                 [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
                 cwd=work, env=env, capture_output=True, text=True, check=False,

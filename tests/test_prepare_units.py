@@ -491,6 +491,30 @@ def test_without_phone_column_the_column_headed_phone_is_used_else_one_sentence(
     )
 
 
+@pytest.mark.parametrize(
+    ("header", "setting", "said"),
+    [
+        ("Mobile,Name", 'phone_column = "Phone"', 'has no column "Phone" (set by phone_column in the campaign '
+         'file); its columns are "Mobile", "Name"'),
+        ("phone,Nom", 'name_column = "Name"', 'has no column "Name" (set by name_column in the campaign file); '
+         'its columns are "phone", "Nom"'),
+    ],
+)
+def test_a_column_the_campaign_file_names_and_the_sheet_lacks_names_the_setting(
+    tmp_path: Path, header: str, setting: str, said: str
+) -> None:
+    (tmp_path / "contacts.csv").write_text(f"{header}\n{ANN},Ann\n", encoding="utf-8")
+    path = tmp_path / "d.toml"
+    path.write_text(
+        f'provider = "twlo"\nchannel_key = "twlo_16175550000"\n[recipients]\nfile = "contacts.csv"\n{setting}\n'
+        'default_country = "US"\n[message]\ntext = "Hi"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(InputFileError) as caught:
+        Pipeline(load_campaign(path, environ={}))
+    assert str(caught.value) == f"{tmp_path / 'contacts.csv'}: {said}"
+
+
 def test_without_a_name_column_the_body_has_no_name(tmp_path: Path) -> None:
     (tmp_path / "contacts.csv").write_bytes(f"phone,city\n{ANN},Boston\n".encode())
     path = tmp_path / "d.toml"

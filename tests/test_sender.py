@@ -71,6 +71,33 @@ async def pool(
         state.close()
 
 
+def test_a_stop_while_a_rows_mark_is_committed_sends_nothing_and_says_so() -> None:
+    """The run stops in the moment between a row's write-ahead mark (``sending``) and its
+    request: no request goes, and the row is recorded ``pending``, "not sent, the run stopped",
+    not left ``sending`` (which a later run would call unknown)."""
+
+    async def stop_once_marked(sender: Sender, state: State) -> None:
+        write = state.write
+
+        def write_then_stop(outcomes: Any, marks: Any, **kw: Any) -> set[str]:
+            refused = write(outcomes, marks, **kw)
+            if marks:
+                sender.stop()
+            return refused
+
+        state.write = write_then_stop  # type: ignore[method-assign]
+
+    async def main() -> tuple[Sender, dict[str, int], Rows, Sandbox]:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            sending = Sending(rate=0, concurrency=1, max_attempts=3)
+            return (*await pool(box.url, sending, 3, watch=stop_once_marked), box)
+
+    sender, journal, rows, box = asyncio.run(main())
+    assert (box.requests, sender.requests, sender.stop_reason) == ([], 0, None)
+    assert rows[keys(1)[0]] == ("pending", "not sent, the run stopped")
+    assert journal == {"pending": 3}
+
+
 def test_errors_in_a_row_stop_at_the_limit_with_the_count_and_the_last_error() -> None:
     """A 500 may have sent the message: never retried, counted; the third in a row stops."""
 
@@ -400,6 +427,73 @@ def test_the_rate_halves_at_most_once_a_second_and_recovers_a_quarter_a_second()
 
     rising = [25 * 1.25**k for k in range(1, 7)]  # 31.25 ... 95.37
     assert on_frozen_loop(main()) == [50, 50, 25, 25, *rising, 100, 100, 100, 50]
+
+
+async def _started_at(pacer: Pacer, step: float, events: dict[float, Callable[[], None]] | None = None) -> float:
+    """Run ``pacer.acquire()`` on the frozen loop, moving its clock on by ``step`` seconds at a
+    time (``events``: what happens at which offset from the start); the offset at which the
+    request may start."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, FrozenLoop)
+    start, pending = loop.now, dict(events or {})
+    task = asyncio.create_task(pacer.acquire())
+    for _ in range(2000):
+        for _ in range(5):
+            await asyncio.sleep(0)
+        if task.done():
+            return round(loop.now - start, 6)
+        loop.now += step
+        for at in [at for at in pending if loop.now - start >= at - 1e-9]:
+            pending.pop(at)()
+    raise AssertionError("the request never started")
+
+
+def test_no_request_starts_inside_a_429_pause_however_short_or_lengthened() -> None:
+    """A pause shorter than a second is waited out too; a 429 that lengthens the pause while a
+    worker sleeps through it is waited out as well (no pacing: rate 0); and with pacing, a 429
+    that comes while a worker waits for its token (the rate just halved, so not halved again)
+    sends that worker back to the pause."""
+
+    async def main() -> tuple[float, float, float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        short = Pacer(0)
+        short.pause_until = loop.now + 0.5
+        after_short = await _started_at(short, 0.05)
+        longer = Pacer(0)
+        longer.pause_until = loop.now + 0.5
+        after_longer = await _started_at(longer, 0.05, {0.25: lambda: longer.rate_limited(2.0)})  # to 2.25
+        paced = Pacer(1)
+        paced.rate_limited(0.0)  # the rate halves to 0.5 a second: a token every 2 s, no pause
+        await paced.acquire()  # the bucket's one token
+        after_token = await _started_at(paced, 0.05, {0.5: lambda: paced.rate_limited(3.0)})  # to 3.5
+        return after_short, after_longer, after_token
+
+    after_short, after_longer, after_token = on_frozen_loop(main())
+    assert 0.5 <= after_short <= 0.55
+    assert 2.25 <= after_longer <= 2.3
+    assert 3.5 <= after_token <= 4.2  # not inside the pause; then the next token (every 2 s, from 2.0)
+
+
+def test_the_start_log_keeps_every_one_second_window_at_the_rate() -> None:
+    """At 2 a second the bucket gives a token every 0.5 s, so a third start would come exactly
+    one second after the first; the log of the last two starts holds it until that one is
+    ``WINDOW`` (1.01 s) old, and so on: never more than 2 starts in any one-second window, and
+    no start later than the log requires."""
+
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, FrozenLoop)
+        pacer, start, starts = Pacer(2), loop.now, []
+        for _ in range(5):
+            await _started_at(pacer, 0.001)
+            starts.append(round(loop.now - start, 6))
+        return starts
+
+    starts = on_frozen_loop(main())
+    # each as soon as both allow it (the frozen clock moves 1 ms at a time)
+    assert all(due <= got <= due + 0.003 for due, got in zip([0.0, 0.5, 1.01, 1.51, 2.02], starts, strict=True)), starts
+    assert all(later - first >= Pacer.WINDOW for first, later in zip(starts, starts[2:], strict=False))
 
 
 def test_a_429_pause_is_capped_and_the_rate_never_drops_below_its_floor() -> None:
