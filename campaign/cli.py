@@ -27,7 +27,7 @@ from campaign import __version__, delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
 from campaign.delivery import SECRET_ENV, Report
 from campaign.delivery_store import Funnel
-from campaign.errors import CampaignError, ExitCode, UsageError
+from campaign.errors import CampaignError, ExitCode, UsageError, count
 from campaign.printing import (
     ProgressDisplay,
     err,
@@ -245,7 +245,7 @@ async def _confirm(campaign: Campaign, options: runner.Options) -> int | None:
     planned = await runner.run(campaign, counting)
     n = planned.counts[Status.DRY_RUN]
     via = f"via {campaign.provider} channel {campaign.channel_key}"
-    question = f"Send {n:,} messages {via} {schedule_phrase(planned, n)}?"
+    question = f"Send {count(n, 'message')} {via} {schedule_phrase(planned, n)}?"
     notes = not_sent(planned)
     print_destinations(planned)
     if not sys.stdin.isatty():
@@ -469,14 +469,15 @@ def reconcile(campaign_file: str) -> None:
 
     report = _guard(_Ctx.debug, go)
     out.print(
-        f"Checked {report.checked:,} unknown rows: {report.found:,} were sent (now `sent`), "
-        f"{report.pending:,} were not (now `pending`; the next `campaign send` sends them)."
+        f"Checked {count(report.checked, 'unknown row')}: {count(report.found, 'was', 'were')} sent (now `sent`), "
+        f"{count(report.pending, 'was', 'were')} not (now `pending`; the next `campaign send` sends them)."
     )
     if report.ambiguous or report.uncovered:
         out.print(
-            f"{report.ambiguous + report.uncovered:,} stay unknown ({report.ambiguous:,} match more than one listed "
-            f"message, {report.uncovered:,} fall outside what the API listed); `campaign status {campaign_file}` "
-            "says why for each."
+            f"{count(report.ambiguous + report.uncovered, 'stays', 'stay')} unknown "
+            f"({count(report.ambiguous, 'matches', 'match')} more than one listed message, "
+            f"{count(report.uncovered, 'falls', 'fall')} outside what the API listed); "
+            f"`campaign status {campaign_file}` says why for each."
         )
         sys.exit(int(ExitCode.ROWS_NOT_SENT))  # as send and status exit while rows are unknown
 
@@ -499,7 +500,7 @@ def cancel(campaign_file: str, rows: tuple[int, ...], sandbox: bool) -> None:
         return asyncio.run(runner.cancel(campaign, key, list(rows) or None, sandbox=sandbox))
 
     report = _guard(_Ctx.debug, go)
-    out.print(f"Cancelled {len(report.cancelled):,} scheduled messages.", markup=False)
+    out.print(f"Cancelled {count(len(report.cancelled), 'scheduled message')}.", markup=False)
     for item in report.too_late:
         shown = f"  row {item['row']} {item['phone']}: too late, the API sends or sent it already ({item['error']})"
         out.print(shown, markup=False)
@@ -509,7 +510,7 @@ def cancel(campaign_file: str, rows: tuple[int, ...], sandbox: bool) -> None:
         out.print(f"  row {item['row']}: nothing to cancel ({item['error']})", markup=False)
     if report.unresolved:
         out.print(
-            f"{len(report.unresolved):,} rows got no answer (the message may or may not be deleted); run "
+            f"{count(len(report.unresolved), 'row')} got no answer (the message may or may not be deleted); run "
             f"`campaign cancel {campaign_file}` again to settle them.",
             markup=False,
         )

@@ -44,6 +44,13 @@ def full_stop(text: str) -> str:
     return text if not text or text[-1] in ".?!…" else text + "."
 
 
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """``n`` with thousands separators and the words that agree with it: ``count(1, "row")`` is
+    "1 row", ``count(1204, "row")`` "1,204 rows", ``count(n, "row is", "rows are")`` either form.
+    ``plural`` defaults to ``singular`` + "s"."""
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 class CampaignError(Exception):
     """Base of every error meant for the user; ``str(err)`` is the sentence to print."""
 

@@ -23,7 +23,7 @@ from campaign import runner, timing
 from campaign.config import API_KEY_ENV, Campaign
 from campaign.delivery import error_meaning
 from campaign.delivery_store import Funnel
-from campaign.errors import full_stop
+from campaign.errors import count, full_stop
 from campaign.state import Outcome, Status
 
 
@@ -107,8 +107,9 @@ def progress_line(summary: runner.Summary, elapsed: float) -> str:
     rate = done / max(elapsed, 1e-6)
     total = summary.total
     if total is None:  # --yes: nothing counted the rows first; the file is still being read
-        return f"{done:,} rows finished: {by_outcome(summary)} ({rate:.1f}/s; {summary.rows:,} rows read so far)"
-    return f"{done:,} of {total:,} rows finished: {by_outcome(summary)} ({rate:.1f}/s)"
+        read = count(summary.rows, "row")
+        return f"{count(done, 'row')} finished: {by_outcome(summary)} ({rate:.1f}/s; {read} read so far)"
+    return f"{done:,} of {count(total, 'row')} finished: {by_outcome(summary)} ({rate:.1f}/s)"
 
 
 class ProgressDisplay:
@@ -235,8 +236,9 @@ def _print_invalid(s: runner.Summary) -> None:
 
 
 def _print_why(reasons: dict[str, runner.Reasons]) -> None:
-    """The top reasons for failed and skipped rows, like those for invalid rows."""
-    for status in (Status.FAILED, Status.SKIPPED):
+    """The top reasons for failed and skipped rows (and invalid ones, for ``status``: a
+    summary has those from its planner), like those for invalid rows."""
+    for status in (Status.INVALID, Status.FAILED, Status.SKIPPED):
         if status in reasons:
             _print_reasons(status, reasons[status].top())
 
@@ -252,10 +254,10 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     ``sandbox``: the run used ``--sandbox``, so the printed ``send`` commands carry it too.
     """
     if s.database_lost:  # no counts to show: the journal is out of reach, not empty
-        lost = f"{s.sent_now:,} rows in {s.elapsed:.1f} s before the database went away"
+        lost = f"{count(s.sent_now, 'row')} in {s.elapsed:.1f} s before the database went away"
         out.print(f"{campaign.name}: this worker sent {lost}.")
     else:
-        out.print(counts_table(s.counts, f"{campaign.name}: {s.rows:,} rows, {s.elapsed:.1f} s"))
+        out.print(counts_table(s.counts, f"{campaign.name}: {count(s.rows, 'row')}, {s.elapsed:.1f} s"))
     _print_invalid(s)
     _print_why(s.reasons)
     _print_warnings(s)
@@ -265,48 +267,56 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
     if s.shared and not s.database_lost:
         out.print(f"This worker sent {s.sent_now:,} of them; the table counts the whole campaign, every worker's rows.")
     if s.recovered_unknown:
-        rows = "1 row was" if s.recovered_unknown == 1 else f"{s.recovered_unknown:,} rows were"
+        rows = count(s.recovered_unknown, "row was", "rows were")
         out.print(f"{rows} in flight when an earlier run died; now unknown.")
     if s.already_done:
-        rows = "1 row was" if s.already_done == 1 else f"{s.already_done:,} rows were"
+        rows = count(s.already_done, "row was", "rows were")
         out.print(f"{rows} already sent by an earlier run and not sent again.")
     if s.changed_since_sent:
         say(
             out,
             "warning:",
             "yellow",
-            f"the message changed since {s.changed_since_sent:,} of them were sent; they got the old text.",
+            f"the message changed since {count(s.changed_since_sent, 'of them was', 'of them were')} sent; "
+            f"{'it' if s.changed_since_sent == 1 else 'they'} got the old text.",
         )
     if s.reconciled is not None:
         r = s.reconciled
         out.print(
-            f"--resend-unknown reconciled {r.checked:,} unknown rows first: {r.found:,} found sent, "
+            f"--resend-unknown reconciled {count(r.checked, 'unknown row')} first: {r.found:,} found sent, "
             f"{r.pending:,} not listed (sent now), {r.ambiguous + r.uncovered:,} still unknown."
         )
     if s.held_ambiguous:
+        whose = "the row's" if s.held_ambiguous == 1 else "theirs"
         out.print(
-            f"{s.held_ambiguous:,} unknown rows were not resent: the API lists more than one message that could "
-            f"be theirs (see `{status_cmd}`)."
+            f"{count(s.held_ambiguous, 'unknown row was', 'unknown rows were')} not resent: the API lists more "
+            f"than one message that could be {whose} (see `{status_cmd}`)."
         )
     if s.retried_undelivered:
-        out.print(f"{s.retried_undelivered:,} rows whose delivery failed for a temporary reason were sent again.")
+        again = "was" if s.retried_undelivered == 1 else "were"
+        out.print(
+            f"{count(s.retried_undelivered, 'row')} whose delivery failed for a temporary reason {again} sent again."
+        )
     if s.rate_limited:
         out.print(
-            f"The API rate-limited {s.rate_limited:,} requests (429); the rate was lowered and they were retried."
+            f"The API rate-limited {count(s.rate_limited, 'request')} (429); the rate was lowered and "
+            f"{'it was' if s.rate_limited == 1 else 'they were'} retried."
         )
     if s.limit_pending:
-        out.print(f"--limit reached: {s.limit_pending:,} rows are pending for the next run.")
+        out.print(f"--limit reached: {count(s.limit_pending, 'row is', 'rows are')} pending for the next run.")
     failed = s.counts.get(Status.FAILED, 0)
     if failed:
-        held = f" ({s.held_failed:,} of them were not retried in this run)" if s.held_failed else ""
-        out.print(f"{failed:,} rows failed{held}. To send them again: {command(*send_again, '--retry-failed')}")
+        held = count(s.held_failed, "of them was", "of them were") if s.held_failed else ""
+        held = f" ({held} not retried in this run)" if held else ""
+        again = command(*send_again, "--retry-failed")
+        out.print(f"{count(failed, 'row')} failed{held}. To send {'it' if failed == 1 else 'them'} again: {again}")
     if s.waiting:
         windows = s.waiting - s.waiting_limit
         what = " and ".join(
             part
             for part in (
-                f"{windows:,} rows wait for their window" if windows else "",
-                f"{s.waiting_limit:,} rows wait for the daily limit" if s.waiting_limit else "",
+                count(windows, "row waits for its window", "rows wait for their window") if windows else "",
+                count(s.waiting_limit, "row waits", "rows wait") + " for the daily limit" if s.waiting_limit else "",
             )
             if part
         )
@@ -315,13 +325,14 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
             "(cron), or add --wait to keep running."
         )
     unknown = s.counts.get(Status.UNKNOWN, 0)
+    unknown_rows = f"{count(unknown, 'row is', 'rows are')} unknown"
     if unknown and sandbox:
-        line(out, (f"{unknown:,} rows are unknown", "yellow"), f" ({SANDBOX_UNKNOWN.format(command(*send_again))}).")
+        line(out, (unknown_rows, "yellow"), f" ({SANDBOX_UNKNOWN.format(command(*send_again))}).")
     elif unknown:
         line(
             out,
-            (f"{unknown:,} rows are unknown", "yellow"),
-            " (the API may have sent them). To find out: "
+            (unknown_rows, "yellow"),
+            f" (the API may have sent {'it' if unknown == 1 else 'them'}). To find out: "
             f"{command('campaign', 'reconcile', campaign_file)} "
             f"(then {command(*send_again)} sends the ones it did not; with --resend-unknown, send reconciles "
             "first and resends only what the API does not list).",
@@ -356,7 +367,7 @@ def stop_hint(reason: str) -> str:
 
 def print_check(s: runner.Summary) -> None:
     """After ``check``: PRODUCT.md's check summary (sendable, invalid by reason, duplicates...)."""
-    out.print(counts_table(s.counts, f"check: {s.rows:,} rows"))
+    out.print(counts_table(s.counts, f"check: {count(s.rows, 'row')}"))
     sendable = s.counts.get(Status.DRY_RUN, 0)
     out.print(f"Sendable: {sendable:,}")
     _print_invalid(s)
@@ -396,7 +407,8 @@ def print_destinations(s: runner.Summary) -> None:
             out,
             "warning:",
             "yellow",
-            f"{s.landlines:,} SMS rows go to landlines (rows {rows}), which usually cannot receive texts "
+            f"{count(s.landlines, 'SMS row goes to a landline', 'SMS rows go to landlines')} "
+            f"(row{'s' if s.landlines > 1 else ''} {rows}), which usually cannot receive texts "
             "(Twilio error 30006).",
         )
 
@@ -429,7 +441,8 @@ def print_status(
 ) -> None:
     """``campaign status``: cumulative counts, the last run, why rows failed, the rows to act on."""
     total = sum(report.counts.values())
-    out.print(counts_table(report.counts, f"all {total:,} rows, after every run so far (cumulative)"))
+    title = ("all " if total != 1 else "") + count(total, "row") + ", after every run so far (cumulative)"
+    out.print(counts_table(report.counts, title))
     if report.last_run:
         r = report.last_run
         live = any(w["state"] == "running" for w in report.workers)
@@ -459,12 +472,12 @@ def print_status(
         if not rows:
             continue
         more = f", the first {shown}" if len(rows) > shown else ""
-        line(out, (f"{len(rows):,} {label} rows", "yellow"), f" ({hint}{more}):")
+        line(out, (count(len(rows), f"{label} row"), "yellow"), f" ({hint}{more}):")
         for u in rows[:shown]:
             line(out, f"  row {u['row']}  {u['phone']}  ", u["error"] or "no reason recorded")
     if report.scheduled:
         hint = f"`{command('campaign', 'cancel', campaign_file)}` takes them back"
-        out.print(f"{len(report.scheduled):,} scheduled rows still to go out ({hint}):")
+        out.print(f"{count(len(report.scheduled), 'scheduled row')} still to go out ({hint}):")
         for r in report.scheduled[:shown]:
             out.print(f"  {r['schedule_at']}  row {r['row']}  {r['phone']}")
         if len(report.scheduled) > shown:
@@ -481,7 +494,8 @@ def print_status(
                 f"last heartbeat {w['heartbeat_age']:.1f} s ago  {w['in_flight']} in flight"
             )
     if report.limit_pending and report.counts.get(Status.PENDING):
-        out.print(f"{report.limit_pending:,} pending rows were left for a later run (--limit, window, daily limit).")
+        left = count(report.limit_pending, "pending row was", "pending rows were")
+        out.print(f"{left} left for a later run (--limit, window, daily limit).")
     if results:
         out.print(f"Results: {results}")
 

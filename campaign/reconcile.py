@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from campaign import store
+from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign
 from campaign.errors import CampaignError, RunStopped
@@ -71,13 +71,13 @@ async def reconcile_state(
     report.checked = len(unknown)
     if not unknown:
         return report
-    now = datetime.now(UTC)
+    now = timing.now()  # the campaign's one clock (a test sets it)
     spans: list[tuple[datetime, datetime]] = []
     for u in unknown:
         answered = _when(u["updated_at"]) or now
         spans.append(((_when(u["first_attempt_at"]) or answered) - CLOCK_SKEW, answered + CLOCK_SKEW))
     first = min(a for a, _ in spans).date() - timedelta(days=1)
-    last = max(max(b for _, b in spans).date() + timedelta(days=1), datetime.now(UTC).date())
+    last = max(max(b for _, b in spans).date() + timedelta(days=1), now.date())
     listed: list[dict[str, Any]] = []
     covered: set[date] = set()
     failure: CampaignError | None = None
@@ -157,13 +157,13 @@ def _digits(number: Any) -> str:
 
 
 def _parsed(value: Any) -> datetime | None:
-    """A datetime from ISO 8601 / RFC 3339 text (``Z``, and the lowercase ``t`` and ``z`` RFC
-    3339 section 5.6 allows), naive when the text gives no offset; None when absent or
-    unreadable."""
+    """A datetime from ISO 8601 / RFC 3339 text (``Z``, which ``fromisoformat`` reads since
+    Python 3.11, and the lowercase ``t`` and ``z`` RFC 3339 section 5.6 allows), naive when the
+    text gives no offset; None when absent or unreadable."""
     if not value:
         return None
     try:
-        return datetime.fromisoformat(str(value).upper().replace("Z", "+00:00"))
+        return datetime.fromisoformat(str(value).upper())
     except ValueError:
         return None
 

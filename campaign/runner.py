@@ -32,7 +32,7 @@ from campaign.cancel import CancelReport as CancelReport  # re-exported: what ca
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
-from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, full_stop
+from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, count, full_stop
 from campaign.ledger import PAIR_GAP, Ledger, register_state
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -253,9 +253,12 @@ LIMIT_PENDING_META = "limit_pending"  # state meta: pending rows the last run's 
 _EXPLAINED = (Status.FAILED, Status.SKIPPED)  # statuses whose top reasons a summary gives
 
 
-def explain_reasons(state: State, counts: Mapping[str, int]) -> dict[str, Reasons]:
-    """Why the file's failed and skipped rows are so, from the state (one pass, only if any)."""
-    wanted = {str(s) for s in _EXPLAINED if counts.get(s)}
+def explain_reasons(
+    state: State, counts: Mapping[str, int], statuses: Sequence[Status] = _EXPLAINED
+) -> dict[str, Reasons]:
+    """Why the file's rows of ``statuses`` (failed and skipped; ``status`` adds invalid, which
+    a send's summary has from its planner) are so, from the state (one pass, only if any)."""
+    wanted = {str(s) for s in statuses if counts.get(s)}
     reasons = {status: Reasons() for status in wanted}
     if wanted:
         for _cells, row, _phone, status, _mid, error, *_rest in state.results():
@@ -752,7 +755,8 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
         summary.forecast.append(line.describe())
         if not line.fits:
             summary.warnings.append(
-                f"{line.rows:,} rows for {timing.zone_label(line.zones)} cannot all go out inside their {inside} at "
+                f"{count(line.rows, 'row')} for {timing.zone_label(line.zones)} cannot "
+                f"{'' if line.rows == 1 else 'all '}go out inside their {inside} at "
                 f"{campaign.sending.rate:g} per second; the last go out "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
@@ -864,7 +868,7 @@ class StatusReport:
     scheduled: list[dict[str, Any]] = field(default_factory=list)  # upcoming scheduled rows, soonest first
     failed: list[dict[str, Any]] = field(default_factory=list)  # row, phone, error, ... in row order
     limit_pending: int = 0  # pending rows the last run left for later (--limit, window, daily limit)
-    reasons: dict[str, Reasons] = field(default_factory=dict)  # failed, skipped -> why
+    reasons: dict[str, Reasons] = field(default_factory=dict)  # invalid, failed, skipped -> why
     unread: bool = False  # the last send stopped before reading the whole file: rows are missing
     workers: list[dict[str, Any]] = field(default_factory=list)  # PostgreSQL: campaign.workers.workers
 
@@ -891,7 +895,7 @@ def status(campaign: Campaign, *, results_path: Path | None = None) -> StatusRep
             state.by_status(Status.UNKNOWN) + in_flight,
             failed=state.by_status(Status.FAILED),
             limit_pending=int(state.meta(LIMIT_PENDING_META) or 0),
-            reasons=explain_reasons(state, counts),
+            reasons=explain_reasons(state, counts, (Status.INVALID, *_EXPLAINED)),
         )
         last = report.last_run
         report.unread = last is not None and last["command"] == "send" and state.meta("snapshot_run") != str(last["id"])

@@ -32,6 +32,7 @@ from aiolimiter import AsyncLimiter
 from campaign import timing
 from campaign.api import Reply, SociocsClient, Verdict
 from campaign.config import Sending
+from campaign.errors import count
 from campaign.state import Outcome, State, Status
 
 
@@ -248,7 +249,6 @@ class Sender:
         self.pacer = pacer or Pacer(sending.rate, backoff_base=backoff_base)
         # Workers (campaign.workers): a held row goes back to the shared pool instead of memory.
         self.on_hold = on_hold
-        self.lost_leases = 0  # rows another worker took over before this one marked them
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=4 * sending.concurrency)
         self.on_outcome = on_outcome
         self.rate_limit_patience = rate_limit_patience
@@ -381,15 +381,13 @@ class Sender:
         if self.stopping or not await self._may_go(job, reserve=True):
             return
         if not await self.journal.mark(job):
-            self.lost_leases += 1  # its lease expired and another worker has it: not ours to send
-            return
+            return  # its lease expired and another worker has it: not ours to send
         if self.stopping:  # stopped while the mark was committed: nothing was written
             outcome = Outcome(job.key, Status.PENDING, error="not sent, the run stopped")
         else:
             try:
                 outcome = await self._deliver(job)
-            except _LeaseLost:
-                self.lost_leases += 1
+            except _LeaseLost:  # another worker took the row over while this one waited to retry
                 return
         self.journal.record(outcome)
         if self.on_outcome is not None:
@@ -451,7 +449,7 @@ class Sender:
                 if retries >= self.sending.max_attempts:
                     self._count_error(reply)
                     return self._outcome(
-                        job, Status.FAILED, reply, new, prefix=f"gave up after {attempts} attempts: "
+                        job, Status.FAILED, reply, new, prefix=f"gave up after {count(attempts, 'attempt')}: "
                     )
                 wait = self.pacer.backoff(retries)
             if self.stopping:

@@ -35,6 +35,7 @@ from phonenumbers import timezone as phone_timezone
 
 from campaign.config import DAYS as DAY_NAMES
 from campaign.config import Schedule
+from campaign.errors import count
 from campaign.ledger import PAIR_GAP, Ledger
 
 UNKNOWN_ZONE = "Etc/Unknown"  # what phonenumbers (and CLDR) say when a number has no zone
@@ -477,7 +478,7 @@ class Forecast:
         tz = zone(self.zones[0])
         a, b = self.first.astimezone(tz), self.last.astimezone(tz)
         return (
-            f"{zone_label(self.zones)}: {self.rows:,} rows, {a:%a %H:%M}–{b:%a %H:%M} local "
+            f"{zone_label(self.zones)}: {count(self.rows, 'row')}, {a:%a %H:%M}–{b:%a %H:%M} local "
             f"({self.first:%H:%M}–{self.last:%H:%M} UTC)"
         )
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ import pytest
 
 from campaign import printing
 from campaign.config import load_campaign
-from campaign.errors import CampaignError
+from campaign.errors import CampaignError, count
 from campaign.prepare import Pipeline
 from campaign.printing import sentence
 from campaign.runner import Summary
@@ -76,17 +77,13 @@ def _config(
     return make
 
 
-def _no_default_country(
-    make_campaign: CampaignFactory, tmp_path: Path, urls: dict[str, str]
-) -> tuple[list[str], None]:
+def _no_default_country(make_campaign: CampaignFactory, tmp_path: Path, urls: dict[str, str]) -> tuple[list[str], None]:
     path = make_campaign([("6175550100", "Ann", "A", "A-1", "a@example.com", "Boston")])
     path.write_text(path.read_text().replace('default_country = "US"\n', ""))
     return ["check", str(path)], None
 
 
-def _xlsx_without_sheet(
-    make_campaign: CampaignFactory, tmp_path: Path, urls: dict[str, str]
-) -> tuple[list[str], None]:
+def _xlsx_without_sheet(make_campaign: CampaignFactory, tmp_path: Path, urls: dict[str, str]) -> tuple[list[str], None]:
     book = openpyxl.Workbook()
     sheet = book.active
     assert sheet is not None
@@ -133,7 +130,7 @@ ERROR_CASES = {
     "campaign file: a template error ending in a full stop": ErrorCase(
         _config('text = "{% for x in y %}hi"'), 2, "The innermost block that needs to be closed is 'for'.", True
     ),
-    "input file: no such sheet": ErrorCase(_xlsx_without_sheet, 2, 'set [recipients] sheet to one of them', True),
+    "input file: no such sheet": ErrorCase(_xlsx_without_sheet, 2, "set [recipients] sheet to one of them", True),
     "input file: missing": ErrorCase(_missing_file, 2, "nowhere.csv", True),
     "API stop: 401": ErrorCase(_api("other key"), 3, "stopped: Check apikey header. Check SOCIOCS_API_KEY."),
     "API stop: invalid channel": ErrorCase(
@@ -238,6 +235,38 @@ def test_progress_total_is_the_rows_this_send_sends_not_the_rows_read_so_far() -
     assert summary.total == 11_990
 
 
+def test_a_figure_of_one_reads_in_the_singular(
+    make_campaign: CampaignFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not "1 rows were": each sentence of the summary agrees with its number (errors.count)."""
+    assert [count(n, "row is", "rows are") for n in (0, 1, 2, 1_204)] == [
+        "0 rows are",
+        "1 row is",
+        "2 rows are",
+        "1,204 rows are",
+    ]
+    campaign = load_campaign(make_campaign(contacts(1)))
+    one = dict.fromkeys(
+        ("rows", "recovered_unknown", "already_done", "changed_since_sent", "held_ambiguous", "retried_undelivered"), 1
+    )
+    s = Summary(**one, rate_limited=1, limit_pending=1, held_failed=1)
+    s.counts = Counter({"failed": 1, "unknown": 1})
+    printing.print_summary(campaign, s, "c.toml")
+    printed = capsys.readouterr().out
+    for said in (
+        "1 row was in flight when an earlier run died; now unknown.",
+        "1 row was already sent by an earlier run and not sent again.",
+        "warning: the message changed since 1 of them was sent; it got the old text.",
+        "1 unknown row was not resent: the API lists more than one message that could be the row's (see `campaign",
+        "1 row whose delivery failed for a temporary reason was sent again.",
+        "The API rate-limited 1 request (429); the rate was lowered and it was retried.",
+        "--limit reached: 1 row is pending for the next run.",
+        "1 row failed (1 of them was not retried in this run). To send it again: campaign send c.toml --retry-failed",
+        "1 row is unknown (the API may have sent it). To find out: campaign reconcile c.toml",
+    ):
+        assert said in printed
+
+
 @pytest.mark.backend("sqlite", "postgresql")
 def test_summary_gives_reasons_and_next_commands_and_status_exits_like_send(
     make_campaign: CampaignFactory, tmp_path: Path
@@ -251,7 +280,7 @@ def test_summary_gives_reasons_and_next_commands_and_status_exits_like_send(
         send = run("send", str(path), "--yes", cwd=tmp_path, key=KEY)
     assert send.returncode == 1, send.stderr
     out = send.stdout
-    reason = "gave up after 1 attempts: Service unavailable. Try again later."
+    reason = "gave up after 1 attempt: Service unavailable. Try again later."
     assert f"  failed (4): {reason} — rows 2, 3, 4, 6\n" in out
     assert "  skipped (1): duplicate of row 2 — row 5\n" in out
     assert f"4 rows failed. To send them again: campaign send {path} --retry-failed\n" in out
@@ -347,7 +376,7 @@ def test_status_after_a_limit_batch_exits_0_like_send(make_campaign: CampaignFac
         assert send.returncode == 0, send.stderr
         status = run("status", str(path), cwd=tmp_path)
         assert status.returncode == 0, status.stdout
-        assert "1 pending rows were left for a later run (--limit, window, daily limit)." in status.stdout
+        assert "1 pending row was left for a later run (--limit, window, daily limit)." in status.stdout
 
 
 # --- item 8: small things a newcomer hit --------------------------------------------------------

@@ -415,7 +415,8 @@ def test_check_and_confirmation_count_destinations(make_campaign: CampaignFactor
     proc = run("check", str(path), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "Destinations: US 2, AU 1, GB 1" in proc.stdout
-    assert "1 SMS rows go to landlines (rows 5), which usually cannot receive texts (Twilio error 30006)" in proc.stdout
+    landline = "1 SMS row goes to a landline (row 5), which usually cannot receive texts (Twilio error 30006)"
+    assert landline in proc.stdout
     proc = run("send", str(path), "--sandbox", cwd=tmp_path)  # no terminal: asks, is refused
     assert proc.returncode == 2 and "Send 4 messages" in proc.stderr
     assert "Destinations: US 2, AU 1, GB 1" in proc.stdout

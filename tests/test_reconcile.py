@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from campaign import store
+from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign, load_campaign
 from campaign.errors import RunStopped
@@ -461,6 +461,17 @@ def test_one_message_two_rows_could_have_leaves_both_unknown(text_campaign: Camp
     }
 
 
+def test_one_message_three_rows_could_have_says_how_many_others(text_campaign: Campaign) -> None:
+    state = state_of(text_campaign)
+    for n in (1, 2, 3):
+        add_unknown(state, PHONE if n == 1 else f"{PHONE}#{n}", row=n + 1)
+    state.close()
+    report, _ = reconcile(text_campaign, [sms()])
+    assert report == ReconcileReport(checked=3, ambiguous=3, days=3)
+    why = unresolved("the API lists one message that could be this row's (SM1), or 2 other rows'")
+    assert recipients(text_campaign) == {PHONE: why, f"{PHONE}#2": why, f"{PHONE}#3": why}
+
+
 # --- what the listing covered ------------------------------------------------------------------
 
 
@@ -473,17 +484,28 @@ def test_no_unknown_rows_asks_nothing(text_campaign: Campaign) -> None:
     assert heard == []
 
 
+NOW = T1 + timedelta(minutes=1)  # the campaign's clock in the schedule tests: reconcile runs then
+
+
 @pytest.mark.parametrize(
-    ("schedule_at", "status"), [("2090-05-01T09:00:00+00:00", "scheduled"), ("2020-05-01T09:00:00Z", "sent")]
+    ("schedule_at", "status"),
+    [
+        ("2090-05-01T09:00:00+00:00", "scheduled"),
+        (iso(NOW + timedelta(microseconds=1)), "scheduled"),  # still ahead of the clock
+        (iso(NOW), "sent"),  # due at this very instant: the API sends it now
+        ("2020-05-01T09:00:00Z", "sent"),
+    ],
 )
 def test_a_found_row_whose_request_had_a_future_schedule_is_scheduled(
     text_campaign: Campaign, schedule_at: str, status: str
 ) -> None:
     """PRODUCT.md: ``scheduled`` is "accepted with a future schedule", and only such rows can
     be cancelled (campaign.cancel); a row found by reconcile with a future ``schedule`` is one.
-    One whose schedule has passed was sent by the API since: ``sent``."""
+    One whose schedule has passed was sent by the API since: ``sent``. "Now" is the campaign's
+    one clock (campaign.timing)."""
     one_unknown(text_campaign, schedule_at=schedule_at)
-    report, _ = reconcile(text_campaign, [sms()])
+    with timing.use_clock(timing.ManualClock(NOW)):
+        report, _ = reconcile(text_campaign, [sms()])
     assert report == ReconcileReport(checked=1, found=1, days=3)
     assert recipients(text_campaign)[PHONE] == (status, *FOUND[1:])
 

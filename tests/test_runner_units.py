@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from campaign import runner, store, timing
+from campaign import printing, runner, store, timing
 from campaign.config import load_campaign
 from campaign.errors import ExitCode, LockedError, UsageError
 from campaign.leases import Coordinator
@@ -275,9 +275,9 @@ def test_preview_of_a_resorted_sheet_with_allow_duplicates_shows_what_send_does(
 
 
 def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(
-    make_campaign: CampaignFactory, tmp_path: Path
+    make_campaign: CampaignFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rows = contacts(4)
+    rows = [*contacts(4), ("abc0", "Bad", "B", "B", "b@x", "X"), ("abc1", "Bad", "B", "B", "b@x", "X")]
     blocked = rows[1][0]
     path = make_campaign(rows, message='text = "Hi"\nschedule = "2099-01-02 09:00"\ntimezone = "UTC"')
 
@@ -287,11 +287,16 @@ def test_status_reports_failed_rows_their_reasons_and_rows_left_by_limit(
 
     asyncio.run(main())
     report = status(load_campaign(path))
-    assert report.counts == {"scheduled": 2, "failed": 1, "pending": 1}
+    assert report.counts == {"scheduled": 2, "failed": 1, "pending": 1, "invalid": 2}
     assert report.limit_pending == 1
     assert [(f["row"], f["phone"]) for f in report.failed] == [(3, blocked)]
     assert report.reasons["failed"].top() == [("Contact is blocked.", 1, [3])]
-    assert set(report.reasons) == {"failed"}
+    assert report.reasons["invalid"].top() == [("phone: … is not a phone number", 2, [6, 7])]
+    assert set(report.reasons) == {"failed", "invalid"}
+    printing.print_status(report, "c.toml", None)
+    printed = capsys.readouterr().out
+    assert printed.count("  invalid (2): phone: … is not a phone number — rows 6, 7\n") == 1  # next week too
+    assert "  failed (1): Contact is blocked. — row 3\n" in printed
     assert [r["row"] for r in report.scheduled] == [2, 4]
     assert (report.unknown, report.unread, report.workers) == ([], False, [])
     with timing.use_clock(timing.ManualClock(datetime(2099, 1, 2, 9, tzinfo=UTC))):  # the moment they go

@@ -326,7 +326,7 @@ def test_check_counts_zones_and_warns_when_the_window_is_too_short(
         summary = asyncio.run(main())
     assert dict(summary.zones) == {("America/Chicago",): 30, ("Europe/London",): 1}
     assert summary.forecast == [
-        "Europe/London: 1 rows, Wed 08:00–Wed 08:00 local (08:00–08:00 UTC)",
+        "Europe/London: 1 row, Wed 08:00–Wed 08:00 local (08:00–08:00 UTC)",
         "America/Chicago: 30 rows, Wed 08:00–Thu 08:05 local (14:00–14:05 UTC)",
     ]
     assert summary.warnings[-2:] == [
@@ -511,7 +511,7 @@ def test_cli_send_ends_with_exit_0_saying_when_the_window_opens(make_campaign: C
     )
     assert done.returncode == 0, done.stderr
     # (after 22:00 UTC the opening is tomorrow, and says its date)
-    said = rf"1 rows wait for their window; the next opens at (\w{{3}} \d\d \w{{3}} )?{start:%H:%M} Etc/UTC "
+    said = rf"1 row waits for its window; the next opens at (\w{{3}} \d\d \w{{3}} )?{start:%H:%M} Etc/UTC "
     assert re.search(said + rf"\({start:%H:%M} UTC\)\.", " ".join(done.stdout.split())), done.stdout
 
 

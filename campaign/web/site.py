@@ -22,6 +22,7 @@ from aiohttp import BodyPartReader, web
 
 from campaign import delivery_runner, runner
 from campaign.config import API_KEY_ENV, Campaign, for_sandbox, load_campaign
+from campaign.errors import count
 from campaign.sandbox import Sandbox
 from campaign.web import forms
 from campaign.web.jobs import AfterSend, Jobs
@@ -51,6 +52,7 @@ class Site:
             undefined=jinja2.StrictUndefined,
         )
         self.env.filters["num"] = lambda n: f"{n:,}"
+        self.env.filters["count"] = count  # {{ n | count("row") }}: "1 row", "2 rows"
         self.env.filters["day_name"] = lambda d: DAY_NAMES[d]
 
     def api_key(self) -> str:
