@@ -20,6 +20,8 @@ from campaign.config import Campaign, load_campaign
 from campaign.errors import UsageError
 from campaign.leases import fingerprint
 from campaign.sandbox import Faults, Sandbox, SandboxConfig
+from campaign.sender import Job, Journal
+from campaign.state import Status
 from tests.conftest import KEY, CampaignFactory, contacts, state_of
 from tests.test_record import options
 
@@ -400,3 +402,25 @@ def test_a_shared_campaign_is_refused_on_another_api_or_after_sends_from_a_state
             assert len(first.accepted) == 4 and second.accepted == []
 
     asyncio.run(main())
+
+
+def test_a_worker_never_marks_a_row_another_worker_holds(make_campaign: CampaignFactory) -> None:
+    """The write-ahead mark of a worker takes only rows it holds the lease of: a row another
+    worker took over (this one's lease expired) is refused, and so never sent twice."""
+    keys = [c[0] for c in contacts(3)]
+    state = state_of(make_campaign(contacts(3)))
+    try:
+        with state.transaction():
+            state.add_recipients([(k, k, i + 2, "h", "m") for i, k in enumerate(keys)])
+            for key, owner in zip(keys, ("me", "other", "me"), strict=True):
+                state.db.execute("UPDATE recipients SET lease_owner = ? WHERE key = ?", (owner, key))
+        journal = Journal(state, owner="me")
+
+        async def main() -> list[bool]:
+            return [await journal.mark(Job(k, i + 2, b"{}", "h", "m", False)) for i, k in enumerate(keys)]
+
+        assert asyncio.run(main()) == [True, False, True]
+        assert journal.refused == {keys[1]}
+        assert sorted(r["key"] for r in state.by_status(Status.SENDING)) == [keys[0], keys[2]]
+    finally:
+        state.close()
