@@ -161,6 +161,21 @@ def test_a_national_opt_out_suppresses_the_number_it_is_in_the_rows_own_country(
     ]
 
 
+def test_an_opt_out_files_own_country_column_reads_its_national_numbers(tmp_path: Path) -> None:
+    """An opt-out file with the campaign's country column reads each of its numbers in its own
+    row's country: "07911 123456" marked GB opts out +44 7911 123456, which the sheet's row
+    (whose country cell says US, its number written with +44) would not have read it as."""
+    (tmp_path / "optouts.csv").write_bytes(b"phone,Country\n07911 123456,GB\n")
+    campaign = _campaign(
+        tmp_path,
+        "phone,name,Country\n+447911123456,Gus,US\n",
+        'text = "Hi {{ name }}"',
+        recipients='country_column = "Country"\nsuppress = ["optouts.csv"]',
+    )
+    [row] = _all(Pipeline(campaign))
+    assert (row.phone, row.status, row.error) == ("+447911123456", Status.SKIPPED, "suppressed (optouts.csv)")
+
+
 def test_a_bad_country_cell_is_invalid_naming_the_column(tmp_path: Path) -> None:
     campaign = _campaign(
         tmp_path,
