@@ -754,10 +754,11 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
     for line in timing.forecast(sched, dict(summary.zones), campaign.sending.rate, at):
         summary.forecast.append(line.describe())
         if not line.fits:
+            one = line.rows == 1  # one row taking longer than its window at a very low rate
             summary.warnings.append(
-                f"{count(line.rows, 'row')} for {timing.zone_label(line.zones)} cannot "
-                f"{'' if line.rows == 1 else 'all '}go out inside their {inside} at "
-                f"{campaign.sending.rate:g} per second; the last go out "
+                f"{count(line.rows, 'row')} for {timing.zone_label(line.zones)} cannot {'' if one else 'all '}go "
+                f"out inside {'its' if one else 'their'} {inside} at {campaign.sending.rate:g} per second; "
+                f"{'it ends' if one else 'the last go out'} "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
             )

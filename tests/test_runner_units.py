@@ -168,6 +168,11 @@ def test_check_warns_of_days_too_few_for_the_rows(make_campaign: CampaignFactory
         "3 rows for America/Chicago cannot all go out inside their sending days at 2e-05 per second; the last go "
         "out Wed 09 Dec 17:40 local. Raise [sending] rate or split the campaign."
     ]
+    one = campaign_file(make_campaign, tmp_path, rows[:1], 'days = ["wed"]', sending="rate = 0.00001", name="one")
+    assert _check_at(one, AT).warnings == [  # one row taking 100,000 s of a day's 86,400
+        "1 row for America/Chicago cannot go out inside its sending days at 1e-05 per second; it ends "
+        "Wed 09 Dec 03:46 local. Raise [sending] rate or split the campaign."
+    ]
 
 
 def test_resend_unknown_never_takes_another_campaigns_message_on_the_channel(make_campaign: CampaignFactory) -> None:
