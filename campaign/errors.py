@@ -44,11 +44,16 @@ def full_stop(text: str) -> str:
     return text if not text or text[-1] in ".?!…" else text + "."
 
 
+def agree(n: int, singular: str, plural: str | None = None) -> str:
+    """The words that agree with ``n`` without the number: ``agree(1, "it", "them")`` is "it";
+    ``plural`` defaults to ``singular`` + "s"."""
+    return singular if n == 1 else (plural or singular + "s")
+
+
 def count(n: int, singular: str, plural: str | None = None) -> str:
     """``n`` with thousands separators and the words that agree with it: ``count(1, "row")`` is
-    "1 row", ``count(1204, "row")`` "1,204 rows", ``count(n, "row is", "rows are")`` either form.
-    ``plural`` defaults to ``singular`` + "s"."""
-    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+    "1 row", ``count(1204, "row")`` "1,204 rows", ``count(n, "row is", "rows are")`` either form."""
+    return f"{n:,} {agree(n, singular, plural)}"
 
 
 class CampaignError(Exception):

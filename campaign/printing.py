@@ -23,7 +23,7 @@ from campaign import runner, timing
 from campaign.config import API_KEY_ENV, Campaign
 from campaign.delivery import error_meaning
 from campaign.delivery_store import Funnel
-from campaign.errors import count, full_stop
+from campaign.errors import agree, count, full_stop
 from campaign.state import Outcome, Status
 
 
@@ -206,16 +206,15 @@ def _print_warnings(s: runner.Summary) -> None:
         say(out, "warning:", "yellow", warning)
     for note, noted in s.row_notes.items():
         listed = ", ".join(map(str, noted))
-        line(out, ("note:", "yellow"), f" row{'s' if len(noted) > 1 else ''} {listed}: {note}")
+        line(out, ("note:", "yellow"), f" {agree(len(noted), 'row')} {listed}: {note}")
     for variable, n in s.blanks.most_common():
         rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
-        plural = "s" if n != 1 else ""
         more = "…" if n > 5 else ""
         say(
             out,
             "warning:",
             "yellow",
-            f"{{{{ {variable} }}}} is empty in {n:,} row{plural} (row{plural} {rows}{more}), "
+            f"{{{{ {variable} }}}} is empty in {count(n, 'row')} ({agree(n, 'row')} {rows}{more}), "
             f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
         )
 
@@ -224,7 +223,7 @@ def _print_reasons(label: str, top: list[tuple[str, int, list[int]]]) -> None:
     """One line per reason: "  failed (72): <reason> — rows 4, 9, 11, 12, 20…"."""
     for shown, n, rows in top:
         listed = ", ".join(str(r) for r in rows) + ("…" if n > len(rows) else "")
-        line(out, f"  {label} ({n:,}): ", shown, f" — row{'s' if n != 1 else ''} {listed}")
+        line(out, f"  {label} ({n:,}): ", shown, f" — {agree(n, 'row')} {listed}")
 
 
 def _print_invalid(s: runner.Summary) -> None:
@@ -278,7 +277,7 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
             "warning:",
             "yellow",
             f"the message changed since {count(s.changed_since_sent, 'of them was', 'of them were')} sent; "
-            f"{'it' if s.changed_since_sent == 1 else 'they'} got the old text.",
+            f"{agree(s.changed_since_sent, 'it', 'they')} got the old text.",
         )
     if s.reconciled is not None:
         r = s.reconciled
@@ -287,29 +286,29 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
             f"{r.pending:,} not listed (sent now), {r.ambiguous + r.uncovered:,} still unknown."
         )
     if s.held_ambiguous:
-        whose = "the row's" if s.held_ambiguous == 1 else "theirs"
+        whose = agree(s.held_ambiguous, "the row's", "theirs")
         out.print(
             f"{count(s.held_ambiguous, 'unknown row was', 'unknown rows were')} not resent: the API lists more "
             f"than one message that could be {whose} (see `{status_cmd}`)."
         )
     if s.retried_undelivered:
-        again = "was" if s.retried_undelivered == 1 else "were"
+        again = agree(s.retried_undelivered, "was", "were")
         out.print(
             f"{count(s.retried_undelivered, 'row')} whose delivery failed for a temporary reason {again} sent again."
         )
     if s.rate_limited:
         out.print(
             f"The API rate-limited {count(s.rate_limited, 'request')} (429); the rate was lowered and "
-            f"{'it was' if s.rate_limited == 1 else 'they were'} retried."
+            f"{agree(s.rate_limited, 'it was', 'they were')} retried."
         )
     if s.limit_pending:
         out.print(f"--limit reached: {count(s.limit_pending, 'row is', 'rows are')} pending for the next run.")
     failed = s.counts.get(Status.FAILED, 0)
     if failed:
-        held = count(s.held_failed, "of them was", "of them were") if s.held_failed else ""
-        held = f" ({held} not retried in this run)" if held else ""
+        held = count(s.held_failed, "of them was", "of them were")
+        not_retried = f" ({held} not retried in this run)" if s.held_failed else ""
         again = command(*send_again, "--retry-failed")
-        out.print(f"{count(failed, 'row')} failed{held}. To send {'it' if failed == 1 else 'them'} again: {again}")
+        out.print(f"{count(failed, 'row')} failed{not_retried}. To send {agree(failed, 'it', 'them')} again: {again}")
     if s.waiting:
         windows = s.waiting - s.waiting_limit
         what = " and ".join(
@@ -332,7 +331,7 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
         line(
             out,
             (unknown_rows, "yellow"),
-            f" (the API may have sent {'it' if unknown == 1 else 'them'}). To find out: "
+            f" (the API may have sent {agree(unknown, 'it', 'them')}). To find out: "
             f"{command('campaign', 'reconcile', campaign_file)} "
             f"(then {command(*send_again)} sends the ones it did not; with --resend-unknown, send reconciles "
             "first and resends only what the API does not list).",
@@ -408,7 +407,7 @@ def print_destinations(s: runner.Summary) -> None:
             "warning:",
             "yellow",
             f"{count(s.landlines, 'SMS row goes to a landline', 'SMS rows go to landlines')} "
-            f"(row{'s' if s.landlines > 1 else ''} {rows}), which usually cannot receive texts "
+            f"({agree(s.landlines, 'row')} {rows}), which usually cannot receive texts "
             "(Twilio error 30006).",
         )
 

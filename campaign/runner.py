@@ -32,7 +32,7 @@ from campaign.cancel import CancelReport as CancelReport  # re-exported: what ca
 from campaign.cancel import cancel_state
 from campaign.config import WHATSAPP, Campaign
 from campaign.delivery_store import has_reports, retryable
-from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, count, full_stop
+from campaign.errors import CampaignError, ExitCode, OutputError, RunStopped, UsageError, agree, count, full_stop
 from campaign.ledger import PAIR_GAP, Ledger, register_state
 from campaign.prepare import Pipeline, Prepared, prepared_batches
 from campaign.reconcile import ReconcileReport as ReconcileReport  # re-exported: what reconcile() returns
@@ -754,11 +754,11 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
     for line in timing.forecast(sched, dict(summary.zones), campaign.sending.rate, at):
         summary.forecast.append(line.describe())
         if not line.fits:
-            one = line.rows == 1  # one row taking longer than its window at a very low rate
+            n = line.rows  # one row too can take longer than its window, at a very low rate
             summary.warnings.append(
-                f"{count(line.rows, 'row')} for {timing.zone_label(line.zones)} cannot {'' if one else 'all '}go "
-                f"out inside {'its' if one else 'their'} {inside} at {campaign.sending.rate:g} per second; "
-                f"{'it ends' if one else 'the last go out'} "
+                f"{count(n, 'row')} for {timing.zone_label(line.zones)} cannot {agree(n, '', 'all ')}go "
+                f"out inside {agree(n, 'its', 'their')} {inside} at {campaign.sending.rate:g} per second; "
+                f"{agree(n, 'it ends', 'the last go out')} "
                 f"{line.last.astimezone(timing.zone(line.zones[0])):%a %d %b %H:%M} local. Raise [sending] rate "
                 "or split the campaign."
             )

@@ -35,7 +35,7 @@ from phonenumbers import timezone as phone_timezone
 
 from campaign.config import DAYS as DAY_NAMES
 from campaign.config import Schedule
-from campaign.errors import count
+from campaign.errors import agree, count
 from campaign.ledger import PAIR_GAP, Ledger
 
 UNKNOWN_ZONE = "Etc/Unknown"  # what phonenumbers (and CLDR) say when a number has no zone
@@ -217,7 +217,7 @@ def zone_label(zones: Sequence[str]) -> str:
     if len(zones) == 1:
         return zones[0]
     more = len(zones) - 1
-    return f"{zones[0]} and {more} more zone{'s' if more > 1 else ''}"
+    return f"{zones[0]} and {more} more {agree(more, 'zone')}"
 
 
 # --- windows --------------------------------------------------------------------------------
