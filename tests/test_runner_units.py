@@ -485,6 +485,8 @@ def test_each_run_records_how_it_ended(make_campaign: CampaignFactory) -> None:
                 True,
                 Counter({"sent": 2}),
             )
+            # The stop event stops the sender itself: the interrupted run sent nothing.
+            assert (interrupted.requests, interrupted.sent_now, interrupted.counts) == (0, 0, Counter({"pending": 2}))
             after = status(campaign)
             assert (after.limit_pending, after.exit_code()) == (0, ExitCode.OK)  # no --limit left rows
         return ended
@@ -713,3 +715,137 @@ def test_rows_waiting_for_their_days_are_left_for_a_later_run(make_campaign: Cam
         assert state.meta(runner.LIMIT_PENDING_META) == "3"
     finally:
         state.close()
+
+
+def _report_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_a_checks_report_gives_each_sms_rows_segments_and_a_row_without_a_message_none(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """``check`` of an SMS campaign counts each row's message in its report: a long GSM-7 text
+    is 2 segments, a name outside GSM-7 makes the text UCS-2, and an invalid row (no message)
+    has both cells blank."""
+    rows = contacts(4)
+    rows[0] = (rows[0][0], rows[0][1], "A" * 200, *rows[0][3:])
+    rows[1] = (rows[1][0], rows[1][1], "Łukasz", *rows[1][3:])
+    rows[2] = ("12345", *rows[2][1:])
+    report = tmp_path / "report.csv"
+    asyncio.run(check(load_campaign(make_campaign(rows)), report=report, prepare_in_child=False))
+    got = [(r["status"], r["message"] != "", r["segments"], r["encoding"]) for r in _report_rows(report)]
+    assert got == [
+        ("dry-run", True, "2", "GSM-7"),
+        ("dry-run", True, "1", "UCS-2"),
+        ("invalid", False, "", ""),
+        ("dry-run", True, "1", "GSM-7"),
+    ]
+
+
+def test_finish_summary_writes_the_results_where_asked_or_says_why_it_could_not(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """What every send ends with (a worker's too, which passes no ``with_segments``): counts from
+    the state, the results file without segment columns and its path; a target whose folder is
+    a file is one sentence in ``results_error``; no target, no file."""
+    path = make_campaign(contacts(2))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+
+    asyncio.run(main())
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    again, blocked = tmp_path / "again.csv", tmp_path / "a-file" / "results.csv"
+    written, refused, counted = Summary(), Summary(), Summary()
+    state = state_of(path)
+    try:
+        runner.finish_summary(state, written, again)
+        runner.finish_summary(state, refused, blocked)
+        runner.finish_summary(state, counted, None)
+    finally:
+        state.close()
+    assert (written.results_path, written.results_error) == (again, None)
+    assert [r["status"] for r in _report_rows(again)] == ["sent", "sent"]
+    assert "segments" not in again.read_text(encoding="utf-8-sig").splitlines()[0]
+    assert refused.results_path is None
+    assert refused.results_error.startswith(f"cannot write {blocked} (") and refused.results_error.endswith(")")
+    assert "a-file" in refused.results_error.partition(" (")[2]  # the folder that is a file is named
+    assert counted.results_path is None and counted.counts == Counter({"sent": 2}) == written.counts
+    assert not blocked.exists()
+
+
+def test_rewrite_results_writes_the_states_rows_again(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """After delivery reports, with no run open: the results file again, from the state alone."""
+    path = make_campaign(contacts(3))
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=2))
+
+    asyncio.run(main())
+    campaign = load_campaign(path)
+    again = tmp_path / "again.csv"
+    assert runner.rewrite_results(campaign, again) == 3
+    assert again.read_bytes() == campaign.results.read_bytes()
+    assert [r["status"] for r in _report_rows(again)] == ["sent", "sent", "pending"]
+
+
+def test_only_a_sandbox_started_for_one_run_has_no_peers(make_campaign: CampaignFactory) -> None:
+    """Reconcile leaves out the message ids of the channel's other campaigns, except on a
+    sandbox started for this run alone, where no other campaign can have sent."""
+    campaign = load_campaign(make_campaign(contacts(1)))
+    own = runner.Options(sandbox=True, sandbox_per_run=True)
+    assert runner.peers_channel(campaign, own) is None
+    for opts in (runner.Options(sandbox=True), runner.Options()):
+        assert runner.peers_channel(campaign, opts) == runner.channel_name(runner.identity(campaign, opts))
+    real, sandbox = (runner.peers_channel(campaign, runner.Options(sandbox=s)) for s in (False, True))
+    assert real != sandbox
+
+
+def test_sendable_phones_are_the_rows_with_a_recipient_and_no_status() -> None:
+    from campaign.prepare import Prepared
+    from campaign.state import Status
+
+    batch = [
+        Prepared(2, "[]", "+16175550000", "+16175550000", None),
+        Prepared(3, "[]", "+16175550001", None, Status.INVALID, "not a number"),
+        Prepared(4, "[]", "+16175550000", "+16175550000", Status.SKIPPED, "duplicate of row 2"),
+        Prepared(5, "[]", "+16175550002", None, None),  # no recipient: never asked about
+        Prepared(6, "[]", "+16175550003", "+16175550003#2", None),
+    ]
+    assert runner.sendable_phones(batch) == ["+16175550000", "+16175550003"]
+
+
+def test_how_a_run_ended_from_the_senders_figures_and_the_recipients_files_error() -> None:
+    """The file broke before any request: its error is raised (an input error, exit 2). After
+    one request: the run stopped (exit 3) with the sender's reason. Else a stop event set means
+    interrupted, and nothing means finished."""
+    from types import SimpleNamespace
+
+    from campaign.errors import InputFileError
+
+    broke = InputFileError("contacts.csv", "row 9 has 7 cells")
+
+    def ended(requests: int, stop_reason: str = "", stop: bool = False, error: Any = None) -> tuple[str, Summary]:
+        sender = SimpleNamespace(rate_limited=2, requests=requests, stop_reason=stop_reason)
+        event = asyncio.Event()
+        if stop:
+            event.set()
+        summary = Summary()
+        return runner.run_outcome(summary, sender, event, error), summary  # type: ignore[arg-type]
+
+    with pytest.raises(InputFileError) as caught:
+        ended(0, "reading the recipients stopped: …", error=broke)
+    assert caught.value is broke
+    label, summary = ended(1, "reading the recipients stopped: …", error=broke)
+    assert (label, summary.stop_reason, summary.requests, summary.rate_limited) == (
+        "stopped",
+        "reading the recipients stopped: …",
+        1,
+        2,
+    )
+    assert ended(5, stop=True)[0] == "interrupted" and ended(5, stop=True)[1].interrupted
+    assert ended(5)[0] == "finished" and not ended(5)[1].interrupted
+    assert ended(5, "too many errors in a row", stop=True)[0] == "stopped"

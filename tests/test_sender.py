@@ -342,15 +342,19 @@ def test_a_state_file_that_cannot_be_written_stops_the_run_saying_so() -> None:
     assert _broken_state_run("after") == (f"internal error: cannot write the state file: {closed}", 1)
 
 
-def test_the_first_stop_reason_is_kept() -> None:
+def test_the_first_stop_reason_is_kept_and_a_stopping_pool_takes_no_row() -> None:
     """A FATAL answer stops the run with its reason; a later stop (the user's Ctrl-C, a second
     worker's error) must not replace the reason the summary shows."""
 
     async def main() -> list[str | None]:
         async with SociocsClient("http://127.0.0.1:9", KEY, timeout=1, connections=1) as client:
             sender = Sender(client, State(":memory:"), Sending(rate=0, concurrency=1))
+            job = Job("+16175550000", 2, b"{}", "h", "Hi", False)
+            assert await sender.put(job) and sender.queue.qsize() == 1  # not started: it waits there
             seen = [sender.stop_reason]
             sender.stop()
+            # Once stopping, the pool takes no more: the caller leaves the row pending.
+            assert not await sender.put(job) and sender.queue.qsize() == 1
             seen.append(sender.stop_reason)
             sender.stop("first")
             sender.stop("second")
