@@ -315,6 +315,43 @@ def test_a_template_error_and_an_empty_text_are_invalid_rows(tmp_path: Path) -> 
     ]
 
 
+def test_a_template_that_raises_on_a_rows_values_makes_only_that_row_invalid(tmp_path: Path) -> None:
+    """Python's own errors inside an expression (a division by a zero cell, text plus a number,
+    the sandbox's range limit) are the row's, like Jinja's: that row is invalid with the reason
+    and every other row is prepared (a whole run once stopped at the first such row)."""
+    csv_text = f"phone,name,n\n{ANN},Ann,4\n{BO},Bo,0\n{CY},Cy,x\n{DEE},Dee,2\n"
+    campaign = _campaign(tmp_path, csv_text, 'text = "Hi {{ name }}, each share is {{ 100 // (n|int(n)) }}."')
+    got = [(p.row, p.status, p.error, p.text) for p in _all(Pipeline(campaign))]
+    assert got == [
+        (2, None, "", "Hi Ann, each share is 25."),
+        (3, Status.INVALID, "template error: ZeroDivisionError: integer division or modulo by zero", None),
+        (
+            4,
+            Status.INVALID,
+            "template error: TypeError: unsupported operand type(s) for //: 'int' and 'str' "
+            "(every cell is text: |int or |float makes it a number)",
+            None,
+        ),
+        (5, None, "", "Hi Dee, each share is 50."),
+    ]
+    campaign = _campaign(tmp_path, csv_text, 'text = "{{ name }}: {{ range(n|int * 100000)|list|length }}"')
+    assert [(p.row, p.status, p.error[:40]) for p in _all(Pipeline(campaign))] == [
+        (2, Status.INVALID, "template error: OverflowError: Range too"),
+        (3, None, ""),
+        (4, None, ""),
+        (5, Status.INVALID, "template error: OverflowError: Range too"),
+    ]
+
+
+def test_a_template_that_raises_for_every_row_is_the_campaign_files_error(tmp_path: Path) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ 1 / 0 }}"')
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(campaign)
+    assert str(caught.value).endswith(
+        "[message] text: template error: ZeroDivisionError: division by zero."
+    )
+
+
 # --- duplicates (decided after prepare, by the one rule of runner.skip_duplicate) -------------
 
 

@@ -459,6 +459,67 @@ def test_resorted_sheet_with_a_duplicate_number_keeps_the_send_on_its_row(
     assert by_name["Bob"]["message_id"] == ""
 
 
+@pytest.mark.parametrize(
+    ("faults", "outcome"),
+    [(Faults(drop_after_accept=1.0), "unknown"), (Faults(blocked=frozenset({"+16175550001"})), "failed")],
+    ids=["unknown", "failed"],
+)
+def test_resorted_sheet_with_a_duplicate_number_keeps_every_outcome_on_its_row(
+    make_campaign: CampaignFactory, tmp_path: Path, faults: Faults, outcome: str
+) -> None:
+    """Not only a send: Ann's request may have gone (unknown) or was refused (failed). After
+    the sheet is re-sorted, Bob's row comes first, yet the outcome, its message and its error
+    stay on Ann's row, and Bob's row is her duplicate (a rerun sends nothing: the row is held).
+    ``campaign reconcile`` then finds an unknown message on Ann's row too."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([ann, bob], sending="rate = 0\nconcurrency = 1\nmax_attempts = 1\ntimeout = 5")
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(tmp_path / "contacts.csv", [bob, ann])
+            again = await run_on(box, load_campaign(path), options())
+            assert again.sent_now == 0 and len(box.requests) == 1
+            by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+            assert (by_name["Ann"]["row"], by_name["Ann"]["status"]) == ("3", outcome)
+            assert by_name["Ann"]["message"] == "Hi Ann, order A-1 is ready." and by_name["Ann"]["error"]
+            assert (by_name["Bob"]["status"], by_name["Bob"]["error"]) == ("skipped", "duplicate of row 3")
+            assert by_name["Bob"]["message"] == "Hi Bob, order B-2 is ready."
+            if outcome == "unknown":
+                await runner.reconcile(dataclasses.replace(load_campaign(path), api_url=box.url), KEY)
+                by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+                assert (by_name["Ann"]["status"], by_name["Bob"]["status"]) == ("sent", "skipped")
+                assert by_name["Ann"]["message_id"] == box.accepted[0].message_id
+
+    asyncio.run(main())
+
+
+def test_a_resorted_sheets_check_shows_each_row_its_own_message(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """Ann's recipient was planned (pending, left by --limit) with Ann's message; re-sorted, Bob's
+    row is the first with the number and is the one a send would send: the check's report shows
+    Bob's own message on his row, and the send sends exactly that."""
+    cy = ("+16175550002", "Cy", "Cy", "C-3", "c@example.com", "Boston")
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([cy, ann, bob])
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(limit=1))  # Cy only; Ann's recipient is pending
+            write_csv(tmp_path / "contacts.csv", [cy, bob, ann])
+            await runner.check(load_campaign(path), prepare_in_child=False)
+            by_name = {r["Name"]: r for r in results(tmp_path / "test.check.csv")}
+            assert (by_name["Bob"]["status"], by_name["Bob"]["message"]) == ("dry-run", "Hi Bob, order B-2 is ready.")
+            assert by_name["Ann"]["status"] == "skipped"
+            await run_on(box, load_campaign(path), options())
+            assert [m.body["text"] for m in box.accepted] == ["Hi Cy, order C-3 is ready.", "Hi Bob, order B-2 is ready."]
+            by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+            assert (by_name["Bob"]["status"], by_name["Bob"]["message"]) == ("sent", "Hi Bob, order B-2 is ready.")
+
+    asyncio.run(main())
+
+
 def test_a_changed_message_is_still_reported(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     path = make_campaign(contacts(2))
 
