@@ -63,6 +63,27 @@ class RowInvalid(ValueError):
     """The row cannot become a valid request; ``str()`` is the reason for the results file."""
 
 
+class _RowTemplate(jinja2.Template):
+    """A template whose evaluation errors are all Jinja's, so each is the row's (or, for a
+    template the same for every row, the campaign file's) and never stops a run.
+
+    Jinja raises its own errors (an undefined attribute) as :class:`jinja2.TemplateError`, but
+    lets Python's through as they are: ``{{ 100 / (n|int) }}`` on a cell ``0``
+    (ZeroDivisionError), ``{{ Name + 1 }}`` (TypeError: every cell is text), a range over the
+    sandbox's ``MAX_RANGE`` (OverflowError). Those become
+    :class:`jinja2.TemplateRuntimeError` with the exception's name and words.
+    """
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        try:
+            return super().render(*args, **kwargs)
+        except jinja2.TemplateError:
+            raise
+        except Exception as err:
+            hint = " (every cell is text: |int or |float makes it a number)" if isinstance(err, TypeError) else ""
+            raise jinja2.TemplateRuntimeError(f"{type(err).__name__}: {err}{hint}") from err
+
+
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A ready request body plus what the results file and the check report show of it."""
@@ -103,6 +124,7 @@ class Renderer:
         self.env = SandboxedEnvironment(
             undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True, finalize=self._finalize
         )
+        self.env.template_class = _RowTemplate
         # Columns whose header is an identifier are variables under that name; `phone`, `name`
         # and `row` are always ours (a column headed `name` is ours through name_index).
         self.ident = [(c, i) for i, c in enumerate(columns) if c.isidentifier() and c not in _BUILTIN_NAMES]

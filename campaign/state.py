@@ -193,6 +193,15 @@ _ROW_STATUS = (
 )
 
 
+# The hash of the request a recipient's outcome is about: what was sent or scheduled (also when
+# cancelled since), else what was last tried (unknown, in flight, failed). A pending recipient's
+# request never went: whichever row is first now sends its own message, so it has none.
+_TRIED_HASH = (
+    "CASE WHEN p.status IN ('sent', 'scheduled', 'cancelled', 'cancelling') THEN p.sent_hash"
+    " WHEN p.status IN ('unknown', 'sending', 'failed') THEN p.payload_hash ELSE '' END"
+)
+
+
 def occurrence_number(key: str) -> int:
     """``n`` of an allow_duplicates recipient ``+16175550100#n`` (0 for a plain number)."""
     _, mark, n = key.rpartition("#")
@@ -426,33 +435,34 @@ class State:
             self.set_meta("columns", self.meta("next_columns") or "[]")
 
     def attribute(self) -> None:
-        """After a whole read: give each earlier send to the row whose request it was.
+        """After a whole read: give each earlier request to the row whose request it was.
 
         The first row with a number is the one planned; in a re-sorted sheet that may be
-        another row with the same number than the one that was sent (issue 10, item 5). When a
-        duplicate row's own request is the one that was sent, it becomes the recipient's row
-        and the others are its duplicates, so the results say what happened to each row.
+        another row with the same number than the one whose request went (issue 10, item 5):
+        sent, scheduled or cancelled, and also unknown or failed (:data:`_TRIED_HASH`). When a
+        duplicate row's own request is that one, it becomes the recipient's row and the others
+        are its duplicates, so the results say what happened to each row, with its own message.
         With allow_duplicates no row is another's duplicate: each row already took the
         recipient whose request was its own (``Planner._number_occurrences`` in campaign.runner).
         """
         snapshot = self.run
         swaps = self.db.execute(
-            "SELECT r.key, p.sent_hash FROM rows r JOIN recipients p ON p.key = r.key"
-            " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
-            " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash ORDER BY r.row",
+            f"SELECT r.key, {_TRIED_HASH} FROM rows r JOIN recipients p ON p.key = r.key"
+            f" WHERE r.run = ? AND r.status IS NULL AND {_TRIED_HASH} != ''"
+            f" AND r.payload_hash != '' AND r.payload_hash != {_TRIED_HASH} ORDER BY r.row",
             (snapshot,),
         ).fetchall()
         if not swaps:
             return
         with self.transaction():
-            for key, sent_hash in swaps:
+            for key, tried in swaps:
                 owner = self.db.execute(
                     "SELECT min(row) FROM rows WHERE run = ? AND key = ? AND status = 'skipped'"
                     " AND payload_hash = ? AND error LIKE 'duplicate of row %'",
-                    (snapshot, key, sent_hash),
+                    (snapshot, key, tried),
                 ).fetchone()[0]
                 if owner is None:
-                    continue  # no row has the sent message any more: it changed (see changed_since_sent)
+                    continue  # no row has that message any more: it changed (see changed_since_sent)
                 self.db.execute(
                     "UPDATE rows SET status = 'skipped', error = ? WHERE run = ? AND key = ? AND row != ?"
                     " AND (status IS NULL OR error LIKE 'duplicate of row %')",
@@ -738,12 +748,15 @@ class State:
         Yields (cells, row, phone, status, message_id, error, http_status, attempts, message,
         updated_at, delivery_status, delivery_error, delivery_updated_at). A row still ``sending``
         (its run died or could not record the answer) shows as ``unknown``, which is what it is.
+        ``message`` is the one that went (or may have) for a row whose recipient was tried, else
+        the row's own: a pending row sends its own message, whatever an earlier run planned.
         """
         cur = self.db.execute(
             f"SELECT r.cells, r.row, r.phone, {_ROW_STATUS},"
             " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error ELSE coalesce(p.error, '') END,"
             " p.http_status, coalesce(p.attempts, 0),"
-            " CASE WHEN r.status IS NOT NULL THEN r.message ELSE coalesce(p.message, r.message) END,"
+            " CASE WHEN r.status IS NOT NULL OR p.status IN ('pending', 'dry-run') THEN r.message"
+            " ELSE coalesce(p.message, r.message) END,"
             " coalesce(p.updated_at, ''), d.status, d.error_code, d.error_message, d.at_ms"
             " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key"
             " LEFT JOIN delivery d ON p.message_id != '' AND d.message_id = p.message_id"

@@ -726,12 +726,13 @@ def test_a_checks_report_gives_each_sms_rows_segments_and_a_row_without_a_messag
     make_campaign: CampaignFactory, tmp_path: Path
 ) -> None:
     """``check`` of an SMS campaign counts each row's message in its report: a long GSM-7 text
-    is 2 segments, a name outside GSM-7 makes the text UCS-2, and an invalid row (no message)
-    has both cells blank."""
+    is 2 segments, a name outside GSM-7 makes the text UCS-2, an invalid row (no message) has
+    both cells blank, and a duplicate row's own message is counted too (what it would send)."""
     rows = contacts(4)
     rows[0] = (rows[0][0], rows[0][1], "A" * 200, *rows[0][3:])
     rows[1] = (rows[1][0], rows[1][1], "Łukasz", *rows[1][3:])
     rows[2] = ("12345", *rows[2][1:])
+    rows.append((rows[1][0], "Again", "Zoë", *rows[1][3:]))
     report = tmp_path / "report.csv"
     asyncio.run(check(load_campaign(make_campaign(rows)), report=report, prepare_in_child=False))
     got = [(r["status"], r["message"] != "", r["segments"], r["encoding"]) for r in _report_rows(report)]
@@ -740,6 +741,7 @@ def test_a_checks_report_gives_each_sms_rows_segments_and_a_row_without_a_messag
         ("dry-run", True, "1", "UCS-2"),
         ("invalid", False, "", ""),
         ("dry-run", True, "1", "GSM-7"),
+        ("skipped", True, "1", "UCS-2"),
     ]
 
 
