@@ -495,6 +495,31 @@ def test_resorted_sheet_with_a_duplicate_number_keeps_every_outcome_on_its_row(
     asyncio.run(main())
 
 
+def test_resorted_sheet_keeps_a_cancelled_message_on_its_row(make_campaign: CampaignFactory, tmp_path: Path) -> None:
+    """Ann's message was scheduled, then ``campaign cancel`` took it back; re-sorted, the
+    cancelled outcome stays on Ann's row and the rerun sends nothing (Bob's row is her duplicate)."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    message = 'text = "Hi {{ first_name }}, order {{ order_id }} is ready."\nschedule = "2099-01-02 09:00"'
+    message += '\ntimezone = "UTC"'
+    path = make_campaign([ann, bob], message=message)
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            await runner.cancel(dataclasses.replace(load_campaign(path), api_url=box.url), KEY)
+            write_csv(tmp_path / "contacts.csv", [bob, ann])
+            again = await run_on(box, load_campaign(path), options())
+            assert again.sent_now == 0 and again.held_cancelled == 1
+            assert [r.method for r in box.requests] == ["POST", "DELETE"]
+
+    asyncio.run(main())
+    by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+    assert (by_name["Ann"]["row"], by_name["Ann"]["status"]) == ("3", "cancelled")
+    assert by_name["Ann"]["message"] == "Hi Ann, order A-1 is ready."
+    assert (by_name["Bob"]["status"], by_name["Bob"]["error"]) == ("skipped", "duplicate of row 3")
+
+
 def test_a_resorted_sheets_check_shows_each_row_its_own_message(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     """Ann's recipient was planned (pending, left by --limit) with Ann's message; re-sorted, Bob's
     row is the first with the number and is the one a send would send: the check's report shows
