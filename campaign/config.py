@@ -457,7 +457,7 @@ class _Parser:
         if timezone is not None:
             try:
                 ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder ("America")
                 raise self.fail(
                     f"{where}timezone {timezone!r} is not a known time zone (for example America/New_York)."
                 ) from None

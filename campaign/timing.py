@@ -138,10 +138,13 @@ def canonical(name: str) -> str:
 
 @functools.cache
 def zone(name: str) -> ZoneInfo:
-    """The zone called ``name`` (IANA, legacy names accepted); raises :class:`ZoneError`."""
+    """The zone called ``name`` (IANA, legacy names accepted); raises :class:`ZoneError`.
+
+    ZoneInfo reads ``name`` as a path under the tz database: a folder of it (``America``) or a
+    name too long for a file name is an OSError, which is the cell's mistake too."""
     try:
         return ZoneInfo(canonical(name.strip()))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ZoneError(f"{name!r} is not a known time zone (an IANA name such as America/Chicago)") from None
 
 

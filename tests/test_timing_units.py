@@ -174,7 +174,8 @@ def test_zone_reads_legacy_names_and_padding_and_refuses_unknown_names_in_one_se
     assert timing.zone("Asia/Calcutta") is ZoneInfo("Asia/Kolkata")
     assert timing.zone("  Europe/London\t").key == "Europe/London"
     assert timing.zone("US/Eastern").key == "America/New_York"
-    for name in ("Mars/Olympus", "../etc/passwd", "", "/etc/localtime"):  # not found; not a key at all
+    # Not found; not a key at all; a folder of the database; too long for a file name.
+    for name in ("Mars/Olympus", "../etc/passwd", "", "/etc/localtime", "America", "Etc", "x" * 300):
         with pytest.raises(timing.ZoneError) as err:
             timing.zone(name)
         assert str(err.value) == f"{name!r} is not a known time zone (an IANA name such as America/Chicago)"

@@ -45,6 +45,9 @@ def write(tmp_path: Path, text: str) -> Path:
         ("twlo", "", "", "needs text, text_file, a media URL or a template_id"),
         ("gswa", 'template_id = "x"\n[message.variables]\nFooter = {"1" = "a"}', "", "'Footer' is not used by gswa"),
         ("twlo", 'text = "x"', 'api_url = "http://api.example.com"\n', "plain http to a non-loopback host"),
+        # A folder of the tz database, or a name too long for a file name: OSErrors, not zones.
+        ("twlo", 'text = "x"\ntimezone = "America"', "", "timezone 'America' is not a known time zone"),
+        ("twlo", f'text = "x"\ntimezone = "{"x" * 300}"', "", "is not a known time zone"),
     ],
 )
 def test_campaign_file_mistakes_name_the_key(
