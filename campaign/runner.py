@@ -821,7 +821,7 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
             for p in batch:
                 p = p if allow_dup else skip_duplicate(p, first)
                 item: dict[str, Any] = {"row": p.row, "phone": p.phone}
-                held = _held_by_state(state, p.key) if p.status is None else None
+                held = _held_by_state(state, p.key, p.job.payload_hash if p.job else "") if p.status is None else None
                 if p.status is None and held is None and p.job is not None:
                     item["request"] = json.loads(p.job.body)
                     if p.text is not None:
@@ -838,20 +838,29 @@ def preview(campaign: Campaign, n: int) -> list[dict[str, Any]]:
     return out
 
 
-def _held_by_state(state: State | None, key: str | None) -> tuple[str, str] | None:
+def _held_by_state(state: State | None, key: str | None, own_hash: str = "") -> tuple[str, str] | None:
     """Why ``send`` (without --retry-failed / --resend-unknown) would not send this recipient
-    again, from the state file: (its status, the sentence); None when it would."""
+    again, from the state file: (its status, the sentence); None when it would.
+
+    ``own_hash``: the hash of this row's request. When the request the earlier run made differs
+    (another row of the number was first then, or this row's text changed since), the sentence
+    says so: the results give that outcome to the row whose request it was (State.attribute)."""
     if state is None or key is None:
         return None
     known = state.known([key]).get(key)
     if known is None:
         return None
+    other = (
+        " with another message (another row's with this number, or this row's before it changed)"
+        if own_hash and known.payload_hash and known.payload_hash != own_hash
+        else ""
+    )
     if known.status in DONE:
-        return known.status.value, "already sent by an earlier run; send does not send it again"
+        return known.status.value, f"already sent by an earlier run{other}; send does not send it again"
     if known.status is Status.FAILED:
-        return known.status.value, "failed in an earlier run; send sends it again only with --retry-failed"
+        return known.status.value, f"failed in an earlier run{other}; send sends it again only with --retry-failed"
     if known.status in (Status.UNKNOWN, Status.SENDING):
-        return "unknown", "its outcome is unknown; send sends it again only with --resend-unknown"
+        return "unknown", f"its outcome is unknown{other}; send sends it again only with --resend-unknown"
     return None
 
 

@@ -127,6 +127,21 @@ def test_preview_says_why_an_earlier_run_holds_each_row(make_campaign: CampaignF
     assert shown[3]["segments"] == "1 (GSM-7, 26 characters)"
     assert "request" not in shown[0] and "segments" not in shown[0]
     assert [r["row"] for r in preview(load_campaign(path), 2)] == [2, 3]
+    # Re-sorted, a row of the sent number with another order first, and the failed and unknown
+    # rows' orders changed: the earlier requests were other messages, and the preview says so.
+    def changed(row: tuple[str, ...]) -> tuple[str, ...]:
+        return (*row[:3], "Z-9", *row[4:])
+
+    write_csv(path.parent / "contacts.csv", [changed(rows[0]), rows[0], changed(rows[1]), changed(rows[2]), rows[3]])
+    shown = preview(load_campaign(path), 5)
+    other = " with another message (another row's with this number, or this row's before it changed)"
+    assert [(r["row"], r.get("status"), r.get("error")) for r in shown] == [
+        (2, "sent", f"already sent by an earlier run{other}; send does not send it again"),
+        (3, "skipped", "duplicate of row 2"),
+        (4, "failed", f"failed in an earlier run{other}; send sends it again only with --retry-failed"),
+        (5, "unknown", f"its outcome is unknown{other}; send sends it again only with --resend-unknown"),
+        (6, None, None),
+    ]
 
 
 def test_preview_before_any_run_holds_nothing(make_campaign: CampaignFactory) -> None:
