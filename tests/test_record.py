@@ -469,22 +469,25 @@ def test_resorted_sheet_with_a_duplicate_number_keeps_every_outcome_on_its_row(
 ) -> None:
     """Not only a send: Ann's request may have gone (unknown) or was refused (failed). After
     the sheet is re-sorted, Bob's row comes first, yet the outcome, its message and its error
-    stay on Ann's row, and Bob's row is her duplicate (a rerun sends nothing: the row is held).
+    stay on Ann's row, and Bob's and Cy's rows are her duplicates (a rerun sends nothing: the
+    row is held).
     ``campaign reconcile`` then finds an unknown message on Ann's row too."""
     ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
     bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
-    path = make_campaign([ann, bob], sending="rate = 0\nconcurrency = 1\nmax_attempts = 1\ntimeout = 5")
+    cy = ("+16175550001", "Cy", "Cy", "C-3", "c@example.com", "Boston")
+    path = make_campaign([ann, bob, cy], sending="rate = 0\nconcurrency = 1\nmax_attempts = 1\ntimeout = 5")
 
     async def main() -> None:
         async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
             await run_on(box, load_campaign(path), options())
-            write_csv(tmp_path / "contacts.csv", [bob, ann])
+            write_csv(tmp_path / "contacts.csv", [bob, cy, ann])
             again = await run_on(box, load_campaign(path), options())
             assert again.sent_now == 0 and len(box.requests) == 1
             by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
-            assert (by_name["Ann"]["row"], by_name["Ann"]["status"]) == ("3", outcome)
+            assert (by_name["Ann"]["row"], by_name["Ann"]["status"]) == ("4", outcome)
             assert by_name["Ann"]["message"] == "Hi Ann, order A-1 is ready." and by_name["Ann"]["error"]
-            assert (by_name["Bob"]["status"], by_name["Bob"]["error"]) == ("skipped", "duplicate of row 3")
+            for name in ("Bob", "Cy"):
+                assert (by_name[name]["status"], by_name[name]["error"]) == ("skipped", "duplicate of row 4")
             assert by_name["Bob"]["message"] == "Hi Bob, order B-2 is ready."
             if outcome == "unknown":
                 await runner.reconcile(dataclasses.replace(load_campaign(path), api_url=box.url), KEY)
