@@ -152,6 +152,17 @@ def test_preview_before_any_run_holds_nothing(make_campaign: CampaignFactory) ->
     ]
 
 
+def _sent(path: Path, **extra: Any) -> Path:
+    """``path`` after one send through a sandbox, with the options ``extra`` (``limit=2``)."""
+
+    async def main() -> None:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options(**extra))
+
+    asyncio.run(main())
+    return path
+
+
 def _check_at(path: Path, at: datetime) -> Summary:
     with timing.use_clock(timing.ManualClock(at)):
         return asyncio.run(check(load_campaign(path), prepare_in_child=False))
@@ -681,14 +692,7 @@ def test_check_reads_an_earlier_sends_state_on_any_api_and_writes_only_its_repor
     """After a send of two rows of three (through a sandbox), ``check`` with the campaign file's
     own api_url: the state is read (two already sent), the API is not compared (check sends
     nothing), and its report is written, not the results file."""
-    path = make_campaign(contacts(3))
-
-    async def main() -> None:
-        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
-            await run_on(box, load_campaign(path), options(limit=2))
-
-    asyncio.run(main())
-    campaign = load_campaign(path)
+    campaign = load_campaign(_sent(make_campaign(contacts(3)), limit=2))
     results = campaign.results.read_bytes()
     summary = asyncio.run(check(campaign, prepare_in_child=False))
     assert summary.dry_run and summary.read_all
@@ -766,13 +770,7 @@ def test_finish_summary_writes_the_results_where_asked_or_says_why_it_could_not(
     """What every send ends with (a worker's too, which passes no ``with_segments``): counts from
     the state, the results file without segment columns and its path; a target whose folder is
     a file is one sentence in ``results_error``; no target, no file."""
-    path = make_campaign(contacts(2))
-
-    async def main() -> None:
-        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
-            await run_on(box, load_campaign(path), options())
-
-    asyncio.run(main())
+    path = _sent(make_campaign(contacts(2)))
     (tmp_path / "a-file").write_text("", encoding="utf-8")
     again, blocked = tmp_path / "again.csv", tmp_path / "a-file" / "results.csv"
     written, refused, counted = Summary(), Summary(), Summary()
@@ -795,14 +793,7 @@ def test_finish_summary_writes_the_results_where_asked_or_says_why_it_could_not(
 
 def test_rewrite_results_writes_the_states_rows_again(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     """After delivery reports, with no run open: the results file again, from the state alone."""
-    path = make_campaign(contacts(3))
-
-    async def main() -> None:
-        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
-            await run_on(box, load_campaign(path), options(limit=2))
-
-    asyncio.run(main())
-    campaign = load_campaign(path)
+    campaign = load_campaign(_sent(make_campaign(contacts(3)), limit=2))
     again = tmp_path / "again.csv"
     assert runner.rewrite_results(campaign, again) == 3
     assert again.read_bytes() == campaign.results.read_bytes()
