@@ -224,12 +224,13 @@ class Renderer:
             return None
         try:
             ast = self.env.parse(source)
-        except TemplateSyntaxError as err:
+            self._refuse_unknown_filters_and_tests(ast, where)
+            undeclared = meta.find_undeclared_variables(ast)  # compiles it: Jinja's other checks
+        except TemplateSyntaxError as err:  # TemplateAssertionError too
             raise ConfigError(
                 self.campaign.path, full_stop(f"{where}: template error on line {err.lineno}: {err.message}")
             ) from None
         self._refuse_constant_names(source, where)
-        undeclared = meta.find_undeclared_variables(ast)
         self.used |= undeclared & (self.known - {"row", "phone"})
         self.uses_row = self.uses_row or "row" in undeclared
         for variable in sorted(undeclared - self.known):
@@ -244,6 +245,20 @@ class Renderer:
         if check is not None and not undeclared:
             self._check_constant(template, where, check)
         return template
+
+    def _refuse_unknown_filters_and_tests(self, ast: nodes.Template, where: str) -> None:
+        """A filter or test Jinja does not have (``{{ name|nosuch }}``, ``is nosuchtest``) is
+        the campaign file's typo, whichever branch it is in: Jinja would only find a test, or a
+        filter under an ``{% if %}``, when a row reaches it, and fail that row alone."""
+        for node in ast.find_all((nodes.Filter, nodes.Test)):
+            kind, known = ("filter", self.env.filters) if isinstance(node, nodes.Filter) else ("test", self.env.tests)
+            if node.name not in known:
+                close = difflib.get_close_matches(node.name, list(known), n=1)
+                hint = f" Did you mean {close[0]!r}?" if close else ""
+                raise ConfigError(
+                    self.campaign.path,
+                    f"{where}: template error on line {node.lineno}: Jinja has no {kind} named {node.name!r}.{hint}",
+                )
 
     def _refuse_constant_names(self, source: str, where: str) -> None:
         """A column headed ``none``, ``true`` or ``false`` (any of Jinja's spellings) is not

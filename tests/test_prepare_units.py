@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import pickle
 import signal
@@ -341,6 +342,26 @@ def test_a_template_that_raises_on_a_rows_values_makes_only_that_row_invalid(tmp
         (4, None, ""),
         (5, Status.INVALID, "template error: OverflowError: Range too"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Hi {{ name|nosuch }}", "[message] text: template error on line 1: Jinja has no filter named 'nosuch'."),
+        ("Hi {{ name|uper }}", "Jinja has no filter named 'uper'. Did you mean 'upper'?"),
+        # Under an {% if %}, or a test: Jinja itself finds them only when a row reaches them.
+        ("{% if name %}{{ name|nosuch }}{% endif %}", "Jinja has no filter named 'nosuch'."),
+        ("{% if name is nosuchtest %}x{% endif %}Hi", "on line 1: Jinja has no test named 'nosuchtest'."),
+        ("Hi\n{{ name is defind }}", "on line 2: Jinja has no test named 'defind'. Did you mean 'defined'?"),
+    ],
+)
+def test_a_filter_or_test_jinja_does_not_have_is_the_campaign_files_error(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", f"text = {json.dumps(text)}")  # a TOML basic string
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(campaign)
+    assert str(caught.value).endswith(said)
 
 
 def test_a_template_that_raises_for_every_row_is_the_campaign_files_error(tmp_path: Path) -> None:
