@@ -469,7 +469,7 @@ def reconcile(campaign_file: str) -> None:
 
     report = _guard(_Ctx.debug, go)
     out.print(
-        f"Checked {count(report.checked, 'unknown row')}: {count(report.found, 'was', 'were')} sent (now `sent`), "
+        f"Checked {count(report.checked, 'unknown row')}: {report.found_text()}, "
         f"{count(report.pending, 'was', 'were')} not (now `pending`; the next `campaign send` sends them)."
     )
     if report.ambiguous or report.uncovered:

@@ -18,7 +18,7 @@ from typing import Any
 from campaign import store, timing
 from campaign.api import SociocsClient
 from campaign.config import Campaign
-from campaign.errors import CampaignError, RunStopped
+from campaign.errors import CampaignError, RunStopped, count
 from campaign.ledger import other_message_ids
 from campaign.state import State, Status
 
@@ -28,11 +28,21 @@ class ReconcileReport:
     """What reconcile concluded, row by row, from ``GET /messages``."""
 
     checked: int = 0  # unknown rows looked at
-    found: int = 0  # exactly one listed message is theirs: now sent
+    found: int = 0  # exactly one listed message is theirs: now sent (or scheduled)
+    found_scheduled: int = 0  # of ``found``, those whose message is scheduled for later: now scheduled
     pending: int = 0  # the listing covers their time span and nothing in it is theirs
     ambiguous: int = 0  # more than one listed message could be theirs: still unknown
     uncovered: int = 0  # the listing does not cover their time span: still unknown
     days: int = 0
+
+    def found_text(self) -> str:
+        """"3 were sent (now `sent`)", or which of them the API holds for later (`scheduled`):
+        the words the CLI and the web page say about the rows found."""
+        later, now = self.found_scheduled, self.found - self.found_scheduled
+        became = f"{later} now `scheduled`, {now} `sent`"
+        if not (later and now):
+            became = "now `scheduled`" if later else "now `sent`"
+        return f"{count(self.found, 'was', 'were')} sent ({became})"
 
 
 # How far the API's clock (created_at) may be from this machine's (first attempt, last answer).
@@ -128,6 +138,7 @@ async def reconcile_state(
         state.set_status(pending, Status.PENDING, "not listed by the API (reconcile); the next run sends it")
         state.mark_unresolved(unresolved)
     report.found = len(found)
+    report.found_scheduled = sum(1 for _, status in found.values() if status is Status.SCHEDULED)
     report.pending = len(pending)
     report.ambiguous = sum(1 for _, verdict, _ in unresolved if verdict == "ambiguous")
     report.uncovered = len(unresolved) - report.ambiguous

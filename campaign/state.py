@@ -202,6 +202,16 @@ _TRIED_HASH = (
 )
 
 
+def _instant(schedule_at: str) -> datetime:
+    """A recipient's ``schedule_at`` (ISO 8601 with its UTC offset) as an instant, for ordering:
+    ``09:00+05:30`` comes before ``09:00+00:00``. One without an offset, or none, sorts last."""
+    try:
+        moment = datetime.fromisoformat(schedule_at)
+    except ValueError:
+        return datetime.max.replace(tzinfo=UTC)
+    return moment if moment.tzinfo is not None else datetime.max.replace(tzinfo=UTC)
+
+
 def occurrence_number(key: str) -> int:
     """``n`` of an allow_duplicates recipient ``+16175550100#n`` (0 for a plain number)."""
     _, mark, n = key.rpartition("#")
@@ -812,6 +822,7 @@ class State:
         )
         names = [d[0] for d in cur.description]
         found = [dict(zip(names, r, strict=True)) for r in cur]
+        found.sort(key=lambda d: (_instant(d["schedule_at"]), d["row"]))  # by the instant, not the text
         return found if rows is None else [d for d in found if d["row"] in set(rows)]
 
     def set_cancel(self, key: str, status: Status, error: str = "") -> None:

@@ -506,8 +506,17 @@ def test_a_found_row_whose_request_had_a_future_schedule_is_scheduled(
     one_unknown(text_campaign, schedule_at=schedule_at)
     with timing.use_clock(timing.ManualClock(NOW)):
         report, _ = reconcile(text_campaign, [sms()])
-    assert report == ReconcileReport(checked=1, found=1, days=3)
+    later = int(status == "scheduled")
+    assert report == ReconcileReport(checked=1, found=1, found_scheduled=later, days=3)
+    assert report.found_text() == f"1 was sent (now `{status}`)"
     assert recipients(text_campaign)[PHONE] == (status, *FOUND[1:])
+
+
+def test_what_reconcile_says_it_found_names_the_scheduled_ones() -> None:
+    assert ReconcileReport(found=3).found_text() == "3 were sent (now `sent`)"
+    assert ReconcileReport(found=2, found_scheduled=2).found_text() == "2 were sent (now `scheduled`)"
+    assert ReconcileReport(found=5, found_scheduled=3).found_text() == "5 were sent (3 now `scheduled`, 2 `sent`)"
+    assert ReconcileReport(found=1, found_scheduled=1).found_text() == "1 was sent (now `scheduled`)"
 
 
 def test_a_row_a_dead_run_left_sending_is_reconciled(text_campaign: Campaign) -> None:

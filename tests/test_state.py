@@ -192,6 +192,16 @@ def test_scheduled_lists_by_schedule_time_then_row_with_every_column(state: Stat
     assert state.scheduled(statuses=("cancelled",)) == []
 
 
+def test_scheduled_orders_by_the_instant_not_the_text(state: State) -> None:
+    """09:00 in Kolkata (03:30 UTC) is before 09:00 in London, which is before 09:00 in New
+    York: ordered as text, "+00:00" came first and "+05:30" second."""
+    put(state, A, 2, Status.SCHEDULED, message_id="SM2", schedule_at="2090-12-04T09:00:00+00:00")
+    put(state, B, 3, Status.SCHEDULED, message_id="SM3", schedule_at="2090-12-04T09:00:00-05:00")
+    put(state, C, 4, Status.SCHEDULED, message_id="SM4", schedule_at="2090-12-04T09:00:00+05:30")
+    put(state, "+16175550004", 5, Status.SCHEDULED, message_id="SM5", schedule_at="")
+    assert [d["row"] for d in state.scheduled()] == [4, 2, 3, 5]
+
+
 def test_last_run_is_the_newest_run_with_every_column(state: State) -> None:
     assert state.last_run() is None
     first = state.begin_run("send", ["Phone"])

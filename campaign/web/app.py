@@ -25,7 +25,7 @@ from aiohttp import web
 from campaign import delivery_runner, runner, store, timing
 from campaign.config import API_KEY_ENV, Campaign
 from campaign.delivery import error_meaning
-from campaign.errors import CampaignError, UsageError
+from campaign.errors import CampaignError, UsageError, count
 from campaign.sandbox import Sandbox, SandboxConfig
 from campaign.state import Status
 from campaign.web import forms
@@ -296,8 +296,8 @@ async def reconcile(request: web.Request) -> web.StreamResponse:
     except _Refused as refused:
         return refused.page
     done = (
-        f"Checked {r.checked:,} unknown rows: {r.found:,} were sent, {r.pending:,} were not (send sends them); "
-        f"{r.ambiguous + r.uncovered:,} stay unknown."
+        f"Checked {count(r.checked, 'unknown row')}: {r.found_text()}, {count(r.pending, 'was', 'were')} not "
+        f"(send sends them); {count(r.ambiguous + r.uncovered, 'stays', 'stay')} unknown."
     )
     raise _back_to_results(request, done)
 
