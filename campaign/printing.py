@@ -201,6 +201,11 @@ def counts_table(counts: dict[str, int], title: str) -> Table:
     return table
 
 
+def _rows(n: int, examples: list[int]) -> str:
+    """"row 5", or "rows 4, 9, 11…" when ``n`` rows have more than these ``examples``."""
+    return f"{agree(n, 'row')} {', '.join(map(str, examples))}{'…' if n > len(examples) else ''}"
+
+
 def _print_warnings(s: runner.Summary) -> None:
     for warning in s.warnings:
         say(out, "warning:", "yellow", warning)
@@ -208,13 +213,12 @@ def _print_warnings(s: runner.Summary) -> None:
         listed = ", ".join(map(str, noted))
         line(out, ("note:", "yellow"), f" {agree(len(noted), 'row')} {listed}: {note}")
     for variable, n in s.blanks.most_common():
-        rows = ", ".join(str(r) for r in s.blank_examples.get(variable, []))
-        more = "…" if n > 5 else ""
+        rows = _rows(n, s.blank_examples.get(variable, []))
         say(
             out,
             "warning:",
             "yellow",
-            f"{{{{ {variable} }}}} is empty in {count(n, 'row')} ({agree(n, 'row')} {rows}{more}), "
+            f"{{{{ {variable} }}}} is empty in {count(n, 'row')} ({rows}), "
             f"leaving a blank in the message; write {{{{ {variable} or '...' }}}} for a default."
         )
 
@@ -222,8 +226,7 @@ def _print_warnings(s: runner.Summary) -> None:
 def _print_reasons(label: str, top: list[tuple[str, int, list[int]]]) -> None:
     """One line per reason: "  failed (72): <reason> — rows 4, 9, 11, 12, 20…"."""
     for shown, n, rows in top:
-        listed = ", ".join(str(r) for r in rows) + ("…" if n > len(rows) else "")
-        line(out, f"  {label} ({n:,}): ", shown, f" — {agree(n, 'row')} {listed}")
+        line(out, f"  {label} ({n:,}): ", shown, f" — {_rows(n, rows)}")
 
 
 def _print_invalid(s: runner.Summary) -> None:
@@ -272,12 +275,14 @@ def print_summary(campaign: Campaign, s: runner.Summary, campaign_file: str, san
         rows = count(s.already_done, "row was", "rows were")
         out.print(f"{rows} already sent by an earlier run and not sent again.")
     if s.changed_since_sent:
+        n = s.changed_since_sent
         say(
             out,
             "warning:",
             "yellow",
-            f"the message changed since {count(s.changed_since_sent, 'of them was', 'of them were')} sent; "
-            f"{agree(s.changed_since_sent, 'it', 'they')} got the old text.",
+            f"the message changed since {count(n, 'of them was', 'of them were')} sent; "
+            f"{agree(n, 'it', 'they')} got the old text ({_rows(n, s.changed_examples)}; the results file "
+            "shows the text sent and says so in the error column).",
         )
     if s.reconciled is not None:
         r = s.reconciled
@@ -401,13 +406,12 @@ def print_destinations(s: runner.Summary) -> None:
         where = ", ".join(f"{region} {n:,}" for region, n in s.countries.most_common())
         out.print(f"Destinations: {where}")
     if s.landlines:
-        rows = ", ".join(str(r) for r in s.landline_examples) + ("…" if s.landlines > 5 else "")
         say(
             out,
             "warning:",
             "yellow",
             f"{count(s.landlines, 'SMS row goes to a landline', 'SMS rows go to landlines')} "
-            f"({agree(s.landlines, 'row')} {rows}), which usually cannot receive texts "
+            f"({_rows(s.landlines, s.landline_examples)}), which usually cannot receive texts "
             "(Twilio error 30006).",
         )
 

@@ -115,6 +115,7 @@ class Summary:
     outcomes: Counter[str] = field(default_factory=Counter)  # finished_now by status (sent, failed, ...)
     already_done: int = 0  # rows skipped because an earlier run sent them
     changed_since_sent: int = 0  # of those, rows whose message is now different
+    changed_examples: list[int] = field(default_factory=list)  # the first five of them
     recovered_unknown: int = 0  # in-flight rows of a dead run turned unknown at start
     limit_pending: int = 0  # rows left pending by --limit
     not_reached: int = 0  # rows read after the run stopped: recorded pending, not sent
@@ -562,7 +563,8 @@ def finish_summary(state: State, summary: Summary, target: Path | None, *, with_
     """What every send (plain, or a worker's) and check end with: the counts, reasons and changed
     messages from the state, then the results file at ``target`` (None: not written). A file that
     cannot be written is ``summary.results_error``: the state has everything, so it is no loss."""
-    summary.changed_since_sent = state.changed_since_sent()
+    changed = state.changed_since_sent()
+    summary.changed_since_sent, summary.changed_examples = len(changed), changed[:5]
     summary.counts = Counter(state.counts())
     summary.reasons = explain_reasons(state, summary.counts)
     if target is None:

@@ -202,6 +202,15 @@ _TRIED_HASH = (
 )
 
 
+# The results' error for a row whose recipient's request (sent, scheduled, cancelled, unknown or
+# failed) was another message than the row's own now, which no other row of the number has: the
+# message column shows the one the request had.
+_CHANGED_NOTE = (
+    "an earlier run's request for this number had the message shown, not this row's text now "
+    "(the row or the sheet changed since); this row's text was not sent"
+)
+
+
 def _instant(schedule_at: str) -> datetime:
     """A recipient's ``schedule_at`` (ISO 8601 with its UTC offset) as an instant, for ordering:
     ``09:00+05:30`` comes before ``09:00+00:00``. One without an offset, or none, sorts last."""
@@ -483,16 +492,18 @@ class State:
                 )
                 self.db.execute("UPDATE recipients SET row = ? WHERE key = ?", (owner, key))
 
-    def changed_since_sent(self) -> int:
-        """Rows of this read whose recipient was sent a message other than the row's own now."""
-        return int(
-            self.db.execute(
-                "SELECT count(*) FROM rows r JOIN recipients p ON p.key = r.key"
-                " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
-                " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash",
-                (self.run,),
-            ).fetchone()[0]
+    def changed_since_sent(self) -> list[int]:
+        """Rows of this read (in order) whose recipient was sent a message other than the row's
+        own now, and which :meth:`attribute` could give to no other row: the row changed since,
+        or the row that was sent did. Nothing tells which row it was then without guessing, so
+        the row keeps the outcome and the results say so (:data:`_CHANGED_NOTE`)."""
+        cur = self.db.execute(
+            "SELECT r.row FROM rows r JOIN recipients p ON p.key = r.key"
+            " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
+            " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash ORDER BY r.row",
+            (self.run,),
         )
+        return [int(row) for (row,) in cur]
 
     def _snapshot(self) -> int:
         """The run whose rows the results show: the last complete read, or before any read
@@ -763,7 +774,10 @@ class State:
         """
         cur = self.db.execute(
             f"SELECT r.cells, r.row, r.phone, {_ROW_STATUS},"
-            " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error ELSE coalesce(p.error, '') END,"
+            " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error"
+            f" WHEN {_TRIED_HASH} != '' AND r.payload_hash != '' AND r.payload_hash != {_TRIED_HASH}"
+            " THEN ? || CASE WHEN coalesce(p.error, '') = '' THEN '' ELSE '; ' || p.error END"
+            " ELSE coalesce(p.error, '') END,"
             " p.http_status, coalesce(p.attempts, 0),"
             " CASE WHEN r.status IS NOT NULL OR p.status IN ('pending', 'dry-run') THEN r.message"
             " ELSE coalesce(p.message, r.message) END,"
@@ -771,7 +785,7 @@ class State:
             " FROM rows r LEFT JOIN recipients p ON r.status IS NULL AND p.key = r.key"
             " LEFT JOIN delivery d ON p.message_id != '' AND d.message_id = p.message_id"
             " WHERE r.run = ? ORDER BY r.row",
-            (self._snapshot(),),
+            (_CHANGED_NOTE, self._snapshot()),
         )
         for cells, *rest, d_status, d_code, d_message, d_at in cur:
             delivery = (d_status, error_text(d_code, d_message), iso_ms(d_at)) if d_status else ("", "", "")

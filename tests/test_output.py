@@ -249,14 +249,14 @@ def test_a_figure_of_one_reads_in_the_singular(
     one = dict.fromkeys(
         ("rows", "recovered_unknown", "already_done", "changed_since_sent", "held_ambiguous", "retried_undelivered"), 1
     )
-    s = Summary(**one, rate_limited=1, limit_pending=1, held_failed=1)
+    s = Summary(**one, rate_limited=1, limit_pending=1, held_failed=1, changed_examples=[7])
     s.counts = Counter({"failed": 1, "unknown": 1})
     printing.print_summary(campaign, s, "c.toml")
     printed = capsys.readouterr().out
     for said in (
         "1 row was in flight when an earlier run died; now unknown.",
         "1 row was already sent by an earlier run and not sent again.",
-        "warning: the message changed since 1 of them was sent; it got the old text.",
+        "warning: the message changed since 1 of them was sent; it got the old text (row 7; the results file",
         "1 unknown row was not resent: the API lists more than one message that could be the row's (see `campaign",
         "1 row whose delivery failed for a temporary reason was sent again.",
         "The API rate-limited 1 request (429); the rate was lowered and it was retried.",

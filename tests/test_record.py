@@ -523,6 +523,38 @@ def test_resorted_sheet_keeps_a_cancelled_message_on_its_row(make_campaign: Camp
     assert (by_name["Bob"]["status"], by_name["Bob"]["error"]) == ("skipped", "duplicate of row 3")
 
 
+def test_a_sent_rows_text_changed_and_resorted_keeps_the_send_on_the_first_row_and_says_so(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """Ann's message was sent; then the sheet is re-sorted (Bob, of the same number, first) and
+    Ann's order edited. No row has the sent message any more, and nothing tells which row was
+    Ann's without guessing: the first row keeps the send, shows the message that went, and its
+    error column says its own text was not sent; the summary names the row. Nothing is resent."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    path = make_campaign([ann, bob])
+
+    async def main() -> runner.Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(tmp_path / "contacts.csv", [bob, (*ann[:3], "A-9", *ann[4:])])
+            again = await run_on(box, load_campaign(path), options())
+            assert len(box.accepted) == 1 and again.sent_now == 0
+            return again
+
+    again = asyncio.run(main())
+    assert (again.changed_since_sent, again.changed_examples) == (1, [2])
+    by_name = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+    assert (by_name["Bob"]["row"], by_name["Bob"]["status"]) == ("2", "sent")
+    assert by_name["Bob"]["message"] == "Hi Ann, order A-1 is ready."
+    assert by_name["Bob"]["error"] == (
+        "an earlier run's request for this number had the message shown, not this row's text now "
+        "(the row or the sheet changed since); this row's text was not sent"
+    )
+    assert (by_name["Ann"]["status"], by_name["Ann"]["error"]) == ("skipped", "duplicate of row 2")
+    assert by_name["Ann"]["message"] == "Hi Ann, order A-9 is ready."
+
+
 def test_a_resorted_sheets_check_shows_each_row_its_own_message(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     """Ann's recipient was planned (pending, left by --limit) with Ann's message; re-sorted, Bob's
     row is the first with the number and is the one a send would send: the check's report shows

@@ -648,11 +648,11 @@ def test_attribute_gives_a_send_to_the_duplicate_row_whose_message_it_was(state:
             RowRecord(4, '["B"]', B, B, payload_hash="hB"),
         ],
     )
-    assert state.changed_since_sent() == 1
+    assert state.changed_since_sent() == [2]
     state.attribute()
     assert snapshot(state) == [(2, A, "skipped", "duplicate of row 3"), (3, A, None, ""), (4, B, None, "")]
     assert lines(state, "row, status, message_id") == {A: (3, "sent", "SM1"), B: (4, "sent", "SM2")}
-    assert state.changed_since_sent() == 0
+    assert state.changed_since_sent() == []
     state.attribute()  # a second time changes nothing
     assert snapshot(state) == [(2, A, "skipped", "duplicate of row 3"), (3, A, None, ""), (4, B, None, "")]
 
@@ -670,7 +670,7 @@ def test_attribute_leaves_a_changed_message_where_it_was(state: State) -> None:
     state.attribute()
     assert snapshot(state) == [(2, A, None, ""), (3, A, "skipped", "duplicate of row 2")]
     assert lines(state, "row")[A] == (2,)
-    assert state.changed_since_sent() == 1
+    assert state.changed_since_sent() == [2]
 
 
 def test_attribute_leaves_an_occurrence_whose_message_no_sent_line_has(state: State) -> None:
