@@ -388,7 +388,7 @@ def print_check(s: runner.Summary) -> None:
         zones = ", ".join(f"{timing.zone_label(z)} {n:,}" for z, n in s.zones.most_common())
         out.print(f"Time zones: {zones}")
     for when in s.forecast:
-        out.print(f"  goes out: {when}")
+        out.print(f"  {s.forecast_label}: {when}")
     if s.segments:
         out.print(
             f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"
