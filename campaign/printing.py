@@ -389,6 +389,8 @@ def print_check(s: runner.Summary) -> None:
         out.print(f"Time zones: {zones}")
     for when in s.forecast:
         out.print(f"  {s.forecast_label}: {when}")
+    if s.forecast and s.forecast_note:
+        out.print(f"  {s.forecast_note}")
     if s.segments:
         out.print(
             f"SMS segments: {s.segments:,} (multi-segment rows: {s.multi_segment:,}; Unicode rows: {s.unicode_rows:,})"

@@ -158,7 +158,8 @@ class Summary:
     waiting_for: str = ""  # what --wait is waiting for right now (progress)
     zones: Counter[tuple[str, ...]] = field(default_factory=Counter)  # sendable rows per time-zone group
     forecast: list[str] = field(default_factory=list)  # check: when each zone's rows go out
-    forecast_label: str = "goes out"  # what those times are: with send_at, when the requests are posted
+    forecast_label: str = "goes out"  # what those times are: with send_at, when the requests are "posted"
+    forecast_note: str = ""  # with send_at: when the API delivers what was posted
     row_notes: dict[str, list[int]] = field(default_factory=dict)  # what a row's schedule decided -> rows
     scheduled_rows: int = 0  # dry runs: rows that carry a schedule (sent later by the API)
     schedule_range: tuple[datetime, datetime] | None = None  # dry runs: earliest and latest schedule
@@ -755,7 +756,8 @@ def _forecast(campaign: Campaign, summary: Summary) -> None:
     at = timing.now()
     if sched.send_at is not None:  # each request carries its schedule: posted now, delivered then
         local = "" if sched.send_at.tzinfo is not None else ", the recipient's time"
-        summary.forecast_label = f"posted (the API holds each until send_at {sched.send_at_text}{local})"
+        summary.forecast_label = "posted"
+        summary.forecast_note = f"The API holds each message until send_at {sched.send_at_text}{local}."
     inside = f"window {sched.window_text}" if sched.window_text else "sending days"
     for line in timing.forecast(sched, dict(summary.zones), campaign.sending.rate, at):
         summary.forecast.append(line.describe())

@@ -497,10 +497,12 @@ def test_check_with_send_at_and_a_window_says_its_times_are_when_the_requests_ar
     rows = [(f"+1312555{i:04d}", f"c{i}", "") for i in range(2)]
     path = campaign_file(make_campaign, tmp_path, rows, 'send_at = "2026-12-03 09:00"\nwindow = "08:00-21:00"')
     summary = _check_at(path, AT)
-    assert summary.forecast_label == "posted (the API holds each until send_at 2026-12-03 09:00, the recipient's time)"
+    assert summary.forecast_label == "posted"
+    assert summary.forecast_note == "The API holds each message until send_at 2026-12-03 09:00, the recipient's time."
     assert summary.forecast == ["America/Chicago: 2 rows, Tue 21:00–Tue 21:00 local (03:00–03:00 UTC)"]
     plain = _check_at(campaign_file(make_campaign, tmp_path, rows, 'window = "08:00-21:00"', name="plain"), AT)
-    assert plain.forecast_label == "goes out" and plain.forecast[0].startswith("America/Chicago: 2 rows, Wed 08:00")
+    assert (plain.forecast_label, plain.forecast_note) == ("goes out", "")
+    assert plain.forecast[0].startswith("America/Chicago: 2 rows, Wed 08:00")
 
 
 def test_each_run_records_how_it_ended(make_campaign: CampaignFactory) -> None:
