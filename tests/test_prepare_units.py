@@ -364,6 +364,50 @@ def test_a_filter_or_test_jinja_does_not_have_is_the_campaign_files_error(
     assert str(caught.value).endswith(said)
 
 
+@pytest.mark.parametrize(
+    ("header", "variable", "said"),
+    [
+        ("Order", "order", "there is no variable 'order'; write {{ Order }} (variable names are case-sensitive)."),
+        (
+            "First Name",
+            "first_name",
+            'contacts.csv has the column "First Name", not \'first_name\'; write {{ row["First Name"] }}.',
+        ),
+        (
+            "Prénom Client",
+            "prénom_client",
+            'contacts.csv has the column "Prénom Client", not \'prénom_client\'; write {{ row["Prénom Client"] }}.',
+        ),
+        (
+            "order\u00a0id",
+            "order_id",
+            'contacts.csv has the column "order<U+00A0>id", not \'order_id\'; write {{ row["order\\u00a0id"] }}, '
+            "or retype the header without the invisible character.",
+        ),
+        (
+            "city",
+            "cty",
+            "contacts.csv has no column 'cty'. Did you mean 'city'? Columns: phone, name, city. A header that is "
+            'not a plain name is written row["Header Name"].',
+        ),
+        (
+            "ci\u200bty",
+            "zzz",
+            "contacts.csv has no column 'zzz'. Columns: phone, name, ci<U+200B>ty. A header that is not a plain "
+            'name is written row["Header Name"].',
+        ),
+    ],
+)
+def test_a_variable_that_is_no_column_is_one_sentence_saying_how_to_write_it(
+    tmp_path: Path, header: str, variable: str, said: str
+) -> None:
+    """In this process, each whole sentence (tests/test_render.py checks parts through the CLI)."""
+    csv_text = f"phone,name,{header}\n{ANN},Ann,x\n"
+    with pytest.raises(ConfigError) as caught:
+        Pipeline(_campaign(tmp_path, csv_text, f"text = {json.dumps('Hi {{ ' + variable + ' }}')}"))
+    assert str(caught.value) == f"{tmp_path / 'c.toml'}: [message] text uses {{{{ {variable} }}}}, but {said}"
+
+
 def test_a_template_that_raises_for_every_row_is_the_campaign_files_error(tmp_path: Path) -> None:
     campaign = _campaign(tmp_path, f"phone,name\n{ANN},Ann\n", 'text = "Hi {{ 1 / 0 }}"')
     with pytest.raises(ConfigError) as caught:
@@ -619,6 +663,28 @@ def test_contact_saving_extra_fields_send_the_named_columns_as_they_are(tmp_path
         b'"contact_saving":{"save":true,"list_id":7,"extra_fields":{"Email":"ann@example.com","City":" Boston "}}}'
     )
     assert p.job.content == '{"text":"Hi Ann"}'  # contact_saving is not content (reconcile compares content)
+
+
+def test_contact_saving_save_from_a_column_reads_yes_and_no_words_per_row(tmp_path: Path) -> None:
+    """``save = "{{ Save }}"``: each row's word, any case and padding ("Y", " on ", "0", ""),
+    decides; anything else makes that row invalid with the word it read."""
+    rows = [("Y", True), (" on ", True), ("0", False), ("", False), ("No", False), ("maybe", None)]
+    csv_text = "phone,name,Save\n" + "".join(f"+1617555{i:04d},P{i},{w}\n" for i, (w, _) in enumerate(rows))
+    campaign = _campaign(
+        tmp_path, csv_text, 'text = "Hi {{ name }}"', extra='[contact_saving]\nsave = "{{ Save }}"\nlist_id = 7\n'
+    )
+    got = []
+    for p in _all(Pipeline(campaign)):
+        body = json.loads(p.job.body) if p.job is not None else None
+        got.append((body["contact_saving"]["save"] if body else None, p.error))
+    assert got == [
+        (True, ""),
+        (True, ""),
+        (False, ""),
+        (False, ""),
+        (False, ""),
+        (None, "[contact_saving] save rendered 'maybe'; expected true or false"),
+    ]
 
 
 # --- cells_json, batches, the pipe -----------------------------------------------------------
