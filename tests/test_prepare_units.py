@@ -390,6 +390,12 @@ def test_a_filter_or_test_jinja_does_not_have_is_the_campaign_files_error(
             "contacts.csv has no column 'cty'. Did you mean 'city'? Columns: phone, name, city. A header that is "
             'not a plain name is written row["Header Name"].',
         ),
+        (  # {{ row }} is every column, which a message never prints: not offered as "write {{ row }}"
+            "city",
+            "Row",
+            "contacts.csv has no column 'Row'. Did you mean 'row'? Columns: phone, name, city. A header that is "
+            'not a plain name is written row["Header Name"].',
+        ),
         (
             "ci\u200bty",
             "zzz",
