@@ -279,7 +279,11 @@ def test_the_shared_pacer_never_hands_two_workers_the_same_second() -> None:
         one.close()
         two.close()
     gaps = [b - a for a, b in itertools.pairwise(starts)]
-    assert len(starts) == 16 and min(gaps) > 0.09  # 1.05 / 10 s apart, less timer jitter
+    # Slots are 1.05 / 10 s apart in the database's time (pinned exactly on a virtual clock in
+    # tests/test_shared_pacer.py); each pacer maps them to its loop's time across its own query's
+    # round trip, so on a loaded machine two starts may come closer (78 ms seen), never together,
+    # and never more than the rate in any second.
+    assert len(starts) == 16 and min(gaps) > 0
     assert max(bisect.bisect_right(starts, t + 1.0) - i for i, t in enumerate(starts)) <= 10
 
 
