@@ -321,6 +321,10 @@ class Planner:
         self.summary = summary
         self.queued = 0
         self.stopped = False  # the run stopped: rows are still recorded (pending), not sent
+        # allow_duplicates: rows given a new recipient while their number has a request that
+        # went (or may have) which no row matched yet; decided by finish() once the file is read.
+        self.deferred: list[Prepared] = []
+        self._went: set[str] = set()  # numbers of this batch with such a request
 
     def plan(self, batch: list[Prepared]) -> list[Job]:
         allow_dup = self.campaign.recipients.allow_duplicates
@@ -385,40 +389,83 @@ class Planner:
                 retrying = False  # a sent row whose delivery failed for a temporary reason
                 if k is None:
                     new.append((p.key, p.phone, p.row, job.payload_hash, job.message))
+                    if allow_dup and p.phone in self._went:
+                        self.deferred.append(p)
+                        continue
                 else:
                     touch.append((p.row, p.key))
                     retrying = p.key in retry
                     if not retrying and not self._should_send(k, job):
                         continue
-                if self.stopped:
-                    s.not_reached += 1
-                    continue
-                if self.options.limit is not None and self.queued >= self.options.limit:
-                    s.limit_pending += not retrying  # a row left sent is not pending
-                    continue
-                s.retried_undelivered += retrying
-                self.queued += 1
-                s.countries[p.region] += 1
-                if job.zones:
-                    s.zones[job.zones] += 1
-                if job.note:
-                    rows = s.row_notes.setdefault(job.note, [])
-                    if len(rows) < 5:
-                        rows.append(p.row)
-                if p.landline and self.campaign.provider == "twlo":
-                    s.landlines += 1
-                    if len(s.landline_examples) < 5:
-                        s.landline_examples.append(p.row)
-                if self.options.dry_run:
-                    dry.append(p.key)
-                    if job.scheduled:  # for the confirmation question: when they go out
-                        s.note_schedule(json.loads(job.body)["schedule"])
-                else:
-                    jobs.append(job)
+                self._take(p, job, retrying, jobs, dry)
             self.state.add_recipients(new)
             self.state.touch_rows(touch)
             if dry:
                 self.state.set_status(dry, Status.DRY_RUN)
+        return jobs
+
+    def _take(self, p: Prepared, job: Job, retrying: bool, jobs: list[Job], dry: list[str]) -> None:
+        """Count a row that is to be sent and queue its job (``dry``: its key, for a dry run),
+        unless the run stopped or ``--limit`` is reached."""
+        s = self.summary
+        if self.stopped:
+            s.not_reached += 1
+            return
+        if self.options.limit is not None and self.queued >= self.options.limit:
+            s.limit_pending += not retrying  # a row left sent is not pending
+            return
+        s.retried_undelivered += retrying
+        self.queued += 1
+        s.countries[p.region] += 1
+        if job.zones:
+            s.zones[job.zones] += 1
+        if job.note:
+            rows = s.row_notes.setdefault(job.note, [])
+            if len(rows) < 5:
+                rows.append(p.row)
+        if p.landline and self.campaign.provider == "twlo":
+            s.landlines += 1
+            if len(s.landline_examples) < 5:
+                s.landline_examples.append(p.row)
+        if self.options.dry_run:
+            dry.append(job.key)
+            if job.scheduled:  # for the confirmation question: when they go out
+                s.note_schedule(json.loads(job.body)["schedule"])
+        else:
+            jobs.append(job)
+
+    def finish(self) -> list[Job]:
+        """Once the whole file is read (allow_duplicates): each deferred row (its text matches
+        no request of its number) takes a request of its number that went, or may have, and
+        that no row of the sheet has now, instead of being sent. Such a request was a row's
+        that was edited since: sending the new text would reach the person twice. Its outcome
+        shows on the row, with the message that went (State.results says the row's own text was
+        not sent). Other deferred rows are sent as new ones: their jobs."""
+        jobs: list[Job] = []
+        dry: list[str] = []
+        if not self.deferred:
+            return jobs
+        with self.state.transaction():
+            for p in sorted(self.deferred, key=lambda d: d.row):
+                assert p.job is not None and p.key is not None
+                taken = self.state.keys_read([p.phone])
+                found = self.state.occurrences([p.phone]).get(p.phone, [])
+                went = [(key, status) for key, status, _ in found if status in _WENT and key not in taken]
+                if went:
+                    key, status = went[0]
+                    self.state.inherit(p.row, p.key, key)
+                    s = self.summary
+                    if status in DONE:
+                        s.already_done += 1
+                    elif status in (Status.CANCELLED, Status.CANCELLING):
+                        s.held_cancelled += 1
+                    else:
+                        s.held_unknown += 1
+                else:
+                    self._take(p, p.job, False, jobs, dry)
+            if dry:
+                self.state.set_status(dry, Status.DRY_RUN)
+        self.deferred.clear()
         return jobs
 
     def _taken_back_or_done(self, batch: list[Prepared]) -> set[str]:
@@ -453,7 +500,13 @@ class Planner:
 
     def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
         phones = sendable_phones(batch)
-        return number_occurrences(batch, self.state.occurrences(phones), self.state.keys_read(phones))
+        known = self.state.occurrences(phones)
+        self._went = {phone for phone, found in known.items() if any(status in _WENT for _, status, _ in found)}
+        return number_occurrences(batch, known, self.state.keys_read(phones))
+
+
+# Requests that went, or may have: a row never takes over one of these with another text.
+_WENT = frozenset({"sent", "scheduled", "unknown", "sending", "cancelled", "cancelling"})
 
 
 def skip_duplicate(p: Prepared, first: dict[str, int]) -> Prepared:
@@ -535,6 +588,7 @@ async def run(
                     planner.plan(batch)
                     if on_progress:
                         on_progress(summary, None)
+                planner.finish()
                 state.finish_read()
                 summary.read_all = True
                 state.attribute()
@@ -631,6 +685,10 @@ async def _send(
                         if not await sender.put(job):
                             break
                     await asyncio.sleep(0)  # let workers and the journal run between batches
+                planner.stopped = sender.stopping
+                for job in planner.finish():
+                    if not await sender.put(job):
+                        break
                 state.finish_read()  # the whole file was read: this run's rows are the snapshot
                 summary.read_all = True
                 if options.wait:

@@ -649,6 +649,13 @@ class State:
             found.sort(key=lambda o: occurrence_number(o[0]))
         return out
 
+    def inherit(self, row: int, new: str, went: str) -> None:
+        """allow_duplicates: this run's ``row`` takes the recipient ``went`` (a request of its
+        number that went, or may have) instead of the ``new`` one planned for it, which is
+        dropped: it was never tried (campaign.runner.Planner.finish)."""
+        self.db.execute("UPDATE rows SET key = ? WHERE run = ? AND row = ?", (went, self.run, row))
+        self.db.execute("DELETE FROM recipients WHERE key = ? AND status = 'pending' AND attempts = 0", (new,))
+
     def keys_read(self, phones: Sequence[str]) -> set[str]:
         """The recipients this run's rows so far went to, for these numbers (allow_duplicates)."""
         sql = "SELECT DISTINCT key FROM rows WHERE run = ? AND phone IN ({marks}) AND key IS NOT NULL"

@@ -271,6 +271,8 @@ async def _plan(
             if on_progress:
                 on_progress(summary, None)
             await asyncio.sleep(0)
+    planner.stopped = sender.stopping
+    coordinator.queue(planner.finish())
     state.finish_read()
     summary.read_all = True
     state.attribute()

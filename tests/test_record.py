@@ -678,6 +678,46 @@ def test_allow_duplicates_across_runs_sends_each_rows_message_once(
     assert all(r["message"].startswith(f"Hi {r['Name']},") for r in rows)
 
 
+@pytest.mark.parametrize(
+    ("faults", "outcome"), [(Faults(), "sent"), (Faults(drop_after_accept=1.0), "unknown")], ids=["sent", "unknown"]
+)
+def test_allow_duplicates_an_edited_rows_text_is_not_sent_again(
+    make_campaign: CampaignFactory, tmp_path: Path, faults: Faults, outcome: str
+) -> None:
+    """With allow_duplicates a recipient is known by its text. Ann's row went (or may have);
+    then its text is edited and the sheet re-sorted, and a new row for the number is added. The
+    edited row matches no request, but its number has one that went and no row has now: it
+    takes that one, shown with the text that went and a note, and is not sent again. The new
+    row is sent; Bob's row keeps its own request wherever it is in the sheet."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
+    cy = ("+16175550001", "Cy", "Cy", "C-3", "c@example.com", "Boston")
+    path = make_campaign(
+        [ann, bob], recipients="allow_duplicates = true", sending="rate = 0\nconcurrency = 1\nmax_attempts = 1"
+    )
+
+    async def main() -> list[str]:
+        async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
+            await run_on(box, load_campaign(path), options())
+            write_csv(tmp_path / "contacts.csv", [(*ann[:3], "A-9", *ann[4:]), cy, bob])
+            box.config.faults = Faults()
+            again = await run_on(box, load_campaign(path), options())
+            assert again.sent_now == 1
+            once_more = await run_on(box, load_campaign(path), options())
+            assert once_more.sent_now == 0
+            return [str(m.body["text"]) for m in box.accepted]
+
+    texts = ["Hi Ann, order A-1 is ready.", "Hi Bob, order B-2 is ready.", "Hi Cy, order C-3 is ready."]
+    assert asyncio.run(main()) == texts
+    rows = {r["Name"]: r for r in results(tmp_path / "test.results.csv")}
+    assert (rows["Ann"]["row"], rows["Ann"]["status"], rows["Ann"]["message"]) == ("2", outcome, texts[0])
+    assert rows["Ann"]["error"].startswith("an earlier run's request for this number had the message shown")
+    assert [(rows[n]["status"], rows[n]["message"]) for n in ("Cy", "Bob")] == [
+        ("sent", "Hi Cy, order C-3 is ready."),
+        (outcome, "Hi Bob, order B-2 is ready."),
+    ]
+
+
 def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFactory, tmp_path: Path) -> None:
     import signal
     import time
