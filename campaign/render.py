@@ -224,7 +224,7 @@ class Renderer:
             return None
         try:
             ast = self.env.parse(source)
-            self._refuse_unknown_filters_and_tests(ast, where)
+            self._refuse_unknown_names(ast, where)
             undeclared = meta.find_undeclared_variables(ast)  # compiles it: Jinja's other checks
         except TemplateSyntaxError as err:  # TemplateAssertionError too
             raise ConfigError(
@@ -246,10 +246,22 @@ class Renderer:
             self._check_constant(template, where, check)
         return template
 
-    def _refuse_unknown_filters_and_tests(self, ast: nodes.Template, where: str) -> None:
-        """A filter or test Jinja does not have (``{{ name|nosuch }}``, ``is nosuchtest``) is
-        the campaign file's typo, whichever branch it is in: Jinja would only find a test, or a
-        filter under an ``{% if %}``, when a row reaches it, and fail that row alone."""
+    def _refuse_unknown_names(self, ast: nodes.Template, where: str) -> None:
+        """A ``row["Header"]`` the file does not have, or a filter or test Jinja does not have
+        (``{{ name|nosuch }}``, ``is nosuchtest``), is the campaign file's typo, whichever
+        branch it is in: Jinja would find it only when a row reaches it, and fail that row alone."""
+        for item in ast.find_all(nodes.Getitem):  # row["Header"]: a header the file does not have
+            key = item.arg.value if isinstance(item.arg, nodes.Const) else None
+            row = isinstance(item.node, nodes.Name) and item.node.name == "row"
+            if row and isinstance(key, str) and key not in self.columns:
+                close = difflib.get_close_matches(key, list(self.columns), n=1)
+                hint = f" Did you mean {json.dumps(close[0], ensure_ascii=False)}?" if close else ""
+                raise ConfigError(
+                    self.campaign.path,
+                    f"{where} uses row[{json.dumps(key, ensure_ascii=False)}], but "
+                    f"{self.campaign.recipients.file.name} has no column {json.dumps(key, ensure_ascii=False)}."
+                    f"{hint} Columns: {', '.join(visible(c) for c in self.columns)}.",
+                )
         for node in ast.find_all((nodes.Filter, nodes.Test)):
             kind, known = ("filter", self.env.filters) if isinstance(node, nodes.Filter) else ("test", self.env.tests)
             if node.name not in known:

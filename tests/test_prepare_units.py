@@ -353,6 +353,9 @@ def test_a_template_that_raises_on_a_rows_values_makes_only_that_row_invalid(tmp
         ("{% if name %}{{ name|nosuch }}{% endif %}", "Jinja has no filter named 'nosuch'."),
         ("{% if name is nosuchtest %}x{% endif %}Hi", "on line 1: Jinja has no test named 'nosuchtest'."),
         ("Hi\n{{ name is defind }}", "on line 2: Jinja has no test named 'defind'. Did you mean 'defined'?"),
+        ('Hi {{ row["nme"] }}', 'uses row["nme"], but contacts.csv has no column "nme". Did you mean "name"? '
+         "Columns: phone, name."),
+        ('{% if name %}{{ row["zip"] }}{% endif %}', 'contacts.csv has no column "zip". Columns: phone, name.'),
     ],
 )
 def test_a_filter_or_test_jinja_does_not_have_is_the_campaign_files_error(
