@@ -700,6 +700,8 @@ def test_allow_duplicates_an_edited_rows_text_is_not_sent_again(
         async with Sandbox(SandboxConfig(api_key=KEY, faults=faults)) as box:
             await run_on(box, load_campaign(path), options())
             write_csv(tmp_path / "contacts.csv", [(*ann[:3], "A-9", *ann[4:]), cy, bob])
+            checked = await runner.check(load_campaign(path), prepare_in_child=False)
+            assert checked.counts == Counter({outcome: 2, "dry-run": 1})  # only Cy's row would go
             box.config.faults = Faults()
             again = await run_on(box, load_campaign(path), options())
             assert again.sent_now == 1
@@ -716,6 +718,28 @@ def test_allow_duplicates_an_edited_rows_text_is_not_sent_again(
         ("sent", "Hi Cy, order C-3 is ready."),
         (outcome, "Hi Bob, order B-2 is ready."),
     ]
+
+
+def test_allow_duplicates_an_edited_rows_cancelled_message_is_not_sent_again(
+    make_campaign: CampaignFactory, tmp_path: Path
+) -> None:
+    """A scheduled message the user then cancelled stays taken back when its row's text is
+    edited: the row takes the cancelled request, it is counted as held, and nothing is sent."""
+    ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    message = 'text = "Hi {{ first_name }}, order {{ order_id }} is ready."\nschedule = "2099-01-02 09:00"'
+    path = make_campaign([ann], message=message + '\ntimezone = "UTC"', recipients="allow_duplicates = true")
+
+    async def main() -> runner.Summary:
+        async with Sandbox(SandboxConfig(api_key=KEY)) as box:
+            await run_on(box, load_campaign(path), options())
+            await runner.cancel(dataclasses.replace(load_campaign(path), api_url=box.url), KEY)
+            write_csv(tmp_path / "contacts.csv", [(*ann[:3], "A-9", *ann[4:])])
+            again = await run_on(box, load_campaign(path), options())
+            assert [r.method for r in box.requests] == ["POST", "DELETE"]
+            return again
+
+    again = asyncio.run(main())
+    assert (again.sent_now, again.held_cancelled, again.counts) == (0, 1, Counter({"cancelled": 1}))
 
 
 def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFactory, tmp_path: Path) -> None:
