@@ -704,7 +704,10 @@ def test_allow_duplicates_an_edited_rows_text_is_not_sent_again(
             assert checked.counts == Counter({outcome: 2, "dry-run": 1})  # only Cy's row would go
             box.config.faults = Faults()
             again = await run_on(box, load_campaign(path), options())
-            assert again.sent_now == 1
+            assert again.sent_now == 1 and again.retried_undelivered == 0
+            # Bob's row (its own request) and Ann's (the request she had) are both held.
+            held = again.already_done if outcome == "sent" else again.held_unknown
+            assert (held, again.already_done + again.held_unknown, again.held_cancelled) == (2, 2, 0)
             once_more = await run_on(box, load_campaign(path), options())
             assert once_more.sent_now == 0
             return [str(m.body["text"]) for m in box.accepted]
@@ -726,20 +729,22 @@ def test_allow_duplicates_an_edited_rows_cancelled_message_is_not_sent_again(
     """A scheduled message the user then cancelled stays taken back when its row's text is
     edited: the row takes the cancelled request, it is counted as held, and nothing is sent."""
     ann = ("+16175550001", "Ann", "Ann", "A-1", "a@example.com", "Boston")
+    bob = ("+16175550001", "Bob", "Bob", "B-2", "b@example.com", "Boston")
     message = 'text = "Hi {{ first_name }}, order {{ order_id }} is ready."\nschedule = "2099-01-02 09:00"'
-    path = make_campaign([ann], message=message + '\ntimezone = "UTC"', recipients="allow_duplicates = true")
+    path = make_campaign([ann, bob], message=message + '\ntimezone = "UTC"', recipients="allow_duplicates = true")
 
     async def main() -> runner.Summary:
         async with Sandbox(SandboxConfig(api_key=KEY)) as box:
             await run_on(box, load_campaign(path), options())
             await runner.cancel(dataclasses.replace(load_campaign(path), api_url=box.url), KEY)
-            write_csv(tmp_path / "contacts.csv", [(*ann[:3], "A-9", *ann[4:])])
+            write_csv(tmp_path / "contacts.csv", [bob, (*ann[:3], "A-9", *ann[4:])])
             again = await run_on(box, load_campaign(path), options())
-            assert [r.method for r in box.requests] == ["POST", "DELETE"]
+            assert sorted(r.method for r in box.requests) == ["DELETE", "DELETE", "POST", "POST"]
             return again
 
     again = asyncio.run(main())
-    assert (again.sent_now, again.held_cancelled, again.counts) == (0, 1, Counter({"cancelled": 1}))
+    assert (again.sent_now, again.held_cancelled, again.counts) == (0, 2, Counter({"cancelled": 2}))
+    assert (again.already_done, again.held_unknown) == (0, 0)
 
 
 def test_second_ctrl_c_says_how_to_write_the_results(make_campaign: CampaignFactory, tmp_path: Path) -> None:
