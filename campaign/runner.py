@@ -40,7 +40,18 @@ from campaign.reconcile import reconcile_state
 from campaign.results import DELIVERY_COLUMNS, write_results
 from campaign.rules import sms_segments
 from campaign.sender import Job, Sender
-from campaign.state import DONE, SANDBOX_API, Identity, Known, Outcome, RowRecord, State, Status, occurrence_number
+from campaign.state import (
+    DONE,
+    SANDBOX_API,
+    WENT,
+    Identity,
+    Known,
+    Outcome,
+    RowRecord,
+    State,
+    Status,
+    occurrence_number,
+)
 
 T = TypeVar("T")
 
@@ -324,15 +335,15 @@ class Planner:
         # allow_duplicates: rows given a new recipient while their number has a request that
         # went (or may have) which no row matched yet; decided by finish() once the file is read.
         self.deferred: list[Prepared] = []
-        self._went: set[str] = set()  # numbers of this batch with such a request
 
     def plan(self, batch: list[Prepared]) -> list[Job]:
         allow_dup = self.campaign.recipients.allow_duplicates
         s = self.summary
         records: list[RowRecord] = []
         candidates: list[Prepared] = []
+        went: set[str] = set()  # allow_duplicates: numbers of this batch with a request that went
         if allow_dup:
-            batch = self._number_occurrences(batch)
+            batch, went = self._number_occurrences(batch)
         keys = [p.key for p in batch if p.key is not None and p.status is None]
         first = {} if allow_dup else self.state.first_rows(keys)
         taken = set() if allow_dup else self._taken_back_or_done(batch)
@@ -389,7 +400,7 @@ class Planner:
                 retrying = False  # a sent row whose delivery failed for a temporary reason
                 if k is None:
                     new.append((p.key, p.phone, p.row, job.payload_hash, job.message))
-                    if allow_dup and p.phone in self._went:
+                    if p.phone in went:
                         self.deferred.append(p)
                         continue
                 else:
@@ -445,14 +456,15 @@ class Planner:
         dry: list[str] = []
         if not self.deferred:
             return jobs
+        phones = [p.phone for p in self.deferred]
+        found, taken = self.state.occurrences(phones), self.state.keys_read(phones)  # once for all of them
         with self.state.transaction():
             for p in sorted(self.deferred, key=lambda d: d.row):
                 assert p.job is not None and p.key is not None
-                taken = self.state.keys_read([p.phone])
-                found = self.state.occurrences([p.phone]).get(p.phone, [])
-                went = [(key, status) for key, status, _ in found if status in _WENT and key not in taken]
+                went = [(k, status) for k, status, _ in found.get(p.phone, []) if status in WENT and k not in taken]
                 if went:
                     key, status = went[0]
+                    taken.add(key)
                     self.state.inherit(p.row, p.key, key)
                     s = self.summary
                     if status in DONE:
@@ -498,15 +510,14 @@ class Planner:
             return False
         return True
 
-    def _number_occurrences(self, batch: list[Prepared]) -> list[Prepared]:
+    def _number_occurrences(self, batch: list[Prepared]) -> tuple[list[Prepared], set[str]]:
+        """The batch with each row's recipient (:func:`number_occurrences`), and the numbers
+        among it with a request that went (``WENT``): a row of those given a new recipient waits
+        for :meth:`finish`."""
         phones = sendable_phones(batch)
         known = self.state.occurrences(phones)
-        self._went = {phone for phone, found in known.items() if any(status in _WENT for _, status, _ in found)}
-        return number_occurrences(batch, known, self.state.keys_read(phones))
-
-
-# Requests that went, or may have: a row never takes over one of these with another text.
-_WENT = frozenset({"sent", "scheduled", "unknown", "sending", "cancelled", "cancelling"})
+        went = {phone for phone, found in known.items() if any(status in WENT for _, status, _ in found)}
+        return number_occurrences(batch, known, self.state.keys_read(phones)), went
 
 
 def skip_duplicate(p: Prepared, first: dict[str, int]) -> Prepared:

@@ -202,6 +202,14 @@ _TRIED_HASH = (
 )
 
 
+# This run's row's own request is not the one its recipient's outcome is about (_TRIED_HASH).
+_DIFFERS = f"{_TRIED_HASH} != '' AND r.payload_hash != '' AND r.payload_hash != {_TRIED_HASH}"
+
+# Requests that went, or may have: an allow_duplicates row never takes over one of these with
+# another text by sending it (campaign.runner.Planner.finish).
+WENT = DONE | {Status.UNKNOWN, Status.SENDING, Status.CANCELLED, Status.CANCELLING}
+
+
 # The results' error for a row whose recipient's request (sent, scheduled, cancelled, unknown or
 # failed) was another message than the row's own now, which no other row of the number has: the
 # message column shows the one the request had.
@@ -467,8 +475,7 @@ class State:
         snapshot = self.run
         swaps = self.db.execute(
             f"SELECT r.key, {_TRIED_HASH} FROM rows r JOIN recipients p ON p.key = r.key"
-            f" WHERE r.run = ? AND r.status IS NULL AND {_TRIED_HASH} != ''"
-            f" AND r.payload_hash != '' AND r.payload_hash != {_TRIED_HASH} ORDER BY r.row",
+            f" WHERE r.run = ? AND r.status IS NULL AND {_DIFFERS} ORDER BY r.row",
             (snapshot,),
         ).fetchall()
         if not swaps:
@@ -500,7 +507,7 @@ class State:
         cur = self.db.execute(
             "SELECT r.row FROM rows r JOIN recipients p ON p.key = r.key"
             " WHERE r.run = ? AND r.status IS NULL AND p.status IN ('sent', 'scheduled')"
-            " AND p.sent_hash != '' AND r.payload_hash != '' AND r.payload_hash != p.sent_hash ORDER BY r.row",
+            f" AND {_DIFFERS} ORDER BY r.row",
             (self.run,),
         )
         return [int(row) for (row,) in cur]
@@ -782,8 +789,7 @@ class State:
         cur = self.db.execute(
             f"SELECT r.cells, r.row, r.phone, {_ROW_STATUS},"
             " coalesce(p.message_id, ''), CASE WHEN r.status IS NOT NULL THEN r.error"
-            f" WHEN {_TRIED_HASH} != '' AND r.payload_hash != '' AND r.payload_hash != {_TRIED_HASH}"
-            " THEN ? || CASE WHEN coalesce(p.error, '') = '' THEN '' ELSE '; ' || p.error END"
+            f" WHEN {_DIFFERS} THEN ? || CASE WHEN coalesce(p.error, '') = '' THEN '' ELSE '; ' || p.error END"
             " ELSE coalesce(p.error, '') END,"
             " p.http_status, coalesce(p.attempts, 0),"
             " CASE WHEN r.status IS NOT NULL OR p.status IN ('pending', 'dry-run') THEN r.message"
